@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds the rules as a wasip1 reactor: ./build.sh [OUTPUT] (default ../build/go-stock.wasm,
+# relative to this directory). Needs Go >= 1.24 (//go:wasmexport).
+set -euo pipefail
+cd "$(dirname "$0")"
+out="${1:-../build/go-stock.wasm}"
+case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+mkdir -p "$(dirname "$out")"
+GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags="-s -w" -o "$out" ./cmd/go-stock-wasm

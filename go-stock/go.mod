@@ -1,0 +1,3 @@
+module github.com/edge-prewarm/go-stock
+
+go 1.24

@@ -1,0 +1,228 @@
+// batch.go owns the batch frame of the Wasm ABI (docs/wasm-abi.md): one
+// input frame with every SKU's records, one output frame with every SKU's
+// result. A malformed frame is a frame error; a bad record is a result.
+package rules
+
+import (
+	"encoding/binary"
+	"errors"
+	"strconv"
+)
+
+// MaxBatch bounds the item count of one frame.
+const MaxBatch = 100_000
+
+var le = binary.LittleEndian
+
+// Item is one SKU of an input frame; Stock and Price alias the frame, nil when missing.
+type Item struct {
+	Now    int64
+	TTLMs  int64
+	Source string
+	SKU    string
+	Region string
+	Stock  []byte
+	Price  []byte
+}
+
+// Sources by their frame byte.
+var sources = [...]string{"edge", "regional"}
+
+type frame struct {
+	b   []byte
+	off int
+}
+
+func (f *frame) need(n int, what string) error {
+	if n > len(f.b)-f.off {
+		return errors.New("frame truncated at byte " + strconv.Itoa(f.off) + " reading " + what)
+	}
+	return nil
+}
+
+func (f *frame) u8(what string) (byte, error) {
+	if err := f.need(1, what); err != nil {
+		return 0, err
+	}
+	f.off++
+	return f.b[f.off-1], nil
+}
+
+func (f *frame) u16(what string) (int, error) {
+	if err := f.need(2, what); err != nil {
+		return 0, err
+	}
+	f.off += 2
+	return int(le.Uint16(f.b[f.off-2:])), nil
+}
+
+func (f *frame) u32(what string) (uint32, error) {
+	if err := f.need(4, what); err != nil {
+		return 0, err
+	}
+	f.off += 4
+	return le.Uint32(f.b[f.off-4:]), nil
+}
+
+func (f *frame) i64(what string) (int64, error) {
+	if err := f.need(8, what); err != nil {
+		return 0, err
+	}
+	f.off += 8
+	return int64(le.Uint64(f.b[f.off-8:])), nil
+}
+
+func (f *frame) bytes(n int, what string) ([]byte, error) {
+	if err := f.need(n, what); err != nil {
+		return nil, err
+	}
+	f.off += n
+	return f.b[f.off-n : f.off : f.off], nil
+}
+
+// record reads an i32 length (-1 = missing) and that many bytes.
+func (f *frame) record(what string) ([]byte, error) {
+	n, err := f.u32(what + " length")
+	if err != nil {
+		return nil, err
+	}
+	if int32(n) == -1 {
+		return nil, nil
+	}
+	if int32(n) < 0 {
+		return nil, errors.New("negative " + what + " length")
+	}
+	b, err := f.bytes(int(n), what)
+	if b == nil && err == nil {
+		b = []byte{} // present but empty: invalid, not missing
+	}
+	return b, err
+}
+
+// DecodeBatch parses an input frame.
+func DecodeBatch(in []byte) ([]Item, error) {
+	f := &frame{b: in}
+	count, err := f.u32("count")
+	if err != nil {
+		return nil, err
+	}
+	if count > MaxBatch {
+		return nil, errors.New("count " + strconv.FormatUint(uint64(count), 10) + " exceeds " + strconv.Itoa(MaxBatch))
+	}
+	// Each item takes at least 25 bytes: refuse counts the frame cannot hold before allocating.
+	if int(count) > (len(in)-4)/25 {
+		return nil, errors.New("count " + strconv.FormatUint(uint64(count), 10) + " does not fit the frame")
+	}
+	items := make([]Item, count)
+	for i := range items {
+		it := &items[i]
+		if it.Now, err = f.i64("now"); err != nil {
+			return nil, err
+		}
+		if it.Now < 0 || it.Now > MaxTime {
+			return nil, errors.New("item " + strconv.Itoa(i) + ": now out of range")
+		}
+		ttl, err := f.u32("ttlMs")
+		if err != nil {
+			return nil, err
+		}
+		it.TTLMs = int64(ttl)
+		src, err := f.u8("source")
+		if err != nil {
+			return nil, err
+		}
+		if int(src) >= len(sources) {
+			return nil, errors.New("item " + strconv.Itoa(i) + ": unknown source " + strconv.Itoa(int(src)))
+		}
+		it.Source = sources[src]
+		n, err := f.u16("sku length")
+		if err != nil {
+			return nil, err
+		}
+		sku, err := f.bytes(n, "sku")
+		if err != nil {
+			return nil, err
+		}
+		it.SKU = string(sku)
+		if n, err = f.u16("region length"); err != nil {
+			return nil, err
+		}
+		region, err := f.bytes(n, "region")
+		if err != nil {
+			return nil, err
+		}
+		it.Region = string(region)
+		if it.Stock, err = f.record("stock"); err != nil {
+			return nil, err
+		}
+		if it.Price, err = f.record("price"); err != nil {
+			return nil, err
+		}
+	}
+	if f.off != len(in) {
+		return nil, errors.New("trailing bytes after item " + strconv.Itoa(int(count)))
+	}
+	return items, nil
+}
+
+// RunBatch runs the rules on every item of an input frame and appends the
+// output frame to out[:0]. It never fails: a bad frame gives a status-1 frame.
+func RunBatch(out, in []byte) []byte {
+	out = out[:0]
+	items, err := DecodeBatch(in)
+	if err != nil {
+		return FrameError(out, err.Error())
+	}
+	out = append(out, 0)
+	out = le.AppendUint32(out, uint32(len(items)))
+	d := NewDecoder()
+	for i := range items {
+		it := &items[i]
+		head := len(out)
+		out = append(out, make([]byte, 1+8+8+4)...) // code, validUntil, nextAt, len: filled below
+		res, withJSON := d.Aggregate(out, it.Stock, it.Price, it.SKU, it.Region, it.Now, it.TTLMs, it.Source)
+		if res.Code != OK {
+			withJSON = append(out, res.Detail...)
+		}
+		out = withJSON
+		out[head] = byte(res.Code)
+		le.PutUint64(out[head+1:], uint64(res.ValidUntil))
+		le.PutUint64(out[head+9:], uint64(res.NextAt))
+		le.PutUint32(out[head+17:], uint32(len(out)-head-21))
+	}
+	return out
+}
+
+// FrameError appends a status-1 output frame carrying msg.
+func FrameError(out []byte, msg string) []byte {
+	out = append(out, 1)
+	out = le.AppendUint32(out, uint32(len(msg)))
+	return append(out, msg...)
+}
+
+// EncodeBatch appends the input frame of items to b (the host's side of the
+// ABI, in Go: for tests, benchmarks and Go hosts).
+func EncodeBatch(b []byte, items []Item) []byte {
+	b = le.AppendUint32(b, uint32(len(items)))
+	record := func(b, r []byte) []byte {
+		if r == nil {
+			return le.AppendUint32(b, 0xffffffff)
+		}
+		return append(le.AppendUint32(b, uint32(len(r))), r...)
+	}
+	for i := range items {
+		it := &items[i]
+		b = le.AppendUint64(b, uint64(it.Now))
+		b = le.AppendUint32(b, uint32(it.TTLMs))
+		src := byte(0)
+		if it.Source == "regional" {
+			src = 1
+		}
+		b = append(b, src)
+		b = append(le.AppendUint16(b, uint16(len(it.SKU))), it.SKU...)
+		b = append(le.AppendUint16(b, uint16(len(it.Region))), it.Region...)
+		b = record(b, it.Stock)
+		b = record(b, it.Price)
+	}
+	return b
+}

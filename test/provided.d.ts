@@ -1,0 +1,13 @@
+// Values test/global-setup.ts hands to the tests with provide().
+import "vitest";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** redis://127.0.0.1:PORT of the private redis-server of this run. */
+    redisUrl: string;
+    /** The PREWARM_TOKEN the worker under test is configured with. */
+    prewarmToken: string;
+    /** The text of ../shared/fixtures/conformance.json. */
+    conformance: string;
+  }
+}

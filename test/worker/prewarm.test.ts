@@ -1,0 +1,196 @@
+/**
+ * POST /v1/prewarm and reads of the warmed keys, end to end in workerd:
+ * real Redis, real go-stock.wasm, the Cache API.
+ */
+import { SELF } from "cloudflare:test";
+import { pack } from "msgpackr";
+import { describe, expect, it } from "vitest";
+import { encodeRecord } from "../../records/encode";
+import { getSku, prewarmRequest, priceRecord, sleep, stockRecord, uniqueSku } from "./fixtures";
+import { redisGetCalls, seed, withRedis } from "./redis";
+
+interface Aggregate {
+  sku: string;
+  region: string;
+  stock: { available: number; status: string; maxOrderQty: number };
+  price: { amount: number; list: number; currency: string; promoId: string | null };
+  next: { at: number; amount: number; promoId: string | null } | null;
+  source: string;
+  computedAt: number;
+  validUntil: number;
+}
+
+async function seeded(n: number, label = "p"): Promise<string[]> {
+  const skus = Array.from({ length: n }, () => uniqueSku(label));
+  for (const sku of skus) await seed(sku, stockRecord(sku), priceRecord(sku));
+  return skus;
+}
+
+describe("POST /v1/prewarm", () => {
+  it("warms every SKU of a batch and reads them back from the cache without touching Redis", async () => {
+    const skus = await seeded(5);
+    const res = await prewarmRequest({ skus, jobId: "job-1" });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ jobId: "job-1", region: "cn-east", warmed: 5, fromEdge: 5, fromRegional: 0, failed: [] });
+    expect(typeof body["durationMs"]).toBe("number");
+
+    const getsBefore = await redisGetCalls();
+    for (const sku of skus) {
+      const r = await getSku(sku);
+      expect(r.status).toBe(200);
+      expect(r.headers.get("X-Cache")).toBe("HIT");
+      const agg = (await r.json()) as Aggregate;
+      expect(agg).toMatchObject({ sku, region: "cn-east", source: "edge", price: { amount: 10_000, list: 10_000, currency: "CNY", promoId: null } });
+      expect(agg.stock).toEqual({ available: 50, status: "in_stock", maxOrderQty: 50 });
+    }
+    expect(await redisGetCalls()).toBe(getsBefore);
+  });
+
+  it("reads the whole batch from Redis in one pipelined round trip", async () => {
+    const skus = await seeded(20);
+    const before = await redisGetCalls();
+    const res = await prewarmRequest({ skus });
+    expect(res.status).toBe(200);
+    // two GETs per SKU (stock, price), no more: nothing is read twice.
+    expect((await redisGetCalls()) - before).toBe(40);
+    const metrics = await (await SELF.fetch("https://edge.test/metrics")).text();
+    expect(metrics).toMatch(/^edge_redis_roundtrips_total \d+$/m);
+  });
+
+  it("accepts a MessagePack body", async () => {
+    const [sku] = await seeded(1);
+    const res = await prewarmRequest(pack({ skus: [sku], ttl: 10 }), { contentType: "application/msgpack" });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ warmed: 1, failed: [] });
+    const r = await getSku(sku!);
+    expect(r.headers.get("X-Cache")).toBe("HIT");
+    expect(Number(/max-age=(\d+)/.exec(r.headers.get("Cache-Control") ?? "")?.[1])).toBeLessThanOrEqual(10);
+  });
+
+  it("is idempotent: the same batch twice warms the same keys", async () => {
+    const skus = await seeded(3);
+    const first = (await (await prewarmRequest({ skus, jobId: "same" })).json()) as Record<string, unknown>;
+    const second = (await (await prewarmRequest({ skus, jobId: "same" })).json()) as Record<string, unknown>;
+    expect(second["warmed"]).toBe(first["warmed"]);
+    expect(second["failed"]).toEqual([]);
+  });
+
+  it("reports a corrupt Redis value as invalid_record and still warms the rest of the batch", async () => {
+    const good = await seeded(3);
+    const garbage = uniqueSku("garbage");
+    await seed(garbage, new Uint8Array([0xc1, 0xff, 0x00]), priceRecord(garbage));
+    const wrongSku = uniqueSku("mismatch");
+    await seed(wrongSku, stockRecord("someone-else"), priceRecord(wrongSku));
+    const floatPrice = uniqueSku("float");
+    await seed(floatPrice, stockRecord(floatPrice), { ...priceRecord(floatPrice), base: 99.5 });
+    const wrongType = uniqueSku("wrongtype");
+    await seed(wrongType, null, priceRecord(wrongType));
+    await withRedis((r) => r.hset(`sku:${wrongType}:stock`, "a", "b"));
+
+    const res = await prewarmRequest({ skus: [...good, garbage, wrongSku, floatPrice, wrongType] });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { warmed: number; failed: { sku: string; code: string }[] };
+    expect(body.warmed).toBe(3);
+    expect(body.failed).toEqual(
+      expect.arrayContaining([
+        { sku: garbage, code: "invalid_record" },
+        { sku: wrongSku, code: "invalid_record" },
+        { sku: floatPrice, code: "invalid_record" },
+        { sku: wrongType, code: "invalid_record" },
+      ]),
+    );
+    expect(body.failed).toHaveLength(4);
+    for (const sku of good) expect((await getSku(sku)).headers.get("X-Cache")).toBe("HIT");
+    // The corrupt SKU is never served as if it were fine.
+    const bad = await getSku(garbage);
+    expect(bad.status).toBe(502);
+    expect(await bad.json()).toMatchObject({ error: { code: "invalid_record" } });
+  });
+
+  it("reports unknown and badly named SKUs per SKU without failing the batch", async () => {
+    const [good] = await seeded(1);
+    const missing = uniqueSku("missing");
+    const res = await prewarmRequest({ skus: [good, missing, "bad id!", "-leading-dash"] });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { warmed: number; failed: { sku: string; code: string }[] };
+    expect(body.warmed).toBe(1);
+    expect(body.failed).toEqual(
+      expect.arrayContaining([
+        { sku: missing, code: "not_found" },
+        { sku: "bad id!", code: "invalid_sku" },
+        { sku: "-leading-dash", code: "invalid_sku" },
+      ]),
+    );
+  });
+
+  it.each([
+    ["no Authorization header", null],
+    ["a wrong token", "not-the-token"],
+  ])("refuses a request with %s (401, JSON error)", async (_what, token) => {
+    const res = await prewarmRequest({ skus: ["a"] }, { token });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "unauthorized" } });
+  });
+
+  it("refuses a batch of more than 1,000 SKUs with 413", async () => {
+    const skus = Array.from({ length: 1001 }, (_, i) => `s${i}`);
+    const res = await prewarmRequest({ skus });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ error: { code: "payload_too_large" } });
+  });
+
+  it("refuses a body over the size limit with 413", async () => {
+    const res = await prewarmRequest(JSON.stringify({ skus: ["a"], pad: "x".repeat(300 * 1024) }));
+    expect(res.status).toBe(413);
+  });
+
+  it.each([
+    ["malformed JSON", "{skus: [", "application/json", 400, "bad_request"],
+    ["skus not an array", JSON.stringify({ skus: "a,b" }), "application/json", 400, "bad_request"],
+    ["a non-string SKU", JSON.stringify({ skus: ["a", 7] }), "application/json", 400, "bad_request"],
+    ["a bad ttl", JSON.stringify({ skus: ["a"], ttl: -5 }), "application/json", 400, "bad_request"],
+    ["an empty batch", JSON.stringify({ skus: [] }), "application/json", 400, "bad_request"],
+    ["a text/plain body", JSON.stringify({ skus: ["a"] }), "text/plain", 415, "unsupported_media_type"],
+  ])("answers %s with a precise JSON error", async (_what, body, contentType, status, code) => {
+    const res = await prewarmRequest(body, { contentType });
+    expect(res.status).toBe(status);
+    const err = (await res.json()) as { error: { code: string; message: string } };
+    expect(err.error.code).toBe(code);
+    expect(err.error.message.length).toBeGreaterThan(5);
+  });
+});
+
+describe("validity of warmed entries", () => {
+  it("expires an entry when its TTL runs out and recomputes it on the next read", async () => {
+    const [sku] = await seeded(1);
+    await prewarmRequest({ skus: [sku], ttl: 1 });
+    const warm = await getSku(sku!);
+    expect(warm.headers.get("X-Cache")).toBe("HIT");
+    const first = (await warm.json()) as Aggregate;
+    expect(first.validUntil - first.computedAt).toBe(1000);
+    await sleep(1100);
+    const later = await getSku(sku!);
+    expect(later.headers.get("X-Cache")).toBe("MISS");
+    expect(((await later.json()) as Aggregate).computedAt).toBeGreaterThan(first.computedAt);
+  });
+
+  it("caps validity at a promotion boundary inside the TTL and serves the promo price from then on", async () => {
+    const sku = uniqueSku("promo");
+    const startsAt = Date.now() + 1500;
+    await seed(sku, stockRecord(sku), priceRecord(sku, 10_000, [{ id: "flash", kind: "fixed", value: 4_999, startsAt, endsAt: startsAt + 60_000 }]));
+    await prewarmRequest({ skus: [sku], ttl: 30 });
+    const before = await getSku(sku);
+    const agg = (await before.json()) as Aggregate;
+    expect(before.headers.get("X-Cache")).toBe("HIT");
+    expect(agg.price.amount).toBe(10_000);
+    expect(agg.validUntil).toBe(startsAt);
+    expect(agg.next).toEqual({ at: startsAt, amount: 4_999, promoId: "flash" });
+    expect(Number(/max-age=(\d+)/.exec(before.headers.get("Cache-Control") ?? "")?.[1])).toBeLessThanOrEqual(2);
+
+    await sleep(Math.max(0, startsAt - Date.now()) + 50);
+    const after = await getSku(sku);
+    expect(after.headers.get("X-Cache")).toBe("MISS");
+    expect(((await after.json()) as Aggregate).price).toMatchObject({ amount: 4_999, promoId: "flash" });
+  });
+});

@@ -1,0 +1,141 @@
+/** GET /v1/skus/:sku, GET /v1/skus?ids=…, /healthz, /metrics in workerd on real Redis. */
+import { SELF } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { getSku, prewarmRequest, priceRecord, stockRecord, uniqueSku } from "./fixtures";
+import { redisGetCalls, seed } from "./redis";
+
+async function seededSku(label = "r"): Promise<string> {
+  const sku = uniqueSku(label);
+  await seed(sku, stockRecord(sku, 3), priceRecord(sku, 2_500));
+  return sku;
+}
+
+describe("GET /v1/skus/:sku", () => {
+  it("computes a miss read-through, caches it, and serves the next read as a HIT", async () => {
+    const sku = await seededSku();
+    const first = await getSku(sku);
+    expect(first.status).toBe(200);
+    expect(first.headers.get("X-Cache")).toBe("MISS");
+    const body = await first.json();
+    expect(body).toMatchObject({ sku, stock: { available: 3, status: "low_stock", maxOrderQty: 3 }, price: { amount: 2_500 } });
+
+    const gets = await redisGetCalls();
+    const second = await getSku(sku);
+    expect(second.headers.get("X-Cache")).toBe("HIT");
+    expect(await second.json()).toEqual(body);
+    expect(await redisGetCalls()).toBe(gets);
+  });
+
+  it("sends Cache-Control, Age and ETag, and answers 304 to a matching If-None-Match", async () => {
+    const sku = await seededSku();
+    const first = await getSku(sku);
+    const etag = first.headers.get("ETag");
+    expect(etag).toMatch(/^"[0-9a-f]{16}"$/);
+    expect(first.headers.get("Cache-Control")).toMatch(/^public, max-age=(29|30)$/);
+    expect(first.headers.get("Age")).toBe("0");
+
+    const cached = await getSku(sku, "", { "If-None-Match": etag! });
+    expect(cached.status).toBe(304);
+    expect(cached.headers.get("ETag")).toBe(etag);
+    expect(await cached.text()).toBe("");
+    const other = await getSku(sku, "", { "If-None-Match": '"0000000000000000"' });
+    expect(other.status).toBe(200);
+  });
+
+  it("keys the cache by sku and region only: extra query parameters neither miss nor create entries", async () => {
+    const sku = await seededSku();
+    await prewarmRequest({ skus: [sku] });
+    const noisy = await getSku(sku, "?region=cn-east&utm_source=ad&_=123");
+    expect(noisy.headers.get("X-Cache")).toBe("HIT");
+    const gets = await redisGetCalls();
+    const plain = await getSku(sku);
+    expect(plain.headers.get("X-Cache")).toBe("HIT");
+    expect(await redisGetCalls()).toBe(gets);
+  });
+
+  it("keeps regions apart", async () => {
+    const sku = uniqueSku("regions");
+    await seed(sku, stockRecord(sku), { ...priceRecord(sku, 1_000), regional: { "us-west": 1_200 } });
+    await prewarmRequest({ skus: [sku] });
+    const east = await getSku(sku, "?region=cn-east");
+    const west = await getSku(sku, "?region=us-west");
+    expect(east.headers.get("X-Cache")).toBe("HIT");
+    expect(west.headers.get("X-Cache")).toBe("MISS");
+    expect(await east.json()).toMatchObject({ region: "cn-east", price: { amount: 1_000 } });
+    expect(await west.json()).toMatchObject({ region: "us-west", price: { amount: 1_200 }, stock: { available: 0, status: "out_of_stock" } });
+  });
+
+  it("answers 404 with a JSON error for a SKU nobody has", async () => {
+    const res = await getSku(uniqueSku("nobody"));
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+  });
+
+  it.each([["bad%20id"], ["-dash"], ["x".repeat(65)], ["%E0%A4%A"]])("answers 400 invalid_sku for %s", async (id) => {
+    const res = await getSku(id);
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: "invalid_sku" } });
+  });
+
+  it("answers 400 for a malformed region", async () => {
+    const res = await getSku("abc", "?region=no%20spaces");
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: "bad_request" } });
+  });
+});
+
+describe("GET /v1/skus?ids=", () => {
+  it("answers every SKU with the same per-SKU semantics", async () => {
+    const a = await seededSku("m");
+    const b = await seededSku("m");
+    await prewarmRequest({ skus: [a] });
+    const missing = uniqueSku("missing");
+    const res = await SELF.fetch(`https://edge.test/v1/skus?ids=${a},${b},${missing},bad!&region=cn-east`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { region: string; aggregates: { sku: string }[]; failed: { sku: string; code: string }[] };
+    expect(body.region).toBe("cn-east");
+    expect(body.aggregates.map((x) => x.sku)).toEqual([a, b]);
+    expect(body.failed).toEqual(
+      expect.arrayContaining([
+        { sku: missing, code: "not_found" },
+        { sku: "bad!", code: "invalid_sku" },
+      ]),
+    );
+    // b was computed read-through and is now cached.
+    expect((await getSku(b)).headers.get("X-Cache")).toBe("HIT");
+  });
+
+  it("refuses more than 100 ids with 413 and no ids with 400", async () => {
+    const many = Array.from({ length: 101 }, (_, i) => `s${i}`).join(",");
+    expect((await SELF.fetch(`https://edge.test/v1/skus?ids=${many}`)).status).toBe(413);
+    expect((await SELF.fetch("https://edge.test/v1/skus")).status).toBe(400);
+  });
+});
+
+describe("operational routes", () => {
+  it("reports health: Redis reachable, Wasm loaded with its ABI, version", async () => {
+    const res = await SELF.fetch("https://edge.test/healthz");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: "ok", edgeRedis: { ok: true }, wasm: { ok: true, abi: 1 }, region: "cn-east" });
+  });
+
+  it("exposes the SPEC metric names in Prometheus text format", async () => {
+    const sku = await seededSku();
+    await getSku(sku);
+    await getSku(sku);
+    const res = await SELF.fetch("https://edge.test/metrics");
+    expect(res.headers.get("Content-Type")).toMatch(/^text\/plain/);
+    const text = await res.text();
+    expect(text).toMatch(/^edge_http_requests_total\{route="\/v1\/skus\/:sku",status="200"\} \d+$/m);
+    expect(text).toMatch(/^edge_cache_lookups_total\{result="hit"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^edge_cache_lookups_total\{result="miss"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^edge_rules_batch_seconds_count [1-9]\d*$/m);
+    expect(text).toContain("# TYPE edge_redis_errors_total counter");
+  });
+
+  it("answers unknown routes with a JSON 404", async () => {
+    const res = await SELF.fetch("https://edge.test/nope");
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: "route_not_found" } });
+  });
+});

@@ -1,0 +1,43 @@
+/**
+ * Worker tests run inside workerd (@cloudflare/vitest-plugin) against a real
+ * redis-server started by test/worker/global-setup.ts and the real go-stock.wasm.
+ */
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { builtinModules } from "node:module";
+import path from "node:path";
+import { defineConfig } from "vitest/config";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
+
+export default defineConfig({
+  plugins: [
+    cloudflareTest(({ inject }) => ({
+      wrangler: { configPath: path.join(root, "wrangler.toml") },
+      miniflare: {
+        bindings: {
+          EDGE_REDIS_URL: inject("redisUrl"),
+          EDGE_REGION: "cn-east",
+          PREWARM_TOKEN: inject("prewarmToken"),
+          CACHE_TTL_SECONDS: "30",
+        },
+      },
+    })),
+  ],
+  test: {
+    name: "worker",
+    root,
+    globalSetup: ["test/worker/global-setup.ts"],
+    include: ["test/worker/**/*.test.ts"],
+    // The pool resolves ioredis's require("debug") to ioredis's own debug.js
+    // and recurses; pre-bundling ioredis (Node built-ins left to nodejs_compat) avoids it.
+    deps: {
+      optimizer: {
+        ssr: { enabled: true, include: ["ioredis"], exclude: nodeBuiltins },
+      },
+    },
+    // One shared Redis: files run one at a time so that Redis counters read by a test are its own.
+    fileParallelism: false,
+    testTimeout: 30_000,
+  },
+});

@@ -1,0 +1,97 @@
+/**
+ * The local edge Redis (L1): raw record bytes for a batch in one pipelined
+ * round trip. Values are returned as stored (MessagePack) and never decoded
+ * here; the rules module owns their meaning.
+ *
+ * A client lives for one request only: workerd forbids I/O on a socket opened
+ * by another request, so a shared client would fail or stall on the next one.
+ */
+import Redis from "ioredis";
+import type { Config } from "./config";
+import { metrics } from "./metrics";
+
+export interface RecordPair {
+  stock: Uint8Array | null;
+  price: Uint8Array | null;
+}
+
+/** The edge Redis failed or did not answer within `edgeRedisTimeoutMs`. */
+export class EdgeRedisError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "EdgeRedisError";
+  }
+}
+
+export function stockKey(prefix: string, sku: string): string {
+  return `${prefix}${sku}:stock`;
+}
+
+export function priceKey(prefix: string, sku: string): string {
+  return `${prefix}${sku}:price`;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new EdgeRedisError(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Runs `fn` with a fresh client; the whole exchange (connect included, since
+ * ioredis's connectTimeout does not fire in workerd) is bounded by the timeout.
+ * Any failure becomes an EdgeRedisError and is counted.
+ */
+export async function withEdgeRedis<T>(cfg: Config, fn: (client: Redis) => Promise<T>): Promise<T> {
+  const client = new Redis(cfg.edgeRedisUrl, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    commandTimeout: cfg.edgeRedisTimeoutMs,
+  });
+  // Without a listener ioredis reports connection errors as unhandled events.
+  client.on("error", () => {});
+  metrics.redisRoundtrips.inc();
+  try {
+    return await withTimeout(
+      client.connect().then(() => fn(client)),
+      cfg.edgeRedisTimeoutMs,
+      "edge Redis",
+    );
+  } catch (e) {
+    metrics.redisErrors.inc();
+    throw e instanceof EdgeRedisError ? e : new EdgeRedisError(`edge Redis: ${(e as Error).message ?? String(e)}`, { cause: e });
+  } finally {
+    client.disconnect();
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Reads both records of every SKU in one pipeline. */
+export async function readRecords(cfg: Config, skus: readonly string[]): Promise<RecordPair[]> {
+  if (skus.length === 0) return [];
+  return withEdgeRedis(cfg, async (client) => {
+    const pipeline = client.pipeline();
+    for (const sku of skus) {
+      pipeline.getBuffer(stockKey(cfg.redisKeyPrefix, sku));
+      pipeline.getBuffer(priceKey(cfg.redisKeyPrefix, sku));
+    }
+    const replies = await pipeline.exec();
+    if (!replies || replies.length !== skus.length * 2) {
+      throw new EdgeRedisError(`edge Redis pipeline answered ${replies?.length ?? 0} replies for ${skus.length * 2} reads`);
+    }
+    const value = (i: number): Uint8Array | null => {
+      const [err, v] = replies[i]!;
+      // A per-key error (WRONGTYPE: the key holds a hash, a list...) means the
+      // stored value is not a record: hand the rules zero bytes, which never
+      // decode, so that SKU alone fails as invalid_record.
+      if (err) return EMPTY;
+      return v === null ? null : (v as Buffer);
+    };
+    return skus.map((_, i) => ({ stock: value(2 * i), price: value(2 * i + 1) }));
+  });
+}

@@ -1,0 +1,35 @@
+/** GET /healthz: can this node answer? (edge Redis, regional breaker, Wasm, version) */
+import type { Deps } from "./aggregates";
+import { withEdgeRedis } from "./edge-redis";
+import { ABI_VERSION } from "./rules-host";
+
+export const VERSION = "0.1.0";
+
+export async function healthz(deps: Deps): Promise<Response> {
+  let redis: { ok: boolean; error?: string };
+  try {
+    await withEdgeRedis(deps.cfg, async (c) => c.ping());
+    redis = { ok: true };
+  } catch (e) {
+    redis = { ok: false, error: (e as Error).message };
+  }
+  let wasm: { ok: boolean; abi: number; error?: string };
+  try {
+    deps.rules.ensureLoaded();
+    wasm = { ok: true, abi: ABI_VERSION };
+  } catch (e) {
+    wasm = { ok: false, abi: ABI_VERSION, error: (e as Error).message };
+  }
+  const ok = redis.ok && wasm.ok;
+  return Response.json(
+    {
+      status: ok ? "ok" : "degraded",
+      version: VERSION,
+      region: deps.cfg.edgeRegion,
+      edgeRedis: redis,
+      regional: { configured: deps.cfg.regionalUrl !== "", breaker: "closed" },
+      wasm,
+    },
+    { status: ok ? 200 : 503, headers: { "Cache-Control": "no-store" } },
+  );
+}

@@ -1,0 +1,89 @@
+/**
+ * POST /v1/prewarm (SPEC §5): validates a batch, computes every aggregate
+ * (one Redis round trip, one Wasm call) and writes each to the edge cache.
+ * Idempotent: the same batch again rewrites the same keys.
+ */
+import type { IRequest } from "itty-router";
+import { computeAggregates, storeAggregates, type Deps } from "./aggregates";
+import { requireBearer } from "./auth";
+import { readBody } from "./body";
+import { MAX_TTL_SECONDS } from "./config";
+import { HttpError, type SkuFailureCode } from "./errors";
+import { isValidRegion, isValidSku } from "./ids";
+import { metrics } from "./metrics";
+
+/** The most SKUs one prewarm batch may carry. */
+export const MAX_BATCH = 1000;
+
+export interface PrewarmBatch {
+  region: string;
+  skus: string[];
+  ttlSeconds: number;
+  jobId: string;
+}
+
+export interface PrewarmAnswer {
+  jobId: string;
+  region: string;
+  warmed: number;
+  fromEdge: number;
+  fromRegional: number;
+  failed: { sku: string; code: SkuFailureCode }[];
+  durationMs: number;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** Validates the decoded body; field errors name the field. */
+export function parseBatch(body: unknown, defaults: { region: string; ttlSeconds: number }): PrewarmBatch {
+  if (!isRecord(body)) throw new HttpError("bad_request", "body must be an object {region?, skus, ttl?, jobId?}");
+  const { region = defaults.region, skus, ttl = defaults.ttlSeconds, jobId } = body;
+  if (!isValidRegion(region)) throw new HttpError("bad_request", `region must be a region name, got ${JSON.stringify(region)}`);
+  if (!Array.isArray(skus)) throw new HttpError("bad_request", "skus must be an array of SKU ids");
+  if (skus.length === 0) throw new HttpError("bad_request", "skus must not be empty");
+  if (skus.length > MAX_BATCH) throw new HttpError("payload_too_large", `at most ${MAX_BATCH} SKUs per batch, got ${skus.length}`);
+  const bad = skus.findIndex((s) => typeof s !== "string");
+  if (bad >= 0) throw new HttpError("bad_request", `skus[${bad}] must be a string, got ${JSON.stringify(skus[bad])}`);
+  if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl <= 0 || ttl > MAX_TTL_SECONDS) {
+    throw new HttpError("bad_request", `ttl must be an integer number of seconds in 1..${MAX_TTL_SECONDS}, got ${JSON.stringify(ttl)}`);
+  }
+  if (jobId !== undefined && (typeof jobId !== "string" || jobId.length === 0 || jobId.length > 200)) {
+    throw new HttpError("bad_request", "jobId must be a non-empty string of at most 200 characters");
+  }
+  return { region, skus: skus as string[], ttlSeconds: ttl, jobId: jobId ?? crypto.randomUUID() };
+}
+
+export async function prewarm(request: IRequest, deps: Deps): Promise<Response> {
+  const started = Date.now();
+  requireBearer(request, deps.cfg.prewarmToken);
+  const batch = parseBatch(await readBody(request), { region: deps.cfg.edgeRegion, ttlSeconds: deps.cfg.cacheTtlSeconds });
+
+  const unique = [...new Set(batch.skus)];
+  const valid = unique.filter(isValidSku);
+  const failed: PrewarmAnswer["failed"] = unique.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" }));
+
+  const outcomes = await computeAggregates(deps, { skus: valid, region: batch.region, ttlSeconds: batch.ttlSeconds });
+  await storeAggregates(deps.cache, batch.region, outcomes, Date.now());
+
+  let fromEdge = 0;
+  let fromRegional = 0;
+  for (const o of outcomes) {
+    if (!o.ok) failed.push({ sku: o.sku, code: o.code });
+    else if (o.source === "edge") fromEdge++;
+    else fromRegional++;
+  }
+  const answer: PrewarmAnswer = {
+    jobId: batch.jobId,
+    region: batch.region,
+    warmed: fromEdge + fromRegional,
+    fromEdge,
+    fromRegional,
+    failed,
+    durationMs: Date.now() - started,
+  };
+  metrics.prewarmSkus.inc({ result: "warmed" }, answer.warmed);
+  metrics.prewarmSkus.inc({ result: "failed" }, failed.length);
+  return Response.json(answer, { headers: { "Cache-Control": "no-store" } });
+}
