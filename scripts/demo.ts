@@ -1,11 +1,14 @@
 /**
- * The main job on embedded defaults: a private Redis seeded with the demo
- * catalogue, the edge worker in workerd, a prewarm of the catalogue, and
- * reads of warmed keys. Everything it starts, it stops.
+ * The main job on embedded defaults: a private edge Redis seeded with the
+ * demo catalogue, the reference regional aggregator with its own Redis
+ * holding the whole catalogue (the edge lacks the last 10 %), the edge
+ * worker in workerd, a prewarm of the catalogue, and reads of warmed keys.
+ * Everything it starts, it stops.
  */
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { demoCatalog, seedCatalog } from "../records/demo-catalog";
+import { startRegional, type Regional } from "../regional/server";
 import { startEdgeNode, type EdgeNode } from "./edge-node";
 import { startRedis, type RedisProcess } from "./redis-server";
 
@@ -16,21 +19,29 @@ const BATCH = 1000;
 async function main(): Promise<void> {
   const token = randomBytes(16).toString("hex");
   let redis: RedisProcess | undefined;
+  let regionalRedis: RedisProcess | undefined;
+  let regional: Regional | undefined;
   let edge: EdgeNode | undefined;
   try {
     redis = await startRedis();
-    console.log(`edge Redis      ${redis.url}`);
+    regionalRedis = await startRedis();
     const catalog = demoCatalog(SKUS, Date.now());
-    const client = new Redis(redis.url);
-    await seedCatalog(client, catalog);
-    client.disconnect();
-    console.log(`seeded          ${catalog.length} SKUs (stock + price records, MessagePack)`);
+    const edgeShare = catalog.slice(0, Math.floor(catalog.length * 0.9));
+    for (const [url, records] of [[redis.url, edgeShare], [regionalRedis.url, catalog]] as const) {
+      const client = new Redis(url);
+      await seedCatalog(client, records);
+      client.disconnect();
+    }
+    regional = await startRegional({ redisUrl: regionalRedis.url });
+    console.log(`edge Redis      ${redis.url} (${edgeShare.length} SKUs)`);
+    console.log(`regional        ${regional.url} (${catalog.length} SKUs, its own Redis ${regionalRedis.url})`);
 
-    edge = await startEdgeNode({ vars: { EDGE_REGION: REGION, EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: token } });
+    edge = await startEdgeNode({ vars: { EDGE_REGION: REGION, EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: token } });
     console.log(`edge worker     ${edge.url} (workerd via wrangler dev)`);
 
     const skus = catalog.map((r) => r.sku);
     let warmed = 0;
+    let fromRegional = 0;
     let failed = 0;
     const started = performance.now();
     for (let i = 0; i < skus.length; i += BATCH) {
@@ -40,12 +51,13 @@ async function main(): Promise<void> {
         body: JSON.stringify({ skus: skus.slice(i, i + BATCH), ttl: 30, jobId: `demo-${i / BATCH}` }),
       });
       if (res.status !== 200) throw new Error(`prewarm answered ${res.status}: ${await res.text()}`);
-      const body = (await res.json()) as { warmed: number; failed: unknown[] };
+      const body = (await res.json()) as { warmed: number; fromRegional: number; failed: unknown[] };
       warmed += body.warmed;
+      fromRegional += body.fromRegional;
       failed += body.failed.length;
     }
     const ms = performance.now() - started;
-    console.log(`prewarmed       ${warmed} warmed, ${failed} failed in ${ms.toFixed(0)} ms (${Math.round((warmed / ms) * 1000)} SKUs/s)`);
+    console.log(`prewarmed       ${warmed} warmed (${fromRegional} from the region), ${failed} failed in ${ms.toFixed(0)} ms (${Math.round((warmed / ms) * 1000)} SKUs/s)`);
 
     console.log("\nreads of warmed keys:");
     for (const sku of [skus[0]!, skus[7]!, skus[12]!, skus[skus.length - 1]!]) {
@@ -66,6 +78,8 @@ async function main(): Promise<void> {
     if (failed > 0) process.exitCode = 1;
   } finally {
     await edge?.stop();
+    await regional?.close();
+    await regionalRedis?.stop();
     await redis?.stop();
   }
 }

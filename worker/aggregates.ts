@@ -1,19 +1,25 @@
 /**
  * Computing aggregates for a batch of SKUs: raw records from the edge Redis
- * (one pipelined round trip), the go-stock rules (one Wasm call), and per-SKU
- * outcomes. Shared by prewarm and by read-through on a cache miss.
+ * (one pipelined round trip), the regional aggregator for what the edge
+ * lacks or holds corrupt (one batched call), the go-stock rules (one Wasm
+ * call per source), and per-SKU outcomes. Shared by prewarm and by
+ * read-through on a cache miss.
  */
-import { etagOf, type CachedAggregate, type EdgeCache } from "./cache";
+import { etagOf, type CachedAggregate, type EdgeCache, type Segment } from "./cache";
 import type { Config } from "./config";
-import { EdgeRedisError, readRecords, type RecordPair } from "./edge-redis";
+import { EdgeRedisError, readRecords, refillRecords, type RecordPair } from "./edge-redis";
 import type { SkuFailureCode } from "./errors";
 import { metrics } from "./metrics";
-import type { RulesHost, RulesInput, Source } from "./rules-host";
+import { RegionalUnavailableError, type RegionalClient } from "./regional";
+import type { RulesHost, RulesInput, RulesOutput, Source } from "./rules-host";
 
 export interface Deps {
   cfg: Config;
   rules: RulesHost;
   cache: EdgeCache;
+  regional: RegionalClient | null;
+  /** Keeps work going after the response (ctx.waitUntil). */
+  background(work: Promise<unknown>): void;
 }
 
 export type SkuOutcome =
@@ -26,51 +32,129 @@ export interface BatchRequest {
   ttlSeconds: number;
 }
 
+/** The most segments of price timeline kept per entry (the aggregate now + 3 changes). */
+export const MAX_SEGMENTS = 4;
+
+type Failure = Extract<SkuOutcome, { ok: false }>;
+
 /** Computes the aggregates of a batch; never throws for one SKU's sake. */
-export async function computeAggregates(deps: Deps, req: BatchRequest): Promise<SkuOutcome[]> {
+export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: "prewarm" | "read"): Promise<SkuOutcome[]> {
+  metrics.computations.inc({ trigger });
   const { cfg, rules } = deps;
-  let records: RecordPair[] | null;
-  let redisFailure = "";
+  const ttlMs = req.ttlSeconds * 1000;
+
+  let edge: RecordPair[] | null = null;
+  let edgeFailure = "";
   try {
-    records = await readRecords(cfg, req.skus);
+    edge = await readRecords(cfg, req.skus);
   } catch (e) {
     if (!(e instanceof EdgeRedisError)) throw e;
-    records = null;
-    redisFailure = e.message;
-  }
-  if (records === null) {
-    // Without the edge Redis the data can only come from the region, which
-    // this node does not have yet: every SKU is unavailable, none is "missing".
-    return req.skus.map((sku) => ({ sku, ok: false, code: "regional_unavailable", detail: redisFailure }));
+    edgeFailure = e.message;
   }
 
-  // Times are read after the I/O: a Worker's clock only moves across I/O.
-  const now = Date.now();
-  const inputs: RulesInput[] = req.skus.map((sku, i) => ({
-    sku,
-    region: req.region,
-    now,
-    ttlMs: req.ttlSeconds * 1000,
-    source: "edge",
-    stock: records[i]!.stock,
-    price: records[i]!.price,
-  }));
+  // The edge first; what it lacks, or holds corrupt, goes to the region.
+  const now = Date.now(); // read after the I/O: a Worker's clock only moves across I/O
+  const computed = new Map<string, Computed>();
+  const pending: Failure[] = [];
+  if (edge) {
+    const results = runRules(rules, req.skus.map((sku, i) => input(sku, req.region, now, ttlMs, "edge", edge[i]!)));
+    req.skus.forEach((sku, i) => {
+      const out = results[i]!;
+      if (out.ok) computed.set(sku, { source: "edge", out, records: edge[i]!, computedAt: now });
+      else pending.push({ sku, ok: false, code: out.code, detail: `edge: ${out.detail}` });
+    });
+  } else {
+    for (const sku of req.skus) pending.push({ sku, ok: false, code: "regional_unavailable", detail: edgeFailure });
+  }
+
+  const failures = new Map<string, Failure>();
+  if (pending.length > 0 && deps.regional) {
+    try {
+      const fetched = await deps.regional.fetchRecords(req.region, pending.map((f) => f.sku));
+      const found = pending.filter((f) => fetched.has(f.sku));
+      const at = Date.now();
+      const results = runRules(rules, found.map((f) => input(f.sku, req.region, at, ttlMs, "regional", fetched.get(f.sku)!)));
+      found.forEach((f, i) => {
+        const out = results[i]!;
+        if (out.ok) computed.set(f.sku, { source: "regional", out, records: fetched.get(f.sku)!, computedAt: at });
+        else failures.set(f.sku, { ...f, code: out.code, detail: `regional: ${out.detail}` });
+      });
+      for (const f of pending) {
+        if (fetched.has(f.sku)) continue;
+        // Unknown to the region too: not found, unless the edge holds something corrupt.
+        failures.set(f.sku, f.code === "invalid_record" ? f : { ...f, code: "not_found", detail: `${f.detail}; unknown to the region` });
+      }
+      if (fetched.size > 0 && edge !== null) deps.background(refill(cfg, fetched));
+    } catch (e) {
+      if (!(e instanceof RegionalUnavailableError)) throw e;
+      for (const f of pending) failures.set(f.sku, { ...f, code: "regional_unavailable", detail: `${f.detail}; ${e.message}` });
+    }
+  } else {
+    for (const f of pending) failures.set(f.sku, f);
+  }
+
+  const timelines = await timelinesOf(deps, req.region, ttlMs, computed);
+  return req.skus.map((sku): SkuOutcome => {
+    const t = timelines.get(sku);
+    if (t) return { sku, ok: true, source: computed.get(sku)!.source, entry: t };
+    return failures.get(sku)!;
+  });
+}
+
+function input(sku: string, region: string, now: number, ttlMs: number, source: Source, r: RecordPair): RulesInput {
+  return { sku, region, now, ttlMs, source, stock: r.stock, price: r.price };
+}
+
+function runRules(rules: RulesHost, inputs: RulesInput[]): RulesOutput[] {
+  if (inputs.length === 0) return [];
   const started = performance.now();
-  const results = rules.run(inputs);
+  const out = rules.run(inputs);
   metrics.rulesBatchSeconds.observe((performance.now() - started) / 1000);
+  return out;
+}
 
-  return Promise.all(
-    results.map(async (r, i): Promise<SkuOutcome> => {
-      const sku = req.skus[i]!;
-      if (!r.ok) return { sku, ok: false, code: r.code, detail: r.detail };
-      return {
-        sku,
-        ok: true,
-        source: "edge",
-        entry: { json: r.json, computedAt: now, validUntil: r.validUntil, etag: await etagOf(r.json) },
-      };
-    }),
-  );
+async function refill(cfg: Config, fetched: Map<string, RecordPair>): Promise<void> {
+  try {
+    await refillRecords(cfg, fetched, cfg.regionalRefillTtlSeconds);
+  } catch {
+    // Counted as an edge Redis error; the next read simply asks the region again.
+  }
+}
+
+interface Computed {
+  source: Source;
+  records: RecordPair;
+  /** The `now` of the first aggregate; the TTL runs from here. */
+  computedAt: number;
+  out: Extract<RulesOutput, { ok: true }>;
+}
+
+/**
+ * Each aggregate and, when its validity ends at a price change before its
+ * TTL does, the aggregates from each change to the end of the same TTL:
+ * computed from the same records, one Wasm call per step for the batch.
+ */
+async function timelinesOf(deps: Deps, region: string, ttlMs: number, computed: Map<string, Computed>): Promise<Map<string, CachedAggregate>> {
+  const timelines = new Map<string, CachedAggregate>();
+  let step = [...computed].map(([sku, c]) => ({ sku, c, from: c.computedAt, out: c.out as RulesOutput }));
+  for (let round = 0; step.length > 0; round++) {
+    const next: typeof step = [];
+    for (const s of step) {
+      if (!s.out.ok) continue; // the same records cannot fail later; if they do, the timeline just ends
+      const t = timelines.get(s.sku) ?? { segments: [] };
+      t.segments.push({ json: s.out.json, computedAt: s.from, validUntil: s.out.validUntil, nextAt: s.out.nextAt, etag: await etagOf(s.out.json) });
+      timelines.set(s.sku, t);
+      const horizon = s.c.computedAt + ttlMs;
+      if (round + 1 < MAX_SEGMENTS && s.out.validUntil === s.out.nextAt && s.out.validUntil < horizon) {
+        next.push({ ...s, from: s.out.validUntil });
+      }
+    }
+    if (next.length === 0) break;
+    const results = runRules(deps.rules, next.map((s) => input(s.sku, region, s.from, s.c.computedAt + ttlMs - s.from, s.c.source, s.c.records)));
+    next.forEach((s, i) => (s.out = results[i]!));
+    step = next;
+  }
+  return timelines;
 }
 
 /** Writes every successful outcome to the edge cache, all at once. */

@@ -1,20 +1,40 @@
 /**
  * The edge cache (Cache API) of aggregates. The key is built from sku and
  * region only, so extra query parameters can neither create nor poison
- * entries. Freshness is decided here from `validUntil` to the millisecond;
- * the Cache-Control lifetime only bounds how long the runtime keeps bytes.
+ * entries.
+ *
+ * An entry holds a short price timeline: the aggregate valid now and, when a
+ * price change falls inside the TTL, the aggregates valid from each change
+ * to the end of the TTL (segments). A read picks the segment in force at its
+ * own millisecond, so a flash price starts exactly at T0 with no recompute.
+ * Freshness is decided here to the millisecond; the Cache-Control lifetime
+ * only bounds how long the runtime keeps the bytes (stale grace included).
  */
 
-export interface CachedAggregate {
+export interface Segment {
   json: string;
   computedAt: number;
   validUntil: number;
+  /** The next price change after computedAt, or null. */
+  nextAt: number | null;
   etag: string;
 }
 
+/** Segments in time order; each starts where the previous one ends. */
+export interface CachedAggregate {
+  segments: Segment[];
+}
+
+export type Lookup =
+  | { state: "fresh"; segment: Segment }
+  /** Past its validUntil only because its TTL ran out: the price it shows is still the one in force. */
+  | { state: "stale"; segment: Segment; staleForMs: number }
+  | { state: "absent" };
+
 const KEY_ORIGIN = "https://edge-prewarm.internal";
-const H_COMPUTED_AT = "X-Computed-At";
-const H_VALID_UNTIL = "X-Valid-Until";
+const H_SEGMENTS = "X-Segments";
+
+type SegmentMeta = [computedAt: number, validUntil: number, nextAt: number | null, length: number, etag: string];
 
 export function cacheKey(sku: string, region: string): Request {
   return new Request(`${KEY_ORIGIN}/v1/skus/${encodeURIComponent(sku)}?region=${encodeURIComponent(region)}`);
@@ -28,52 +48,72 @@ export async function etagOf(json: string): Promise<string> {
   return `"${hex}"`;
 }
 
-export class EdgeCache {
-  constructor(private readonly cache: Cache) {}
-
-  static default(): EdgeCache {
-    return new EdgeCache(caches.default);
+/** What a stored entry means at `now`. */
+export function lookupAt(entry: CachedAggregate, now: number): Lookup {
+  for (const s of entry.segments) if (s.computedAt <= now && now < s.validUntil) return { state: "fresh", segment: s };
+  const last = entry.segments[entry.segments.length - 1];
+  // Stale is allowed only when no price change has happened since: never a wrong price.
+  if (last && now >= last.validUntil && (last.nextAt === null || now < last.nextAt)) {
+    return { state: "stale", segment: last, staleForMs: now - last.validUntil };
   }
+  return { state: "absent" };
+}
 
-  /** Stores an aggregate until its validUntil; nothing already invalid is stored. */
+function parseMeta(header: string | null): SegmentMeta[] | null {
+  if (!header) return null;
+  try {
+    const v: unknown = JSON.parse(header);
+    return Array.isArray(v) && v.length > 0 ? (v as SegmentMeta[]) : null;
+  } catch {
+    return null;
+  }
+}
+
+export class EdgeCache {
+  constructor(
+    private readonly cache: Cache,
+    /** Extra seconds an entry is kept after its last validUntil, for stale serving. */
+    private readonly graceSeconds: number,
+  ) {}
+
+  /** Stores an aggregate timeline; nothing already invalid is stored. */
   async put(sku: string, region: string, entry: CachedAggregate, now: number): Promise<boolean> {
-    const lifetimeMs = entry.validUntil - now;
-    if (lifetimeMs <= 0) return false;
+    const last = entry.segments[entry.segments.length - 1];
+    if (!last || last.validUntil <= now) return false;
+    const meta: SegmentMeta[] = entry.segments.map((s) => [s.computedAt, s.validUntil, s.nextAt, s.json.length, s.etag]);
     await this.cache.put(
       cacheKey(sku, region),
-      new Response(entry.json, {
+      new Response(entry.segments.map((s) => s.json).join(""), {
         headers: {
           "Content-Type": "application/json",
-          "Cache-Control": `public, max-age=${Math.ceil(lifetimeMs / 1000)}`,
-          ETag: entry.etag,
-          [H_COMPUTED_AT]: String(entry.computedAt),
-          [H_VALID_UNTIL]: String(entry.validUntil),
+          "Cache-Control": `public, max-age=${Math.ceil((last.validUntil - now) / 1000) + this.graceSeconds}`,
+          [H_SEGMENTS]: JSON.stringify(meta),
         },
       }),
     );
     return true;
   }
 
-  /** The stored entry, fresh or not; the caller decides what to do with an expired one. */
   async get(sku: string, region: string): Promise<CachedAggregate | null> {
     const res = await this.cache.match(cacheKey(sku, region));
     if (!res) return null;
-    const computedAt = Number(res.headers.get(H_COMPUTED_AT));
-    const validUntil = Number(res.headers.get(H_VALID_UNTIL));
-    const etag = res.headers.get("ETag");
-    if (!Number.isFinite(computedAt) || !Number.isFinite(validUntil) || !etag) {
+    const meta = parseMeta(res.headers.get(H_SEGMENTS));
+    if (!meta) {
       // Not an entry of ours (or a damaged one): treat it as absent.
       await res.body?.cancel();
       return null;
     }
-    return { json: await res.text(), computedAt, validUntil, etag };
+    const body = await res.text();
+    const segments: Segment[] = [];
+    let o = 0;
+    for (const [computedAt, validUntil, nextAt, length, etag] of meta) {
+      segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt, etag });
+      o += length;
+    }
+    return o === body.length ? { segments } : null;
   }
 
   async delete(sku: string, region: string): Promise<boolean> {
     return this.cache.delete(cacheKey(sku, region));
   }
-}
-
-export function isFresh(entry: CachedAggregate, now: number): boolean {
-  return now < entry.validUntil;
 }

@@ -18,6 +18,16 @@ export interface Config {
   regionalToken: string;
   /** @default 150 */
   regionalTimeoutMs: number;
+  /** Consecutive regional failures that open the breaker. @default 5 */
+  regionalBreakerThreshold: number;
+  /** How long the breaker stays open before one probe is let through (ms). @default 5000 */
+  regionalBreakerHalfOpenMs: number;
+  /** TTL of records refilled into the edge Redis from the region. @default 60 */
+  regionalRefillTtlSeconds: number;
+  /** How long after validUntil a TTL-expired aggregate may be served while it is refreshed. @default 10 */
+  staleWhileRevalidateSeconds: number;
+  /** How long after validUntil a TTL-expired aggregate may be served when no fresh data can be had. @default 300 */
+  staleIfErrorSeconds: number;
   /** Default TTL of a warmed aggregate. @default 30 */
   cacheTtlSeconds: number;
   /** @default "sku:" */
@@ -30,6 +40,11 @@ export const DEFAULTS = {
   edgeRedisUrl: "redis://127.0.0.1:6379",
   edgeRedisTimeoutMs: 100,
   regionalTimeoutMs: 150,
+  regionalBreakerThreshold: 5,
+  regionalBreakerHalfOpenMs: 5000,
+  regionalRefillTtlSeconds: 60,
+  staleWhileRevalidateSeconds: 10,
+  staleIfErrorSeconds: 300,
   cacheTtlSeconds: 30,
   redisKeyPrefix: "sku:",
 } as const;
@@ -45,6 +60,11 @@ export type RawConfig = Partial<Record<
   | "REGIONAL_URL"
   | "REGIONAL_TOKEN"
   | "REGIONAL_TIMEOUT_MS"
+  | "REGIONAL_BREAKER_THRESHOLD"
+  | "REGIONAL_BREAKER_HALF_OPEN_MS"
+  | "REGIONAL_REFILL_TTL_SECONDS"
+  | "STALE_WHILE_REVALIDATE_SECONDS"
+  | "STALE_IF_ERROR_SECONDS"
   | "CACHE_TTL_SECONDS"
   | "REDIS_KEY_PREFIX"
   | "PREWARM_TOKEN",
@@ -55,13 +75,17 @@ function str(v: unknown, fallback: string): string {
   return typeof v === "string" && v !== "" ? v : fallback;
 }
 
-function positiveInt(name: string, v: unknown, fallback: number, max: number): number {
+function intIn(name: string, v: unknown, fallback: number, min: number, max: number): number {
   if (v === undefined || v === "") return fallback;
   const n = typeof v === "number" ? v : Number(v);
-  if (!Number.isInteger(n) || n <= 0 || n > max) {
-    throw new RangeError(`${name} must be an integer in 1..${max}, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
   }
   return n;
+}
+
+function positiveInt(name: string, v: unknown, fallback: number, max: number): number {
+  return intIn(name, v, fallback, 1, max);
 }
 
 export function parseConfig(raw: RawConfig): Config {
@@ -84,6 +108,11 @@ export function parseConfig(raw: RawConfig): Config {
     regionalUrl,
     regionalToken: str(raw.REGIONAL_TOKEN, ""),
     regionalTimeoutMs: positiveInt("REGIONAL_TIMEOUT_MS", raw.REGIONAL_TIMEOUT_MS, DEFAULTS.regionalTimeoutMs, 60_000),
+    regionalBreakerThreshold: positiveInt("REGIONAL_BREAKER_THRESHOLD", raw.REGIONAL_BREAKER_THRESHOLD, DEFAULTS.regionalBreakerThreshold, 1000),
+    regionalBreakerHalfOpenMs: positiveInt("REGIONAL_BREAKER_HALF_OPEN_MS", raw.REGIONAL_BREAKER_HALF_OPEN_MS, DEFAULTS.regionalBreakerHalfOpenMs, 3_600_000),
+    regionalRefillTtlSeconds: positiveInt("REGIONAL_REFILL_TTL_SECONDS", raw.REGIONAL_REFILL_TTL_SECONDS, DEFAULTS.regionalRefillTtlSeconds, MAX_TTL_SECONDS),
+    staleWhileRevalidateSeconds: intIn("STALE_WHILE_REVALIDATE_SECONDS", raw.STALE_WHILE_REVALIDATE_SECONDS, DEFAULTS.staleWhileRevalidateSeconds, 0, MAX_TTL_SECONDS),
+    staleIfErrorSeconds: intIn("STALE_IF_ERROR_SECONDS", raw.STALE_IF_ERROR_SECONDS, DEFAULTS.staleIfErrorSeconds, 0, MAX_TTL_SECONDS),
     cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", raw.CACHE_TTL_SECONDS, DEFAULTS.cacheTtlSeconds, MAX_TTL_SECONDS),
     redisKeyPrefix: str(raw.REDIS_KEY_PREFIX, DEFAULTS.redisKeyPrefix),
     prewarmToken: str(raw.PREWARM_TOKEN, ""),

@@ -95,3 +95,15 @@ export async function readRecords(cfg: Config, skus: readonly string[]): Promise
     return skus.map((_, i) => ({ stock: value(2 * i), price: value(2 * i + 1) }));
   });
 }
+
+/** Writes records fetched from the region into the edge Redis with a short TTL, so the next read is local. */
+export async function refillRecords(cfg: Config, records: ReadonlyMap<string, RecordPair>, ttlSeconds: number): Promise<void> {
+  await withEdgeRedis(cfg, async (client) => {
+    const pipeline = client.pipeline();
+    for (const [sku, r] of records) {
+      if (r.stock && r.stock.byteLength > 0) pipeline.set(stockKey(cfg.redisKeyPrefix, sku), Buffer.from(r.stock), "EX", ttlSeconds);
+      if (r.price && r.price.byteLength > 0) pipeline.set(priceKey(cfg.redisKeyPrefix, sku), Buffer.from(r.price), "EX", ttlSeconds);
+    }
+    await pipeline.exec();
+  });
+}

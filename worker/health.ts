@@ -27,7 +27,7 @@ export async function healthz(deps: Deps): Promise<Response> {
       version: VERSION,
       region: deps.cfg.edgeRegion,
       edgeRedis: redis,
-      regional: { configured: deps.cfg.regionalUrl !== "", breaker: "closed" },
+      regional: { configured: deps.regional !== null, breaker: deps.regional?.state ?? "closed" },
       wasm,
     },
     { status: ok ? 200 : 503, headers: { "Cache-Control": "no-store" } },

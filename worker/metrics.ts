@@ -74,12 +74,14 @@ export const metrics = {
   redisRoundtrips: new Counter("edge_redis_roundtrips_total", "Pipelined round trips to the edge Redis."),
   redisErrors: new Counter("edge_redis_errors_total", "Failed or timed-out edge Redis round trips."),
   regionalRequests: new Counter("edge_regional_requests_total", "Calls to the regional aggregator, by outcome."),
+  regionalBreakerTransitions: new Counter("edge_regional_breaker_transitions_total", "Regional breaker state changes, by the state entered."),
   regionalBreakerState: new Gauge("edge_regional_breaker_state", "Regional circuit breaker: 0 closed, 1 half-open, 2 open."),
   rulesBatchSeconds: new Histogram(
     "edge_rules_batch_seconds",
     "Duration of one Wasm rules call.",
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
   ),
+  computations: new Counter("edge_aggregate_computations_total", "Batches computed (edge Redis read + rules), by trigger."),
   prewarmSkus: new Counter("edge_prewarm_skus_total", "SKUs handled by POST /v1/prewarm, by result."),
 } as const;
 

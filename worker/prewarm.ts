@@ -64,7 +64,7 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
   const valid = unique.filter(isValidSku);
   const failed: PrewarmAnswer["failed"] = unique.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" }));
 
-  const outcomes = await computeAggregates(deps, { skus: valid, region: batch.region, ttlSeconds: batch.ttlSeconds });
+  const outcomes = await computeAggregates(deps, { skus: valid, region: batch.region, ttlSeconds: batch.ttlSeconds }, "prewarm");
   await storeAggregates(deps.cache, batch.region, outcomes, Date.now());
 
   let fromEdge = 0;

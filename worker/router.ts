@@ -8,6 +8,7 @@ import { healthz } from "./health";
 import { depsFor } from "./isolate";
 import { metrics, renderMetrics } from "./metrics";
 import { prewarm } from "./prewarm";
+import { purge } from "./purge";
 import { getSku, getSkus } from "./skus";
 
 type Args = [env: Env, ctx: ExecutionContext];
@@ -29,10 +30,11 @@ export const router = Router<IRequest, Args>({
 });
 
 router
-  .get("/v1/skus/:sku", (req, env, ctx) => getSku(req, depsFor(env), ctx))
-  .get("/v1/skus", (req, env, ctx) => getSkus(req, depsFor(env), ctx))
-  .post("/v1/prewarm", (req, env) => prewarm(req, depsFor(env)))
-  .get("/healthz", (_req, env) => healthz(depsFor(env)))
+  .get("/v1/skus/:sku", (req, env, ctx) => getSku(req, depsFor(env, ctx)))
+  .get("/v1/skus", (req, env, ctx) => getSkus(req, depsFor(env, ctx)))
+  .post("/v1/prewarm", (req, env, ctx) => prewarm(req, depsFor(env, ctx)))
+  .post("/v1/purge", (req, env, ctx) => purge(req, depsFor(env, ctx)))
+  .get("/healthz", (_req, env, ctx) => healthz(depsFor(env, ctx)))
   .get(
     "/metrics",
     () => new Response(renderMetrics(), { headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store" } }),

@@ -1,13 +1,19 @@
 /**
  * The read routes: GET /v1/skus/:sku and GET /v1/skus?ids=… (SPEC §5).
- * A fresh cache entry is served as is; a miss is computed read-through,
- * stored, and served.
+ *
+ * A fresh entry is a HIT. A miss is computed read-through, once per key
+ * however many requests wait for it (coalescing), stored, and served. An
+ * entry past its validUntil only because its TTL ran out is served STALE
+ * while it is refreshed in the background (for a short grace), or when no
+ * fresh data can be had (for a longer one); one whose price has changed
+ * since is never served.
  */
 import type { IRequest } from "itty-router";
 import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "./aggregates";
-import { isFresh, type CachedAggregate } from "./cache";
+import { lookupAt, type Lookup, type Segment } from "./cache";
 import { HttpError } from "./errors";
 import { isValidRegion, isValidSku } from "./ids";
+import { inflight, lookups } from "./isolate";
 import { metrics } from "./metrics";
 
 /** The most SKUs one multi-get may ask for. */
@@ -22,14 +28,17 @@ export function regionOf(request: IRequest, deps: Deps): string {
   return r;
 }
 
-type CacheResult = "HIT" | "MISS";
+type CacheResult = "HIT" | "MISS" | "STALE";
 
-function freshnessHeaders(entry: CachedAggregate, result: CacheResult, now: number): Headers {
+/** One SKU's answer: a segment to serve, or why there is none. */
+type Answer = { sku: string; segment: Segment; result: CacheResult } | { sku: string; failure: Extract<SkuOutcome, { ok: false }> };
+
+function responseHeaders(segment: Segment, result: CacheResult, now: number): Headers {
   return new Headers({
     "Content-Type": "application/json",
-    "Cache-Control": `public, max-age=${Math.max(0, Math.floor((entry.validUntil - now) / 1000))}`,
-    Age: String(Math.max(0, Math.floor((now - entry.computedAt) / 1000))),
-    ETag: entry.etag,
+    "Cache-Control": `public, max-age=${Math.max(0, Math.floor((segment.validUntil - now) / 1000))}`,
+    Age: String(Math.max(0, Math.floor((now - segment.computedAt) / 1000))),
+    ETag: segment.etag,
     "X-Cache": result,
   });
 }
@@ -39,54 +48,97 @@ function etagMatches(header: string | null, etag: string): boolean {
   return header.trim() === "*" || header.split(",").some((t) => t.trim().replace(/^W\//, "") === etag);
 }
 
-function serve(request: Request, entry: CachedAggregate, result: CacheResult, now: number): Response {
-  const headers = freshnessHeaders(entry, result, now);
-  if (etagMatches(request.headers.get("If-None-Match"), entry.etag)) return new Response(null, { status: 304, headers });
-  return new Response(entry.json, { status: 200, headers });
+function serve(request: Request, segment: Segment, result: CacheResult, now: number): Response {
+  const headers = responseHeaders(segment, result, now);
+  if (etagMatches(request.headers.get("If-None-Match"), segment.etag)) return new Response(null, { status: 304, headers });
+  return new Response(segment.json, { status: 200, headers });
 }
 
-function failureToError(o: Extract<SkuOutcome, { ok: false }>): HttpError {
+function failureToError(o: Extract<SkuOutcome, { ok: false }>, deps: Deps): HttpError {
   switch (o.code) {
     case "not_found":
       return new HttpError("not_found", `unknown SKU ${o.sku}: ${o.detail}`);
     case "invalid_record":
       return new HttpError("invalid_record", `the records of ${o.sku} are invalid: ${o.detail}`);
-    case "regional_unavailable":
-      return new HttpError("regional_unavailable", `no data can be had for ${o.sku}: ${o.detail}`, { "Retry-After": "1" });
+    case "regional_unavailable": {
+      const open = deps.regional?.state === "open";
+      const retryAfter = open ? Math.ceil(deps.cfg.regionalBreakerHalfOpenMs / 1000) : 1;
+      return new HttpError("regional_unavailable", `no data can be had for ${o.sku}: ${o.detail}`, { "Retry-After": String(retryAfter) });
+    }
     case "invalid_sku":
       return new HttpError("invalid_sku", `invalid SKU id ${JSON.stringify(o.sku)}`);
   }
 }
 
-interface Lookup {
-  sku: string;
-  entry: CachedAggregate | null;
+const inflightKey = (region: string, sku: string): string => `${region}\n${sku}`;
+
+/**
+ * Computes the given SKUs read-through, coalesced with any computation of
+ * the same keys already running in this isolate, and stores the results.
+ * The in-flight entry lasts until the results are in the cache.
+ */
+function computeCoalesced(deps: Deps, skus: readonly string[], region: string): Promise<Map<string, SkuOutcome>> {
+  return inflight
+    .batch(
+      skus.map((sku) => inflightKey(region, sku)),
+      async (keys) => {
+        const mine = keys.map((k) => k.slice(region.length + 1));
+        const outcomes = await computeAggregates(deps, { skus: mine, region, ttlSeconds: deps.cfg.cacheTtlSeconds }, "read");
+        // Stored before the keys leave the in-flight set: a request arriving in
+        // between would otherwise find neither and compute again.
+        await storeAggregates(deps.cache, region, outcomes, Date.now());
+        return new Map(outcomes.map((o) => [inflightKey(region, o.sku), o]));
+      },
+    )
+    .then((m) => new Map(skus.map((sku) => [sku, m.get(inflightKey(region, sku))!])));
 }
 
-/** Cache lookups, then one batch computation for every miss, stored in the background. */
-async function resolve(
-  deps: Deps,
-  ctx: ExecutionContext,
-  skus: readonly string[],
-  region: string,
-): Promise<{ hits: Lookup[]; computed: Map<string, SkuOutcome> }> {
-  const now = Date.now();
-  const hits = await Promise.all(
-    skus.map(async (sku): Promise<Lookup> => {
-      const entry = await deps.cache.get(sku, region);
-      return { sku, entry: entry && isFresh(entry, now) ? entry : null };
-    }),
+/** Answers every SKU: cache lookups, then one coalesced computation for all that need one. */
+async function resolve(deps: Deps, skus: readonly string[], region: string): Promise<Answer[]> {
+  const entries = await lookups.batch(
+    skus.map((sku) => inflightKey(region, sku)),
+    async (keys) => new Map(await Promise.all(keys.map(async (k) => [k, await deps.cache.get(k.slice(region.length + 1), region)] as const))),
   );
-  const misses = hits.filter((h) => h.entry === null).map((h) => h.sku);
-  metrics.cacheLookups.inc({ result: "hit" }, skus.length - misses.length);
-  metrics.cacheLookups.inc({ result: "miss" }, misses.length);
-  const computed = new Map<string, SkuOutcome>();
-  if (misses.length > 0) {
-    const outcomes = await computeAggregates(deps, { skus: misses, region, ttlSeconds: deps.cfg.cacheTtlSeconds });
-    for (const o of outcomes) computed.set(o.sku, o);
-    ctx.waitUntil(storeAggregates(deps.cache, region, outcomes, Date.now()));
+  const now = Date.now();
+  const looked = skus.map((sku): [string, Lookup] => {
+    const entry = entries.get(inflightKey(region, sku));
+    return [sku, entry ? lookupAt(entry, now) : { state: "absent" }];
+  });
+  const swrMs = deps.cfg.staleWhileRevalidateSeconds * 1000;
+  const answers = new Map<string, Answer>();
+  const revalidate: string[] = [];
+  const compute: string[] = [];
+  for (const [sku, l] of looked) {
+    if (l.state === "fresh") answers.set(sku, { sku, segment: l.segment, result: "HIT" });
+    else if (l.state === "stale" && l.staleForMs <= swrMs) {
+      answers.set(sku, { sku, segment: l.segment, result: "STALE" });
+      revalidate.push(sku);
+    } else compute.push(sku);
   }
-  return { hits, computed };
+  metrics.cacheLookups.inc({ result: "hit" }, skus.length - revalidate.length - compute.length);
+  metrics.cacheLookups.inc({ result: "stale" }, revalidate.length);
+  metrics.cacheLookups.inc({ result: "miss" }, compute.length);
+  if (revalidate.length > 0) deps.background(computeCoalesced(deps, revalidate, region).catch(() => undefined));
+
+  if (compute.length > 0) {
+    const computed = await computeCoalesced(deps, compute, region);
+    const at = Date.now();
+    const sieMs = deps.cfg.staleIfErrorSeconds * 1000;
+    for (const [sku, l] of looked) {
+      const o = computed.get(sku);
+      if (!o) continue;
+      if (o.ok) {
+        const current = lookupAt(o.entry, at);
+        if (current.state === "fresh") answers.set(sku, { sku, segment: current.segment, result: "MISS" });
+        else answers.set(sku, { sku, failure: { sku, ok: false, code: "regional_unavailable", detail: "computed aggregate already expired" } });
+      } else if (o.code === "regional_unavailable" && l.state === "stale" && l.staleForMs <= sieMs) {
+        // Stale-if-error: nothing fresh can be had, and the stale price is still the one in force.
+        metrics.cacheLookups.inc({ result: "stale" });
+        answers.set(sku, { sku, segment: l.segment, result: "STALE" });
+      } else answers.set(sku, { sku, failure: o });
+    }
+  }
+  return skus.map((sku) => answers.get(sku)!);
 }
 
 function decodePathSegment(s: string): string {
@@ -97,34 +149,27 @@ function decodePathSegment(s: string): string {
   }
 }
 
-export async function getSku(request: IRequest, deps: Deps, ctx: ExecutionContext): Promise<Response> {
+export async function getSku(request: IRequest, deps: Deps): Promise<Response> {
   const sku = decodePathSegment(request.params["sku"] ?? "");
   if (!isValidSku(sku)) throw new HttpError("invalid_sku", `SKU ids match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, got ${JSON.stringify(sku)}`);
   const region = regionOf(request, deps);
-  const { hits, computed } = await resolve(deps, ctx, [sku], region);
-  const hit = hits[0]!.entry;
-  if (hit) return serve(request, hit, "HIT", Date.now());
-  const o = computed.get(sku)!;
-  if (!o.ok) throw failureToError(o);
-  return serve(request, o.entry, "MISS", Date.now());
+  const [answer] = await resolve(deps, [sku], region);
+  if ("failure" in answer!) throw failureToError(answer.failure, deps);
+  return serve(request, answer!.segment, answer!.result, Date.now());
 }
 
-export async function getSkus(request: IRequest, deps: Deps, ctx: ExecutionContext): Promise<Response> {
+export async function getSkus(request: IRequest, deps: Deps): Promise<Response> {
   const raw = request.query["ids"];
   if (typeof raw !== "string" || raw === "") throw new HttpError("bad_request", "ids must be one comma-separated list of SKU ids");
   const ids = [...new Set(raw.split(",").map((s) => s.trim()).filter((s) => s !== ""))];
   if (ids.length > MAX_IDS) throw new HttpError("payload_too_large", `at most ${MAX_IDS} ids per request, got ${ids.length}`);
   const region = regionOf(request, deps);
-  const valid = ids.filter(isValidSku);
-  const { hits, computed } = await resolve(deps, ctx, valid, region);
-  const aggregates: string[] = [];
-  const failed: { sku: string; code: string }[] = ids.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" }));
-  for (const h of hits) {
-    const o = h.entry ? null : computed.get(h.sku)!;
-    if (h.entry) aggregates.push(h.entry.json);
-    else if (o!.ok) aggregates.push(o!.entry.json);
-    else failed.push({ sku: h.sku, code: o!.code });
-  }
+  const answers = await resolve(deps, ids.filter(isValidSku), region);
+  const aggregates = answers.flatMap((a) => ("segment" in a ? [a.segment.json] : []));
+  const failed = [
+    ...ids.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" })),
+    ...answers.flatMap((a) => ("failure" in a ? [{ sku: a.sku, code: a.failure.code }] : [])),
+  ];
   const body = `{"region":${JSON.stringify(region)},"aggregates":[${aggregates.join(",")}],"failed":${JSON.stringify(failed)}}`;
   return new Response(body, { headers: { "Content-Type": "application/json", "Cache-Control": "no-store" } });
 }

@@ -1,22 +1,38 @@
 /**
- * Vitest global setup (runs in Node, outside workerd): a private
- * redis-server on a free port for the whole run, a fresh PREWARM_TOKEN, and
- * the shared conformance vectors, handed to the worker and the tests with
- * provide().
+ * Vitest global setup (runs in Node, outside workerd): the real parts
+ * around the worker under test, for the whole run:
+ *  - the edge redis-server, which tests can stop and restart through a
+ *    loopback control endpoint (workerd cannot spawn processes);
+ *  - the reference regional aggregator over HTTP, with its own redis-server;
+ *  - a fresh PREWARM_TOKEN and the shared conformance vectors.
+ * They reach the worker as bindings and the tests through provide().
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
+import { startRegional } from "../../regional/server";
 import { startRedis } from "../../scripts/redis-server";
 import type {} from "../provided";
+import { startControlServer } from "./control-server";
 
 export const conformancePath = process.env["CONFORMANCE_FILE"] ?? path.resolve(import.meta.dirname, "../../../shared/fixtures/conformance.json");
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const redis = await startRedis();
-  project.provide("redisUrl", redis.url);
+  const edgeRedis = { current: await startRedis() };
+  const regionalRedis = await startRedis();
+  const regional = await startRegional({ redisUrl: regionalRedis.url });
+  const control = await startControlServer(edgeRedis);
+  project.provide("redisUrl", edgeRedis.current.url);
+  project.provide("regionalUrl", regional.url);
+  project.provide("regionalRedisUrl", regionalRedis.url);
+  project.provide("controlUrl", control.url);
   project.provide("prewarmToken", randomBytes(16).toString("hex"));
   project.provide("conformance", readFileSync(conformancePath, "utf8"));
-  return () => redis.stop();
+  return async () => {
+    await control.close();
+    await regional.close();
+    await regionalRedis.stop();
+    await edgeRedis.current.stop();
+  };
 }

@@ -6,7 +6,7 @@ import { SELF } from "cloudflare:test";
 import { pack } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import { encodeRecord } from "../../records/encode";
-import { getSku, prewarmRequest, priceRecord, sleep, stockRecord, uniqueSku } from "./fixtures";
+import { getSku, prewarmRequest, priceRecord, stockRecord, uniqueSku } from "./fixtures";
 import { redisGetCalls, seed, withRedis } from "./redis";
 
 interface Aggregate {
@@ -158,39 +158,5 @@ describe("POST /v1/prewarm", () => {
     const err = (await res.json()) as { error: { code: string; message: string } };
     expect(err.error.code).toBe(code);
     expect(err.error.message.length).toBeGreaterThan(5);
-  });
-});
-
-describe("validity of warmed entries", () => {
-  it("expires an entry when its TTL runs out and recomputes it on the next read", async () => {
-    const [sku] = await seeded(1);
-    await prewarmRequest({ skus: [sku], ttl: 1 });
-    const warm = await getSku(sku!);
-    expect(warm.headers.get("X-Cache")).toBe("HIT");
-    const first = (await warm.json()) as Aggregate;
-    expect(first.validUntil - first.computedAt).toBe(1000);
-    await sleep(1100);
-    const later = await getSku(sku!);
-    expect(later.headers.get("X-Cache")).toBe("MISS");
-    expect(((await later.json()) as Aggregate).computedAt).toBeGreaterThan(first.computedAt);
-  });
-
-  it("caps validity at a promotion boundary inside the TTL and serves the promo price from then on", async () => {
-    const sku = uniqueSku("promo");
-    const startsAt = Date.now() + 1500;
-    await seed(sku, stockRecord(sku), priceRecord(sku, 10_000, [{ id: "flash", kind: "fixed", value: 4_999, startsAt, endsAt: startsAt + 60_000 }]));
-    await prewarmRequest({ skus: [sku], ttl: 30 });
-    const before = await getSku(sku);
-    const agg = (await before.json()) as Aggregate;
-    expect(before.headers.get("X-Cache")).toBe("HIT");
-    expect(agg.price.amount).toBe(10_000);
-    expect(agg.validUntil).toBe(startsAt);
-    expect(agg.next).toEqual({ at: startsAt, amount: 4_999, promoId: "flash" });
-    expect(Number(/max-age=(\d+)/.exec(before.headers.get("Cache-Control") ?? "")?.[1])).toBeLessThanOrEqual(2);
-
-    await sleep(Math.max(0, startsAt - Date.now()) + 50);
-    const after = await getSku(sku);
-    expect(after.headers.get("X-Cache")).toBe("MISS");
-    expect(((await after.json()) as Aggregate).price).toMatchObject({ amount: 4_999, promoId: "flash" });
   });
 });

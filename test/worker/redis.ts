@@ -7,8 +7,8 @@ import Redis from "ioredis";
 import { inject } from "vitest";
 import { encodeRecord } from "../../records/encode";
 
-export async function withRedis<T>(fn: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis(inject("redisUrl"), { lazyConnect: true, maxRetriesPerRequest: 1 });
+export async function withRedis<T>(fn: (r: Redis) => Promise<T>, url: string = inject("redisUrl")): Promise<T> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await r.connect();
   try {
     return await fn(r);
@@ -17,8 +17,8 @@ export async function withRedis<T>(fn: (r: Redis) => Promise<T>): Promise<T> {
   }
 }
 
-/** Writes a SKU's records as the edge stores them (null = delete the key). */
-export async function seed(sku: string, stock: unknown, price: unknown, prefix = "sku:"): Promise<void> {
+/** Writes a SKU's records as the edge stores them (null = delete the key); `url` picks the Redis (default: the edge's). */
+export async function seed(sku: string, stock: unknown, price: unknown, url: string = inject("redisUrl"), prefix = "sku:"): Promise<void> {
   await withRedis(async (r) => {
     const m = r.multi();
     if (stock === null) m.del(`${prefix}${sku}:stock`);
@@ -26,7 +26,12 @@ export async function seed(sku: string, stock: unknown, price: unknown, prefix =
     if (price === null) m.del(`${prefix}${sku}:price`);
     else m.set(`${prefix}${sku}:price`, Buffer.from(price instanceof Uint8Array ? price : encodeRecord(price)));
     await m.exec();
-  });
+  }, url);
+}
+
+/** Writes a SKU's records into the regional aggregator's Redis only. */
+export function seedRegional(sku: string, stock: unknown, price: unknown): Promise<void> {
+  return seed(sku, stock, price, inject("regionalRedisUrl"));
 }
 
 /** How many GET commands the server has executed (INFO commandstats). */

@@ -1,6 +1,7 @@
 /**
  * Worker tests run inside workerd (@cloudflare/vitest-plugin) against a real
- * redis-server started by test/worker/global-setup.ts and the real go-stock.wasm.
+ * redis-server and the reference regional aggregator started by
+ * test/worker/global-setup.ts, and the real go-stock.wasm.
  */
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { builtinModules } from "node:module";
@@ -20,6 +21,12 @@ export default defineConfig({
           EDGE_REGION: "cn-east",
           PREWARM_TOKEN: inject("prewarmToken"),
           CACHE_TTL_SECONDS: "30",
+          REGIONAL_URL: inject("regionalUrl"),
+          // Small numbers so that breaker and stale tests run in seconds.
+          REGIONAL_BREAKER_THRESHOLD: "3",
+          REGIONAL_BREAKER_HALF_OPEN_MS: "1000",
+          STALE_WHILE_REVALIDATE_SECONDS: "2",
+          STALE_IF_ERROR_SECONDS: "60",
         },
       },
     })),

@@ -1,0 +1,26 @@
+/** POST /v1/purge (SPEC §5): removes the aggregates of a SKU list from the edge cache. */
+import type { IRequest } from "itty-router";
+import type { Deps } from "./aggregates";
+import { requireBearer } from "./auth";
+import { readBody } from "./body";
+import { HttpError } from "./errors";
+import { isValidRegion, isValidSku } from "./ids";
+import { MAX_BATCH } from "./prewarm";
+
+export async function purge(request: IRequest, deps: Deps): Promise<Response> {
+  requireBearer(request, deps.cfg.prewarmToken);
+  const body = await readBody(request);
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new HttpError("bad_request", "body must be an object {region?, skus}");
+  const { region = deps.cfg.edgeRegion, skus } = body as Record<string, unknown>;
+  if (!isValidRegion(region)) throw new HttpError("bad_request", `region must be a region name, got ${JSON.stringify(region)}`);
+  if (!Array.isArray(skus) || skus.length === 0) throw new HttpError("bad_request", "skus must be a non-empty array of SKU ids");
+  if (skus.length > MAX_BATCH) throw new HttpError("payload_too_large", `at most ${MAX_BATCH} SKUs per purge, got ${skus.length}`);
+  const bad = skus.findIndex((s) => !isValidSku(s));
+  if (bad >= 0) throw new HttpError("invalid_sku", `skus[${bad}] is not a SKU id: ${JSON.stringify(skus[bad])}`);
+  const unique = [...new Set(skus as string[])];
+  const deleted = await Promise.all(unique.map((sku) => deps.cache.delete(sku, region)));
+  return Response.json(
+    { region, purged: deleted.filter(Boolean).length, notCached: unique.filter((_, i) => !deleted[i]) },
+    { headers: { "Cache-Control": "no-store" } },
+  );
+}
