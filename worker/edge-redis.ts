@@ -44,13 +44,13 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  * ioredis's connectTimeout does not fire in workerd) is bounded by the timeout.
  * Any failure becomes an EdgeRedisError and is counted.
  */
-export async function withEdgeRedis<T>(cfg: Config, fn: (client: Redis) => Promise<T>): Promise<T> {
+export async function withEdgeRedis<T>(cfg: Config, fn: (client: Redis) => Promise<T>, timeoutMs = cfg.edgeRedisTimeoutMs): Promise<T> {
   const client = new Redis(cfg.edgeRedisUrl, {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
-    commandTimeout: cfg.edgeRedisTimeoutMs,
+    commandTimeout: timeoutMs,
   });
   // Without a listener ioredis reports connection errors as unhandled events.
   client.on("error", () => {});
@@ -58,7 +58,7 @@ export async function withEdgeRedis<T>(cfg: Config, fn: (client: Redis) => Promi
   try {
     return await withTimeout(
       client.connect().then(() => fn(client)),
-      cfg.edgeRedisTimeoutMs,
+      timeoutMs,
       "edge Redis",
     );
   } catch (e) {
@@ -70,6 +70,16 @@ export async function withEdgeRedis<T>(cfg: Config, fn: (client: Redis) => Promi
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * The bound on an exchange about `skus` SKUs: EDGE_REDIS_TIMEOUT_MS per
+ * started 100 SKUs. A read of one SKU must be quick, but a 1,000-SKU prewarm
+ * pipeline moves 2,000 values and shares the isolate with other batches;
+ * holding it to a read's budget would send healthy batches to the region.
+ */
+export function exchangeTimeoutMs(cfg: Config, skus: number): number {
+  return cfg.edgeRedisTimeoutMs * Math.max(1, Math.ceil(skus / 100));
+}
 
 /** Reads both records of every SKU in one pipeline. */
 export async function readRecords(cfg: Config, skus: readonly string[]): Promise<RecordPair[]> {
@@ -93,7 +103,7 @@ export async function readRecords(cfg: Config, skus: readonly string[]): Promise
       return v === null ? null : (v as Buffer);
     };
     return skus.map((_, i) => ({ stock: value(2 * i), price: value(2 * i + 1) }));
-  });
+  }, exchangeTimeoutMs(cfg, skus.length));
 }
 
 /** Writes records fetched from the region into the edge Redis with a short TTL, so the next read is local. */
@@ -105,5 +115,5 @@ export async function refillRecords(cfg: Config, records: ReadonlyMap<string, Re
       if (r.price && r.price.byteLength > 0) pipeline.set(priceKey(cfg.redisKeyPrefix, sku), Buffer.from(r.price), "EX", ttlSeconds);
     }
     await pipeline.exec();
-  });
+  }, exchangeTimeoutMs(cfg, records.size));
 }
