@@ -1,0 +1,158 @@
+/**
+ * `prewarm`: the ops CLI of the scheduler (also `npm run prewarm -- …`).
+ *
+ *   prewarm run <plan>          run a plan now: progress bar per node, per-node report;
+ *                               exit 1 when failures pass the plan's failureThreshold
+ *   prewarm status <run>        a run's progress and report
+ *   prewarm schedule <plan>     register a cron or campaign plan (idempotent)
+ *   prewarm unschedule <name>   remove a plan's schedule
+ *   prewarm list                schedules and recent runs
+ *   prewarm worker              process batches (run as many as you like, anywhere)
+ *   prewarm serve               the ops HTTP API and job dashboard (workers included)
+ *
+ * The config file (edge nodes, Redis, token, batch size, concurrency, retries)
+ * comes from --config, $PREWARM_CONFIG, or ./prewarm.config.yaml.
+ * Exit codes: 0 done, 1 failures over the threshold or run not finished, 2 bad input.
+ */
+import { Command, Option } from "commander";
+import { loadConfig, type SchedulerConfig } from "./config";
+import { Engine } from "./engine";
+import { serveOps } from "./ops-api";
+import { loadPlan } from "./plan";
+import { watchRun } from "./progress";
+import { formatReport, skusPerSecond } from "./report";
+import { isInvalidFileError } from "./schema-errors";
+import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
+
+interface Common {
+  config?: string;
+  json?: boolean;
+}
+
+function config(o: Common): SchedulerConfig {
+  return loadConfig(o.config ?? process.env["PREWARM_CONFIG"] ?? "prewarm.config.yaml");
+}
+
+function out(o: Common, json: unknown, text: string): void {
+  process.stdout.write(o.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
+}
+
+/** Runs a command with an engine, closing it however the command ends. */
+async function withEngine<T>(o: Common, fn: (e: Engine) => Promise<T>): Promise<T> {
+  const engine = new Engine(config(o));
+  try {
+    return await fn(engine);
+  } finally {
+    await engine.close();
+  }
+}
+
+function untilSignal(engine: Engine, what: string): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = (sig: string): void => {
+      console.error(`${what}: ${sig}, finishing the batches in hand`);
+      void engine.close().then(resolve);
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
+}
+
+const program = new Command("prewarm").description("edge prewarm scheduler: plans, fan-out to every edge node, schedules, reports");
+const withCommon = (c: Command): Command =>
+  c.option("-c, --config <file>", "scheduler config (YAML/JSON); default $PREWARM_CONFIG or ./prewarm.config.yaml").option("--json", "JSON output for scripts");
+
+withCommon(program.command("run <plan>").description("run a plan now and report per node"))
+  .option("--no-progress", "no progress bars")
+  .option("--no-work", "only enqueue and watch; other `prewarm worker` processes do the batches")
+  .option("--detach", "enqueue, print the run id, and return")
+  .action(async (planFile: string, o: Common & { progress: boolean; work: boolean; detach?: boolean }) => {
+    const plan = loadPlan(planFile);
+    await withEngine(o, async (engine) => {
+      if (o.work && !o.detach) {
+        engine.startWorkers();
+        await engine.waitUntilReady();
+      }
+      const runId = await engine.startRun(plan, "cli");
+      if (o.detach) return out(o, { runId }, runId);
+      if (!o.json) console.error(`run ${runId}: plan ${plan.name}`);
+      const report = await watchRun(engine.store, runId, { bars: o.progress && !o.json });
+      const rate = skusPerSecond(report);
+      out(o, { ...report, skusPerSecond: rate }, formatReport(report) + (rate === null ? "" : `\n\n${Math.round(rate)} SKUs/s over all nodes`));
+      if (report.status !== "done") process.exitCode = 1;
+    });
+  });
+
+withCommon(program.command("status <run>").description("a run's progress and per-node report")).action(async (runId: string, o: Common) => {
+  await withEngine(o, async (engine) => {
+    const r = await engine.store.report(runId);
+    if (!r) {
+      console.error(`no run ${runId}`);
+      process.exitCode = 2;
+      return;
+    }
+    out(o, r, formatReport(r));
+  });
+});
+
+withCommon(program.command("schedule <plan>").description("register a cron or campaign plan (idempotent; re-registering replaces)")).action(async (planFile: string, o: Common) => {
+  const plan = loadPlan(planFile);
+  await withEngine(o, async (engine) => {
+    const e = await schedulePlan(engine, plan);
+    out(o, e, `scheduled ${e.plan} (${e.kind}${e.cron ? ` ${e.cron}` : `, ${e.fireTimes?.length} runs`}); next ${e.next ? new Date(e.next).toISOString() : "-"}`);
+  });
+});
+
+withCommon(program.command("unschedule <name>").description("remove a plan's schedule")).action(async (name: string, o: Common) => {
+  await withEngine(o, async (engine) => {
+    const removed = await unschedulePlan(engine, name);
+    out(o, { plan: name, removed }, removed ? `unscheduled ${name}` : `no schedule for ${name}`);
+    if (!removed) process.exitCode = 2;
+  });
+});
+
+withCommon(program.command("list").description("schedules and recent runs"))
+  .option("-n, --limit <n>", "runs to show", "20")
+  .action(async (o: Common & { limit: string }) => {
+    await withEngine(o, async (engine) => {
+      const schedules = await listSchedules(engine);
+      const runs = (await Promise.all((await engine.store.list(Number(o.limit))).map((id) => engine.store.report(id)))).filter((r) => r !== null);
+      const text = [
+        "schedules:",
+        ...(schedules.length === 0 ? ["  (none)"] : schedules.map((s) => `  ${s.plan.padEnd(24)} ${s.kind.padEnd(9)} ${s.cron ?? `${s.fireTimes?.length} runs`}  next ${s.next ? new Date(s.next).toISOString() : "-"}`)),
+        "runs:",
+        ...(runs.length === 0 ? ["  (none)"] : runs.map((r) => `  ${r.runId.padEnd(44)} ${r.status.padEnd(8)} ${r.warmed} warmed, ${r.failed} failed  ${new Date(r.createdAt).toISOString()}`)),
+      ].join("\n");
+      out(o, { schedules, runs: runs.map(({ nodes: _n, ...r }) => r) }, text);
+    });
+  });
+
+withCommon(program.command("worker").description("process plan expansions and batches until SIGINT/SIGTERM")).action(async (o: Common) => {
+  const engine = new Engine(config(o));
+  engine.startWorkers();
+  await engine.waitUntilReady();
+  console.error(`prewarm worker: ${engine.cfg.nodes.length} node queues, concurrency ${engine.cfg.concurrencyPerNode} per node`);
+  await untilSignal(engine, "prewarm worker");
+});
+
+withCommon(program.command("serve").description("the ops HTTP API and job dashboard, with workers"))
+  .addOption(new Option("-p, --port <port>", "port").default("8790"))
+  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("--no-work", "API only, no workers")
+  .action(async (o: Common & { port: string; host: string; work: boolean }) => {
+    const engine = new Engine(config(o));
+    if (o.work) engine.startWorkers();
+    const server = await serveOps(engine, Number(o.port), o.host);
+    console.error(`prewarm ops API on http://${o.host}:${o.port} (dashboard /admin/queues)`);
+    await untilSignal(engine, "prewarm serve");
+    server.close();
+  });
+
+program.parseAsync().catch((e: unknown) => {
+  if (isInvalidFileError(e)) {
+    console.error(e.message);
+    process.exit(2);
+  }
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

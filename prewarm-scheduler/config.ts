@@ -1,0 +1,114 @@
+/**
+ * The scheduler's configuration (SPEC §6): its Redis, the edge nodes (name,
+ * URL, region), the nodes' bearer token, batch size, per-node concurrency and
+ * the retry policy. A YAML or JSON file, validated at start-up with errors
+ * that name the bad field; `${VAR}` in string values reads the environment so
+ * secrets stay out of the file.
+ */
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { isValidRegion } from "../worker/ids";
+import { describeIssues, InvalidFileError } from "./schema-errors";
+
+/** The edge worker's limit on one prewarm batch (SPEC §5). */
+export const MAX_BATCH = 1000;
+
+const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes (1-63 chars)" });
+const region = z.string().refine(isValidRegion, { error: "must be a region name like cn-east" });
+
+export const nodeSchema = z.strictObject({
+  name,
+  url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).transform((u) => u.replace(/\/+$/, "")),
+  region,
+  /** Overrides the config's token for this node. */
+  token: z.string().min(1).optional(),
+});
+
+export const configSchema = z
+  .strictObject({
+    /** The scheduler's own Redis (BullMQ job state, runs, schedules). @default "redis://127.0.0.1:6379" */
+    redis: z.string().regex(/^rediss?:\/\//, { error: "must be a redis:// or rediss:// URL" }).default("redis://127.0.0.1:6379"),
+    /** Key prefix of every queue and run record, so several deployments can share one Redis. @default "prewarm" */
+    prefix: z.string().regex(/^[A-Za-z0-9_-]+$/, { error: "must be letters, digits, - or _" }).default("prewarm"),
+    /** Bearer token of the nodes' POST /v1/prewarm. */
+    token: z.string().min(1, { error: "must not be empty (use ${PREWARM_TOKEN} to read it from the environment)" }),
+    nodes: z.array(nodeSchema).min(1, { error: "must list at least one edge node" }),
+    /** SKUs per POST /v1/prewarm. @default 1000 */
+    batchSize: z.int().min(1).max(MAX_BATCH).default(MAX_BATCH),
+    /**
+     * Batches in flight per node, per scheduler process. One 1,000-SKU batch
+     * already keeps a node's isolate busy; two at once on one local workerd
+     * made one of them miss its edge Redis deadline (see the README). @default 1
+     */
+    concurrencyPerNode: z.int().min(1).max(64).default(1),
+    /** Timeout of one POST /v1/prewarm. @default 10000 */
+    requestTimeoutMs: z.int().min(1).max(600_000).default(10_000),
+    retry: z
+      .strictObject({
+        /** Tries per batch, the first included. @default 5 */
+        attempts: z.int().min(1).max(50).default(5),
+        /** First backoff; it doubles each try, with ±50 % jitter. @default 500 */
+        backoffMs: z.int().min(0).max(600_000).default(500),
+      })
+      .prefault({}),
+    /** How long a batch stays locked by a scheduler process that stopped answering before another takes it. @default 30000 */
+    lockDurationMs: z.int().min(500).max(600_000).default(30_000),
+    /** Bearer token of the ops HTTP API; empty = no auth (loopback use). @default "" */
+    opsToken: z.string().default(""),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.nodes.forEach((n, i) => {
+      if (seen.has(n.name)) ctx.addIssue({ code: "custom", path: ["nodes", i, "name"], message: `duplicate node name ${JSON.stringify(n.name)}` });
+      seen.add(n.name);
+    });
+  });
+
+export type SchedulerConfig = z.output<typeof configSchema>;
+export type EdgeNodeConfig = z.output<typeof nodeSchema>;
+export type SchedulerConfigInput = z.input<typeof configSchema>;
+
+/** Replaces `${NAME}` in every string of a parsed document with the environment's value. */
+export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: string[] = [], missing: string[] = []): unknown {
+  if (typeof value === "string") {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, v: string) => {
+      const got = env[v];
+      if (got === undefined) missing.push(`${path.join(".") || "(top level)"}: environment variable ${v} is not set`);
+      return got ?? "";
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, [...path, `[${i}]`], missing));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, [...path, k], missing)]));
+  }
+  return value;
+}
+
+/** Reads a YAML or JSON document (YAML is a superset of JSON), naming the file and line on a syntax error. */
+export function readDocument(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new InvalidFileError(file, [`cannot read it: ${(e as Error).message}`]);
+  }
+  try {
+    return parseYaml(text, { prettyErrors: true });
+  } catch (e) {
+    throw new InvalidFileError(file, [`not valid YAML/JSON: ${(e as Error).message}`]);
+  }
+}
+
+export function parseConfig(doc: unknown, source = "config", env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
+  const missing: string[] = [];
+  const expanded = expandEnv(doc, env, [], missing);
+  if (missing.length > 0) throw new InvalidFileError(source, missing);
+  const r = configSchema.safeParse(expanded);
+  if (!r.success) throw new InvalidFileError(source, describeIssues(r.error));
+  return r.data;
+}
+
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
+  return parseConfig(readDocument(file), file, env);
+}

@@ -1,0 +1,81 @@
+/**
+ * The ops HTTP API: trigger a plan, see runs with their progress and
+ * failures, manage schedules, and the BullMQ job dashboard (bull-board) at
+ * /admin/queues. Bearer-authenticated when `opsToken` is set.
+ */
+import { createBullBoard } from "@bull-board/api";
+import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
+import { HonoAdapter } from "@bull-board/hono";
+import { serve, type ServerType } from "@hono/node-server";
+import { serveStatic } from "@hono/node-server/serve-static";
+import { Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
+import { HTTPException } from "hono/http-exception";
+import type { Engine } from "./engine";
+import { parsePlan } from "./plan";
+import { isInvalidFileError } from "./schema-errors";
+import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
+
+function errorBody(code: string, message: string, details?: readonly string[]) {
+  return { error: { code, message, ...(details ? { details } : {}) } };
+}
+
+export function opsApp(engine: Engine): Hono {
+  const app = new Hono();
+  app.onError((e, c) => {
+    if (isInvalidFileError(e)) return c.json(errorBody("invalid_plan", e.message, e.problems), 400);
+    if (e instanceof HTTPException) return c.json(errorBody(e.status === 401 ? "unauthorized" : "bad_request", e.message), e.status);
+    console.error(e);
+    return c.json(errorBody("internal", (e as Error).message), 500);
+  });
+  app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
+  app.get("/healthz", async (c) => c.json({ ok: (await engine.redis.ping()) === "PONG" }));
+  if (engine.cfg.opsToken !== "") app.use("/*", bearerAuth({ token: engine.cfg.opsToken }));
+
+  const readPlan = async (c: { req: { json(): Promise<unknown> } }) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      throw new HTTPException(400, { message: "body must be JSON {plan: {...}}" });
+    }
+    const plan = typeof body === "object" && body !== null && "plan" in body ? (body as { plan: unknown }).plan : undefined;
+    if (plan === undefined) throw new HTTPException(400, { message: "body must be JSON {plan: {...}}" });
+    return parsePlan(plan, "plan");
+  };
+
+  app.post("/v1/runs", async (c) => {
+    const runId = await engine.startRun(await readPlan(c), "api");
+    return c.json({ runId, status: `/v1/runs/${runId}` }, 202);
+  });
+  app.get("/v1/runs", async (c) => {
+    const ids = await engine.store.list(Number(c.req.query("limit") ?? 20));
+    const reports = await Promise.all(ids.map((id) => engine.store.report(id)));
+    return c.json({ runs: reports.filter((r) => r !== null).map(({ nodes: _n, ...r }) => r) });
+  });
+  app.get("/v1/runs/:id", async (c) => {
+    const r = await engine.store.report(c.req.param("id"));
+    return r ? c.json(r) : c.json(errorBody("not_found", `no run ${c.req.param("id")}`), 404);
+  });
+  app.get("/v1/runs/:id/failures", async (c) => {
+    if (!(await engine.store.meta(c.req.param("id")))) return c.json(errorBody("not_found", `no run ${c.req.param("id")}`), 404);
+    return c.json({ failures: await engine.store.failures(c.req.param("id")) });
+  });
+  app.get("/v1/schedules", async (c) => c.json({ schedules: await listSchedules(engine) }));
+  app.post("/v1/schedules", async (c) => c.json(await schedulePlan(engine, await readPlan(c)), 201));
+  app.delete("/v1/schedules/:plan", async (c) =>
+    (await unschedulePlan(engine, c.req.param("plan"))) ? c.body(null, 204) : c.json(errorBody("not_found", `no schedule for plan ${c.req.param("plan")}`), 404),
+  );
+
+  const board = new HonoAdapter(serveStatic);
+  createBullBoard({ queues: engine.queues().map((q) => new BullMQAdapter(q)), serverAdapter: board });
+  board.setBasePath("/admin/queues");
+  app.route("/admin/queues", board.registerPlugin());
+  return app;
+}
+
+export function serveOps(engine: Engine, port: number, hostname = "127.0.0.1"): Promise<ServerType> {
+  return new Promise((resolve) => {
+    const server = serve({ fetch: opsApp(engine).fetch, port, hostname }, () => resolve(server));
+  });
+}

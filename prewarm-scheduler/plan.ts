@@ -1,0 +1,182 @@
+/**
+ * Prewarm plans: files ops write and keep in version control (YAML or JSON).
+ * A plan says which SKUs (a list, a file of ids, or the top N of a Redis
+ * sorted set of hot SKUs), which edge nodes or regions, the TTL, and when
+ * (once; a cron schedule; a flash-sale campaign: warm at T0 − lead, then
+ * refresh every `refreshEvery` until T0 + `until`). Validation names the bad
+ * field; a SKU file is read when the plan is loaded so a scheduled plan does
+ * not depend on the file being present on every scheduler machine.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { isValidRegion, isValidSku } from "../worker/ids";
+import type { EdgeNodeConfig } from "./config";
+import { readDocument } from "./config";
+import { parseDurationMs } from "./durations";
+import { describeIssues, InvalidFileError } from "./schema-errors";
+
+/** Upper bound on the fire times of one campaign, so a typo cannot flood the queue. */
+export const MAX_CAMPAIGN_FIRES = 10_000;
+
+const duration = (what: string) =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const ms = parseDurationMs(v);
+    if (ms === undefined) {
+      ctx.addIssue({ code: "custom", message: `${what} must be a duration like "30s", "5m", "2h" or a number of seconds, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const instant = z.union([z.string(), z.date()]).transform((v, ctx) => {
+  const ms = v instanceof Date ? v.getTime() : Date.parse(v);
+  if (!Number.isFinite(ms) || (typeof v === "string" && !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(v))) {
+    ctx.addIssue({ code: "custom", message: `must be an ISO-8601 date-time with a zone, like "2026-11-11T00:00:00+08:00", got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const skuId = z.string().refine(isValidSku, { error: (i) => `not a SKU id (letters, digits, . _ -; at most 64): ${JSON.stringify(i.input)}` });
+
+/** Exactly one of `keys` must be present in an object (a tagged choice with errors that keep their paths). */
+function exactlyOne(keys: readonly string[]) {
+  return (v: Record<string, unknown>, ctx: z.RefinementCtx): void => {
+    const present = keys.filter((k) => v[k] !== undefined);
+    if (present.length !== 1) ctx.addIssue({ code: "custom", message: `must have exactly one of ${keys.join(", ")}${present.length > 1 ? `, got ${present.join(" and ")}` : ""}` });
+  };
+}
+
+const skusSchema = z
+  .strictObject({
+    list: z.array(skuId).min(1, { error: "must list at least one SKU" }).optional(),
+    /** A text file, one SKU id per line (# comments), relative to the plan. */
+    file: z.string().min(1).optional(),
+    hot: z
+      .strictObject({
+        /** Sorted set of hot SKUs (member = SKU id, score = popularity). */
+        key: z.string().min(1),
+        top: z.int().min(1).max(10_000_000),
+        /** Redis holding the set; default: the scheduler's own Redis. */
+        redis: z.string().regex(/^rediss?:\/\//, { error: "must be a redis:// URL" }).optional(),
+      })
+      .optional(),
+  })
+  .superRefine(exactlyOne(["list", "file", "hot"]));
+
+const targetsSchema = z
+  .preprocess(
+    (v) => (v === undefined || v === "all" ? { all: true } : v),
+    z
+      .strictObject({
+        all: z.literal(true).optional(),
+        nodes: z.array(z.string().min(1)).min(1).optional(),
+        regions: z.array(z.string().refine(isValidRegion, { error: "not a region name" })).min(1).optional(),
+      }, { error: 'must be "all", {nodes: [names]} or {regions: [names]}' })
+      .superRefine(exactlyOne(["all", "nodes", "regions"])),
+  );
+
+const campaignSchema = z
+  .strictObject({
+    /** The flash sale's start. */
+    t0: instant,
+    /** Warm this long before T0. */
+    lead: duration("lead"),
+    /** Then warm again at this interval... */
+    refreshEvery: duration("refreshEvery"),
+    /** ...until this long after T0. */
+    until: duration("until"),
+  })
+  .superRefine((c, ctx) => {
+    if (c.refreshEvery < 1000) ctx.addIssue({ code: "custom", path: ["refreshEvery"], message: "must be at least 1s" });
+    else if ((c.lead + c.until) / c.refreshEvery + 1 > MAX_CAMPAIGN_FIRES) {
+      ctx.addIssue({ code: "custom", path: ["refreshEvery"], message: `gives more than ${MAX_CAMPAIGN_FIRES} runs between T0 − lead and T0 + until` });
+    }
+  });
+
+const scheduleSchema = z.preprocess(
+  (v) => (v === undefined || v === "once" ? { once: true } : v),
+  z
+    .strictObject({
+      once: z.literal(true).optional(),
+      cron: z.string().min(1).optional(),
+      tz: z.string().optional(),
+      campaign: campaignSchema.optional(),
+    }, { error: 'must be "once", {cron: "<pattern>", tz?} or {campaign: {t0, lead, refreshEvery, until}}' })
+    .superRefine(exactlyOne(["once", "cron", "campaign"])),
+);
+
+export const planSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes (1-63 chars)" }),
+  skus: skusSchema,
+  targets: targetsSchema,
+  /** TTL of the warmed aggregates (s); omitted = the node's CACHE_TTL_SECONDS. */
+  ttl: z.int().min(1).max(86_400).optional(),
+  schedule: scheduleSchema,
+  /** A run not finished by then fails its remaining batches with `deadline_exceeded`. @default "10m" */
+  deadline: duration("deadline").default(600_000),
+  /** `prewarm run` exits non-zero when failed SKUs / all SKUs exceed this. @default 0 */
+  failureThreshold: z.number().min(0).max(1).default(0),
+});
+
+/** A plan as validated; `skus.file` is already read into `list`. */
+export type Plan = Omit<z.output<typeof planSchema>, "skus"> & { skus: { list: string[]; hot?: undefined } | { list?: undefined; hot: { key: string; top: number; redis?: string | undefined } } };
+export type PlanInput = z.input<typeof planSchema>;
+export type Schedule = z.output<typeof scheduleSchema>;
+
+function readSkuFile(file: string, source: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new InvalidFileError(source, [`skus.file: cannot read ${file}: ${(e as Error).message}`]);
+  }
+  const skus: string[] = [];
+  const problems: string[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const sku = line.replace(/#.*/, "").trim();
+    if (sku === "") return;
+    if (!isValidSku(sku)) problems.push(`skus.file ${file}:${i + 1}: not a SKU id: ${JSON.stringify(sku)}`);
+    else skus.push(sku);
+  });
+  if (problems.length > 0) throw new InvalidFileError(source, problems.slice(0, 20));
+  if (skus.length === 0) throw new InvalidFileError(source, [`skus.file: ${file} lists no SKU`]);
+  return skus;
+}
+
+/** Validates a plan document; `baseDir` resolves a relative `skus.file`. */
+export function parsePlan(doc: unknown, source = "plan", baseDir = process.cwd()): Plan {
+  const r = planSchema.safeParse(doc);
+  if (!r.success) throw new InvalidFileError(source, describeIssues(r.error));
+  const p = r.data;
+  const { list, file, hot } = p.skus;
+  if (file !== undefined) return { ...p, skus: { list: readSkuFile(path.resolve(baseDir, file), source) } };
+  return { ...p, skus: hot !== undefined ? { hot } : { list: list! } };
+}
+
+export function loadPlan(file: string): Plan {
+  return parsePlan(readDocument(file), file, path.dirname(path.resolve(file)));
+}
+
+/** The nodes a plan targets, or a precise error when it names nodes or regions the config does not have. */
+export function targetNodes(plan: Plan, nodes: readonly EdgeNodeConfig[], source = "plan"): EdgeNodeConfig[] {
+  const { nodes: names, regions } = plan.targets;
+  if (names) {
+    const unknown = names.filter((n) => !nodes.some((c) => c.name === n));
+    if (unknown.length > 0) throw new InvalidFileError(source, [`targets.nodes: not in the config: ${unknown.join(", ")} (known: ${nodes.map((n) => n.name).join(", ")})`]);
+    return nodes.filter((n) => names.includes(n.name));
+  }
+  if (!regions) return [...nodes];
+  const chosen = nodes.filter((n) => regions.includes(n.region));
+  const empty = regions.filter((r) => !nodes.some((n) => n.region === r));
+  if (empty.length > 0) throw new InvalidFileError(source, [`targets.regions: no configured node in ${empty.join(", ")}`]);
+  return chosen;
+}
+
+/** The fire times (ms) of a campaign: T0 − lead, then every refreshEvery, up to and including T0 + until. */
+export function campaignFireTimes(c: { t0: number; lead: number; refreshEvery: number; until: number }): number[] {
+  const out: number[] = [];
+  for (let t = c.t0 - c.lead; t <= c.t0 + c.until && out.length < MAX_CAMPAIGN_FIRES; t += c.refreshEvery) out.push(t);
+  return out;
+}

@@ -1,0 +1,38 @@
+/** The per-node report of a run, as text for a terminal (the JSON form is the RunReport itself). */
+import type { RunReport } from "./run-store";
+
+function ms(v: number | null): string {
+  return v === null ? "-" : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ")).join("\n");
+}
+
+export function formatReport(r: RunReport): string {
+  const rows = [["node", "region", "warmed", "from edge", "from regional", "failed", "duration", "batch p50", "batch p95"]];
+  for (const n of r.nodes) {
+    rows.push([n.name, n.region, String(n.warmed), String(n.fromEdge), String(n.fromRegional), String(n.failed), ms(n.durationMs), ms(n.p50Ms), ms(n.p95Ms)]);
+  }
+  const lines = [
+    `run ${r.runId} (plan ${r.plan}, ${r.trigger}): ${r.status}` + (r.finishedAt ? ` in ${ms(r.finishedAt - r.createdAt)}` : ""),
+    `${r.totalSkus} SKUs x ${r.nodes.length} nodes: ${r.warmed} warmed, ${r.failed} failed`,
+    "",
+    table(rows),
+  ];
+  const failures = r.nodes.filter((n) => n.failed > 0);
+  if (failures.length > 0) {
+    lines.push("", "failed by code:");
+    for (const n of failures) {
+      lines.push(`  ${n.name}: ${Object.entries(n.failedByCode).map(([c, k]) => `${c} ${k}`).join(", ")}` + (n.batchesFailed > 0 ? ` (${n.batchesFailed} whole batches)` : ""));
+    }
+  }
+  return lines.join("\n");
+}
+
+/** SKUs per second over the whole run, all nodes together. */
+export function skusPerSecond(r: RunReport): number | null {
+  if (!r.finishedAt) return null;
+  return ((r.warmed + r.failed) / Math.max(1, r.finishedAt - r.createdAt)) * 1000;
+}

@@ -1,0 +1,92 @@
+/**
+ * Registering plans to run on a schedule. Both kinds are idempotent, so any
+ * number of scheduler processes may register the same plan without
+ * duplicating runs (BullMQ's old repeatable jobs could duplicate or lose
+ * schedules when several instances registered them):
+ * * cron: one BullMQ job scheduler per plan (`upsertJobScheduler`, keyed by
+ *   the plan name);
+ * * campaign: one delayed run job per fire time (T0 − lead, then every
+ *   refreshEvery until T0 + until), each with a job id made of the plan name
+ *   and the fire time, so registering twice adds nothing.
+ */
+import type { Engine } from "./engine";
+import { stamp } from "./engine";
+import { campaignFireTimes, targetNodes, type Plan } from "./plan";
+import { InvalidFileError } from "./schema-errors";
+
+export interface ScheduleEntry {
+  plan: string;
+  kind: "cron" | "campaign";
+  /** The cron pattern, or the campaign's fire times. */
+  cron?: string;
+  tz?: string;
+  fireTimes?: number[];
+  registeredAt: number;
+  /** The next fire time still ahead, if any. */
+  next: number | null;
+}
+
+const registryKey = (e: Engine): string => `${e.cfg.prefix}:schedules`;
+const cronId = (plan: string): string => `plan-${plan}`;
+const campaignJobId = (plan: string, t: number): string => `campaign-${plan}-${t}`;
+
+export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now()): Promise<ScheduleEntry> {
+  targetNodes(plan, engine.cfg.nodes);
+  const s = plan.schedule;
+  if (s.once) throw new InvalidFileError(plan.name, ['schedule: is "once"; use `prewarm run` for it, or give {cron} or {campaign}']);
+  // A plan re-registered with other times replaces its old schedule.
+  await unschedulePlan(engine, plan.name);
+  let entry: ScheduleEntry;
+  if (s.cron !== undefined) {
+    try {
+      const job = await engine.runs.upsertJobScheduler(cronId(plan.name), { pattern: s.cron, ...(s.tz ? { tz: s.tz } : {}) }, { name: "run", data: { plan, trigger: "cron" } });
+      entry = { plan: plan.name, kind: "cron", cron: s.cron, ...(s.tz ? { tz: s.tz } : {}), registeredAt: now, next: job?.timestamp !== undefined ? job.timestamp + (job.opts.delay ?? 0) : null };
+    } catch (e) {
+      throw new InvalidFileError(plan.name, [`schedule.cron: ${(e as Error).message}`]);
+    }
+  } else {
+    const fires = campaignFireTimes(s.campaign!).filter((t) => t > now - 1000);
+    if (fires.length === 0) throw new InvalidFileError(plan.name, ["schedule.campaign: every fire time (T0 − lead .. T0 + until) is in the past"]);
+    await engine.runs.addBulk(
+      fires.map((t) => ({
+        name: "run",
+        data: { plan, runId: `${plan.name}-${stamp(t)}`, trigger: "campaign" },
+        opts: { jobId: campaignJobId(plan.name, t), delay: Math.max(0, t - now), attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: { age: 7 * 86_400 }, removeOnFail: { age: 7 * 86_400 } },
+      })),
+    );
+    entry = { plan: plan.name, kind: "campaign", fireTimes: fires, registeredAt: now, next: fires[0] ?? null };
+  }
+  await engine.redis.hset(registryKey(engine), plan.name, JSON.stringify(entry));
+  return entry;
+}
+
+/** Removes a plan's schedule; returns whether there was one. Runs already started go on. */
+export async function unschedulePlan(engine: Engine, planName: string): Promise<boolean> {
+  const raw = await engine.redis.hget(registryKey(engine), planName);
+  const removedCron = await engine.runs.removeJobScheduler(cronId(planName));
+  if (raw !== null) {
+    const entry = JSON.parse(raw) as ScheduleEntry;
+    for (const t of entry.fireTimes ?? []) {
+      const job = await engine.runs.getJob(campaignJobId(planName, t));
+      if (job && (await job.isDelayed())) await job.remove();
+    }
+    await engine.redis.hdel(registryKey(engine), planName);
+  }
+  return raw !== null || removedCron;
+}
+
+export async function listSchedules(engine: Engine, now = Date.now()): Promise<ScheduleEntry[]> {
+  const all = await engine.redis.hgetall(registryKey(engine));
+  const out: ScheduleEntry[] = [];
+  for (const raw of Object.values(all)) {
+    const e = JSON.parse(raw) as ScheduleEntry;
+    if (e.kind === "cron") {
+      const js = await engine.runs.getJobScheduler(cronId(e.plan));
+      e.next = js?.next ?? null;
+    } else {
+      e.next = e.fireTimes?.find((t) => t >= now) ?? null;
+    }
+    out.push(e);
+  }
+  return out.sort((a, b) => a.plan.localeCompare(b.plan));
+}

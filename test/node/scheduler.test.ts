@@ -1,0 +1,235 @@
+/**
+ * The prewarm scheduler against real edge nodes (the worker in workerd, each
+ * with its own real Redis) and a real Redis for BullMQ, over HTTP.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { stringify } from "yaml";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { SchedulerConfig } from "../../prewarm-scheduler/config";
+import { Engine } from "../../prewarm-scheduler/engine";
+import { parsePlan, type Plan } from "../../prewarm-scheduler/plan";
+import { watchRun } from "../../prewarm-scheduler/progress";
+import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/schedules";
+import { startStack, type Stack } from "./scheduler/stack";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const SKUS = 2500;
+let stack: Stack;
+const engines: Engine[] = [];
+
+beforeAll(async () => {
+  stack = await startStack(SKUS);
+}, 120_000);
+afterEach(async () => {
+  await Promise.all(engines.splice(0).map((e) => e.close()));
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+function engine(cfg: SchedulerConfig, work = true): Engine {
+  const e = new Engine(cfg);
+  engines.push(e);
+  if (work) e.startWorkers();
+  return e;
+}
+
+function plan(overrides: Record<string, unknown> = {}): Plan {
+  return parsePlan({ name: "test-plan", skus: { list: stack.skus }, ttl: 120, ...overrides });
+}
+
+describe("run", () => {
+  it("warms every SKU of the plan on every node, and the nodes confirm it", async () => {
+    const cfg = stack.config();
+    const before = await Promise.all(stack.edges.map((e) => stack.warmedCounter(e.node.url)));
+    const e = engine(cfg);
+    const runId = await e.startRun(plan());
+    const r = await watchRun(e.store, runId, { bars: false, pollMs: 100 });
+
+    expect(r.status).toBe("done");
+    expect(r.totalSkus).toBe(SKUS);
+    for (const n of r.nodes) {
+      expect({ node: n.name, warmed: n.warmed, failed: n.failed, settled: n.settled, batches: n.batches }).toEqual({ node: n.name, warmed: SKUS, failed: 0, settled: 3, batches: 3 });
+      expect(n.fromEdge).toBe(SKUS);
+      expect(n.p50Ms).toBeGreaterThan(0);
+    }
+    const after = await Promise.all(stack.edges.map((e) => stack.warmedCounter(e.node.url)));
+    expect(after.map((a, i) => a - before[i]!)).toEqual([SKUS, SKUS]);
+    for (const edge of stack.edges) {
+      for (const sku of [stack.skus[0]!, stack.skus[SKUS - 1]!]) {
+        const res = await fetch(`${edge.node.url}/v1/skus/${sku}`);
+        expect(res.headers.get("x-cache"), `${edge.name} ${sku}`).toBe("HIT");
+        expect(((await res.json()) as { region: string }).region).toBe(edge.region);
+      }
+    }
+  });
+
+  it("targets the nodes of the regions a plan names", async () => {
+    const e = engine(stack.config({ batchSize: 500 }));
+    const r = await watchRun(e.store, await e.startRun(plan({ targets: { regions: ["cn-north"] }, skus: { list: stack.skus.slice(0, 600) } })), { bars: false, pollMs: 100 });
+    expect(r.nodes.map((n) => [n.name, n.warmed, n.batches])).toEqual([["edge-north", 600, 2]]);
+  });
+
+  it("retries a node that is down and reports it, while the other nodes finish", async () => {
+    const dead = await stack.deadNode();
+    const cfg = stack.config();
+    cfg.nodes.push(dead);
+    const e = engine(cfg);
+    const runId = await e.startRun(plan());
+    const r = await watchRun(e.store, runId, { bars: false, pollMs: 100 });
+
+    expect(r.status).toBe("failed");
+    const byName = Object.fromEntries(r.nodes.map((n) => [n.name, n]));
+    expect(byName["edge-east"]!.warmed).toBe(SKUS);
+    expect(byName["edge-north"]!.warmed).toBe(SKUS);
+    expect(byName["edge-dead"]).toMatchObject({ warmed: 0, failed: SKUS, batchesFailed: 3, failedByCode: { node_unreachable: SKUS } });
+    const jobs = await e.nodeQueue("edge-dead").getFailed();
+    expect(jobs.map((j) => j.attemptsMade)).toEqual([3, 3, 3]);
+    const failures = await e.store.failures(runId);
+    expect(failures.every((f) => f.node === "edge-dead" && f.code === "node_unreachable")).toBe(true);
+  });
+
+  it("fails the batches still unsent at the run's deadline with deadline_exceeded", async () => {
+    const cfg = stack.config({ concurrencyPerNode: 1, batchSize: 100 });
+    const e = engine(cfg);
+    const r = await watchRun(e.store, await e.startRun(plan({ deadline: "1ms" })), { bars: false, pollMs: 100 });
+    expect(r.status).toBe("failed");
+    for (const n of r.nodes) {
+      expect(n.settled).toBe(25);
+      expect(n.failedByCode["deadline_exceeded"]).toBe(n.failed);
+      expect(n.warmed + n.failed).toBe(SKUS);
+    }
+  });
+});
+
+describe("a scheduler process killed mid-run", () => {
+  function worker(configFile: string): ChildProcess {
+    return spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), path.join(ROOT, "prewarm-scheduler/cli.ts"), "worker", "--config", configFile], {
+      cwd: ROOT,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+  }
+
+  it("completes the run after a restart, with no batch lost and none counted twice", async () => {
+    const cfg = stack.config({ concurrencyPerNode: 1, batchSize: 50, lockDurationMs: 1000 });
+    const dir = mkdtempSync(path.join(tmpdir(), "prewarm-test-"));
+    const configFile = path.join(dir, "config.yaml");
+    writeFileSync(configFile, stringify(cfg));
+    const control = engine(cfg, false); // enqueues and watches only
+    const runId = await control.startRun(plan());
+    const batches = SKUS / 50;
+
+    const first = worker(configFile);
+    let settled = 0;
+    for (let i = 0; i < 600 && settled < 10; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      settled = (await control.store.report(runId))?.nodes.reduce((s, n) => s + n.settled, 0) ?? 0;
+    }
+    first.kill("SIGKILL");
+    await new Promise((r) => first.once("exit", r));
+    const mid = (await control.store.report(runId))!;
+    expect(mid.finishedAt).toBeNull();
+    const settledAtKill = mid.nodes.reduce((s, n) => s + n.settled, 0);
+    expect(settledAtKill).toBeGreaterThan(0);
+    expect(settledAtKill).toBeLessThan(batches * 2);
+
+    const second = worker(configFile);
+    try {
+      const r = await watchRun(control.store, runId, { bars: false, pollMs: 200 });
+      expect(r.status, JSON.stringify(r.nodes.map((n) => [n.name, n.failedByCode]))).toBe("done");
+      for (const n of r.nodes) expect([n.name, n.settled, n.warmed, n.skus, n.failed]).toEqual([n.name, batches, SKUS, SKUS, 0]);
+    } finally {
+      second.kill("SIGTERM");
+      await new Promise((r) => second.once("exit", r));
+    }
+  }, 120_000);
+});
+
+describe("plans", () => {
+  const cases: { name: string; doc: unknown; problem: RegExp }[] = [
+    { name: "missing skus", doc: { name: "p" }, problem: /^skus: / },
+    { name: "a bad SKU id in the list", doc: { name: "p", skus: { list: ["ok-1", "bad sku"] } }, problem: /^skus\.list\[1\]: not a SKU id.*"bad sku"/ },
+    { name: "an upper-case plan name", doc: { name: "Flash", skus: { list: ["a"] } }, problem: /^name: must be lowercase/ },
+    { name: "a ttl out of range", doc: { name: "p", skus: { list: ["a"] }, ttl: 0 }, problem: /^ttl: / },
+    { name: "an unknown field", doc: { name: "p", skus: { list: ["a"] }, tll: 30 }, problem: /tll/ },
+    { name: "a bad campaign T0", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "tomorrow", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.t0: must be an ISO-8601/ },
+    { name: "a bad duration", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "2026-11-11T00:00:00Z", lead: "5 minutes", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.lead: lead must be a duration/ },
+    { name: "a hot set without top", doc: { name: "p", skus: { hot: { key: "hot" } } }, problem: /^skus\.hot\.top: / },
+  ];
+  for (const c of cases) {
+    it(`rejects ${c.name} with an error naming the field`, () => {
+      let problems: readonly string[] = [];
+      try {
+        parsePlan(c.doc, "plan.yaml");
+      } catch (e) {
+        problems = (e as { problems: readonly string[] }).problems;
+      }
+      expect(problems.some((p) => c.problem.test(p)), problems.join("\n")).toBe(true);
+    });
+  }
+
+  it("rejects a plan naming a node the config lacks, before anything is enqueued", async () => {
+    const e = engine(stack.config(), false);
+    await expect(e.startRun(plan({ targets: { nodes: ["edge-mars"] } }))).rejects.toThrow(/targets\.nodes: not in the config: edge-mars/);
+    expect(await e.runs.count()).toBe(0);
+  });
+
+  it("warms the top N of a Redis sorted set of hot SKUs", async () => {
+    const cfg = stack.config();
+    const e = engine(cfg);
+    await e.redis.zadd("hot-skus", 5, stack.skus[10]!, 9, stack.skus[20]!, 1, stack.skus[30]!);
+    const r = await watchRun(e.store, await e.startRun(plan({ skus: { hot: { key: "hot-skus", top: 2 } } })), { bars: false, pollMs: 100 });
+    expect(r.totalSkus).toBe(2);
+    expect(r.nodes.map((n) => n.warmed)).toEqual([2, 2]);
+    await e.redis.del("hot-skus");
+  });
+});
+
+describe("schedules", () => {
+  const small = (): Record<string, unknown> => ({ skus: { list: stack.skus.slice(0, 10) } });
+
+  it("fires a cron plan on its schedule, registered idempotently, until it is unscheduled", async () => {
+    const e = engine(stack.config());
+    const p = plan({ name: "every-two-seconds", ...small(), schedule: { cron: "*/2 * * * * *" } });
+    await schedulePlan(e, p);
+    await schedulePlan(e, p); // a second instance registering the same plan
+    expect(await e.runs.getJobSchedulersCount()).toBe(1);
+    await new Promise((r) => setTimeout(r, 5500));
+    expect(await unschedulePlan(e, p.name)).toBe(true);
+    const reports = (await Promise.all((await e.store.list()).map((id) => e.store.report(id)))).filter((r) => r !== null);
+    expect(reports.length).toBeGreaterThanOrEqual(2);
+    expect(reports.length).toBeLessThanOrEqual(3);
+    for (const r of reports) {
+      const fireAt = Date.parse(r.runId.slice("every-two-seconds-".length).replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)(\d{3})Z$/, "$1-$2-$3T$4:$5:$6.$7Z"));
+      expect(fireAt % 2000).toBe(0);
+      expect(r.createdAt - fireAt).toBeGreaterThanOrEqual(0);
+      expect(r.createdAt - fireAt).toBeLessThan(1000);
+      expect(r.trigger).toBe("cron");
+    }
+    const count = reports.length;
+    await new Promise((r) => setTimeout(r, 2500));
+    expect((await e.store.list()).length).toBe(count);
+    expect(await listSchedules(e)).toEqual([]);
+  }, 30_000);
+
+  it("runs a campaign at T0 − lead, then every refreshEvery until T0 + until", async () => {
+    const e = engine(stack.config());
+    const t0 = Math.ceil((Date.now() + 3000) / 1000) * 1000;
+    const p = plan({ name: "flash", ...small(), schedule: { campaign: { t0: new Date(t0).toISOString(), lead: "2s", refreshEvery: "1s", until: "1s" } } });
+    const entry = await schedulePlan(e, p);
+    await schedulePlan(e, p); // idempotent
+    expect(entry.fireTimes).toEqual([t0 - 2000, t0 - 1000, t0, t0 + 1000]);
+    await new Promise((r) => setTimeout(r, t0 + 2500 - Date.now()));
+    const reports = (await Promise.all((await e.store.list()).map((id) => e.store.report(id)))).filter((r) => r !== null).sort((a, b) => a.createdAt - b.createdAt);
+    expect(reports.length).toBe(4);
+    reports.forEach((r, i) => {
+      const fireAt = entry.fireTimes![i]!;
+      expect(r.createdAt - fireAt, `run ${i}`).toBeGreaterThanOrEqual(0);
+      expect(r.createdAt - fireAt, `run ${i}`).toBeLessThan(1000);
+      expect(r.status).toBe("done");
+    });
+  }, 30_000);
+});

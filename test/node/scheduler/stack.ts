@@ -1,0 +1,70 @@
+/**
+ * A real stack for the scheduler's tests: two edge nodes in two regions (each
+ * the worker in workerd via wrangler dev, with its own seeded Redis) and the
+ * scheduler's own Redis. Each test gets its own key prefix, so its queues and
+ * runs are its own.
+ */
+import { randomUUID } from "node:crypto";
+import Redis from "ioredis";
+import { demoCatalog, seedCatalog } from "../../../records/demo-catalog";
+import { parseConfig, type SchedulerConfig, type SchedulerConfigInput } from "../../../prewarm-scheduler/config";
+import { startEdgeNode, type EdgeNode } from "../../../scripts/edge-node";
+import { freePort, startRedis, type RedisProcess } from "../../../scripts/redis-server";
+
+export const TOKEN = "sched-test-token";
+
+export interface Stack {
+  schedulerRedis: RedisProcess;
+  edges: { name: string; region: string; node: EdgeNode; redis: RedisProcess }[];
+  skus: string[];
+  config(overrides?: Partial<SchedulerConfigInput>): SchedulerConfig;
+  /** A node entry for an address where nothing listens. */
+  deadNode(): Promise<{ name: string; url: string; region: string }>;
+  /** edge_prewarm_skus_total{result="warmed"} of a node. */
+  warmedCounter(url: string): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export async function startStack(skuCount: number): Promise<Stack> {
+  const schedulerRedis = await startRedis();
+  const catalog = demoCatalog(skuCount, Date.now(), Date.now() + 3_600_000);
+  const edges: Stack["edges"] = [];
+  try {
+    for (const [name, region] of [["edge-east", "cn-east"], ["edge-north", "cn-north"]] as const) {
+      const redis = await startRedis();
+      const c = new Redis(redis.url);
+      await seedCatalog(c, catalog);
+      c.disconnect();
+      const node = await startEdgeNode({ vars: { EDGE_REGION: region, EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: TOKEN } });
+      edges.push({ name, region, node, redis });
+    }
+  } catch (e) {
+    for (const e2 of edges) await Promise.all([e2.node.stop(), e2.redis.stop()]);
+    await schedulerRedis.stop();
+    throw e;
+  }
+  return {
+    schedulerRedis,
+    edges,
+    skus: catalog.map((r) => r.sku),
+    config: (overrides = {}) =>
+      parseConfig({
+        redis: schedulerRedis.url,
+        prefix: `test-${randomUUID().slice(0, 8)}`,
+        token: TOKEN,
+        nodes: edges.map((e) => ({ name: e.name, url: e.node.url, region: e.region })),
+        retry: { attempts: 3, backoffMs: 50 },
+        requestTimeoutMs: 20_000,
+        ...overrides,
+      }),
+    deadNode: async () => ({ name: "edge-dead", url: `http://127.0.0.1:${await freePort()}`, region: "us-west" }),
+    warmedCounter: async (url) => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return Number(/^edge_prewarm_skus_total\{result="warmed"\} (\d+)/m.exec(text)?.[1] ?? 0);
+    },
+    stop: async () => {
+      for (const e of edges) await Promise.all([e.node.stop(), e.redis.stop()]);
+      await schedulerRedis.stop();
+    },
+  };
+}
