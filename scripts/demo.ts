@@ -1,86 +1,105 @@
 /**
- * The main job on embedded defaults: a private edge Redis seeded with the
- * demo catalogue, the reference regional aggregator with its own Redis
- * holding the whole catalogue (the edge lacks the last 10 %), the edge
- * worker in workerd, a prewarm of the catalogue, and reads of warmed keys.
- * Everything it starts, it stops.
+ * The main job on embedded defaults: two edge nodes in two regions (each the
+ * worker in workerd with its own private Redis, seeded with 90 % of the demo
+ * catalogue), the reference regional aggregator with its own Redis holding
+ * all of it, and the scheduler's Redis. A prewarm plan runs through the
+ * scheduler's CLI (`prewarm run`, progress bar per node, per-node report),
+ * then a few warmed keys are read from each node. Everything it starts, it
+ * stops. `npm run demo -- --skus 100000` runs a bigger plan.
  */
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
+import { stringify } from "yaml";
 import { demoCatalog, seedCatalog } from "../records/demo-catalog";
 import { startRegional, type Regional } from "../regional/server";
 import { startEdgeNode, type EdgeNode } from "./edge-node";
 import { startRedis, type RedisProcess } from "./redis-server";
 
-const SKUS = Number(process.env["DEMO_SKUS"] ?? 2000);
-const REGION = "cn-east";
-const BATCH = 1000;
+const ROOT = path.resolve(import.meta.dirname, "..");
+const NODES = [
+  { name: "edge-sh-1", region: "cn-east" },
+  { name: "edge-bj-1", region: "cn-north" },
+] as const;
 
 async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { skus: { type: "string", default: "2000" } } });
+  const skuCount = Number(values.skus);
+  if (!Number.isInteger(skuCount) || skuCount < 1) throw new RangeError(`--skus must be a positive integer, got ${values.skus}`);
   const token = randomBytes(16).toString("hex");
-  let redis: RedisProcess | undefined;
-  let regionalRedis: RedisProcess | undefined;
-  let regional: Regional | undefined;
-  let edge: EdgeNode | undefined;
+  const dir = mkdtempSync(path.join(tmpdir(), "edge-prewarm-demo-"));
+  const started: { stop(): Promise<void> }[] = [];
+  const edges: { name: string; region: string; node: EdgeNode }[] = [];
   try {
-    redis = await startRedis();
-    regionalRedis = await startRedis();
-    const catalog = demoCatalog(SKUS, Date.now());
+    const catalog = demoCatalog(skuCount, Date.now());
     const edgeShare = catalog.slice(0, Math.floor(catalog.length * 0.9));
-    for (const [url, records] of [[redis.url, edgeShare], [regionalRedis.url, catalog]] as const) {
+    const seed = async (url: string, records: typeof catalog): Promise<void> => {
       const client = new Redis(url);
       await seedCatalog(client, records);
       client.disconnect();
+    };
+
+    const regionalRedis = await startRedis();
+    started.push(regionalRedis);
+    await seed(regionalRedis.url, catalog);
+    const regional: Regional = await startRegional({ redisUrl: regionalRedis.url });
+    started.push({ stop: () => regional.close() });
+    console.log(`regional aggregator  ${regional.url} (${catalog.length} SKUs in its own Redis)`);
+
+    for (const n of NODES) {
+      const redis = await startRedis();
+      started.push(redis);
+      await seed(redis.url, edgeShare);
+      const node = await startEdgeNode({ vars: { EDGE_REGION: n.region, EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: token } });
+      started.push(node);
+      edges.push({ ...n, node });
+      console.log(`edge node ${n.name.padEnd(10)} ${node.url} region ${n.region}, workerd via wrangler dev, Redis ${redis.url} (${edgeShare.length} SKUs)`);
     }
-    regional = await startRegional({ redisUrl: regionalRedis.url });
-    console.log(`edge Redis      ${redis.url} (${edgeShare.length} SKUs)`);
-    console.log(`regional        ${regional.url} (${catalog.length} SKUs, its own Redis ${regionalRedis.url})`);
 
-    edge = await startEdgeNode({ vars: { EDGE_REGION: REGION, EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: token } });
-    console.log(`edge worker     ${edge.url} (workerd via wrangler dev)`);
+    const schedulerRedis = await startRedis();
+    started.push(schedulerRedis);
+    const configFile = path.join(dir, "prewarm.config.yaml");
+    const planFile = path.join(dir, "demo-plan.yaml");
+    const skuFile = path.join(dir, "skus.txt");
+    writeFileSync(configFile, stringify({ redis: schedulerRedis.url, token: "${PREWARM_TOKEN}", nodes: edges.map((e) => ({ name: e.name, url: e.node.url, region: e.region })) }));
+    writeFileSync(skuFile, `${catalog.map((r) => r.sku).join("\n")}\n`);
+    writeFileSync(planFile, stringify({ name: "demo", skus: { file: "skus.txt" }, targets: "all", ttl: 300, deadline: "10m" }));
+    console.log(`scheduler Redis      ${schedulerRedis.url}\n\nprewarm run ${planFile} --config ${configFile}\n`);
 
-    const skus = catalog.map((r) => r.sku);
-    let warmed = 0;
-    let fromRegional = 0;
-    let failed = 0;
-    const started = performance.now();
-    for (let i = 0; i < skus.length; i += BATCH) {
-      const res = await fetch(`${edge.url}/v1/prewarm`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ skus: skus.slice(i, i + BATCH), ttl: 30, jobId: `demo-${i / BATCH}` }),
+    // The plan goes through the scheduler's own CLI, as ops run it.
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), path.join(ROOT, "prewarm-scheduler/cli.ts"), "run", planFile, "--config", configFile], {
+        cwd: ROOT,
+        env: { ...process.env, PREWARM_TOKEN: token },
+        stdio: "inherit",
       });
-      if (res.status !== 200) throw new Error(`prewarm answered ${res.status}: ${await res.text()}`);
-      const body = (await res.json()) as { warmed: number; fromRegional: number; failed: unknown[] };
-      warmed += body.warmed;
-      fromRegional += body.fromRegional;
-      failed += body.failed.length;
-    }
-    const ms = performance.now() - started;
-    console.log(`prewarmed       ${warmed} warmed (${fromRegional} from the region), ${failed} failed in ${ms.toFixed(0)} ms (${Math.round((warmed / ms) * 1000)} SKUs/s)`);
+      child.on("exit", resolve);
+    });
+    if (code !== 0) process.exitCode = 1;
 
-    console.log("\nreads of warmed keys:");
-    for (const sku of [skus[0]!, skus[7]!, skus[12]!, skus[skus.length - 1]!]) {
-      const res = await fetch(`${edge.url}/v1/skus/${sku}?region=${REGION}`);
-      if (res.status !== 200) {
-        console.log(`  ${res.status} ${sku}: ${await res.text()}`);
-        process.exitCode = 1;
-        continue;
+    for (const e of edges) {
+      console.log(`\nreads of warmed keys from ${e.name} (${e.region}):`);
+      for (const r of [catalog[0]!, catalog[7]!, catalog[12]!, catalog[catalog.length - 1]!]) {
+        const res = await fetch(`${e.node.url}/v1/skus/${r.sku}`);
+        if (res.status !== 200) {
+          console.log(`  ${res.status} ${r.sku}: ${await res.text()}`);
+          process.exitCode = 1;
+          continue;
+        }
+        const agg = (await res.json()) as { source: string; price: { amount: number; promoId: string | null }; stock: { available: number; status: string }; next: { at: number; amount: number } | null };
+        console.log(
+          `  X-Cache=${res.headers.get("X-Cache")} ${r.sku.padEnd(22)} price=${agg.price.amount} promo=${agg.price.promoId ?? "-"} ` +
+            `stock=${agg.stock.available} (${agg.stock.status}) source=${agg.source}${agg.next ? ` next=${agg.next.amount}@${new Date(agg.next.at).toISOString()}` : ""}`,
+        );
       }
-      const agg = (await res.json()) as { price: { amount: number; promoId: string | null }; stock: { available: number; status: string }; next: { at: number; amount: number } | null };
-      console.log(
-        `  ${res.status} X-Cache=${res.headers.get("X-Cache")} ${sku.padEnd(22)} price=${agg.price.amount} promo=${agg.price.promoId ?? "-"} ` +
-          `stock=${agg.stock.available} (${agg.stock.status})${agg.next ? ` next=${agg.next.amount}@${new Date(agg.next.at).toISOString()}` : ""}`,
-      );
     }
-    const sample = await fetch(`${edge.url}/v1/skus/${skus[7]}?region=${REGION}`);
-    console.log(`\n${skus[7]} as served:\n${JSON.stringify(await sample.json(), null, 2)}`);
-    if (failed > 0) process.exitCode = 1;
   } finally {
-    await edge?.stop();
-    await regional?.close();
-    await regionalRedis?.stop();
-    await redis?.stop();
+    for (const s of started.reverse()) await s.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -8,9 +8,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { stringify } from "yaml";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { SchedulerConfig } from "../../prewarm-scheduler/config";
+import { loadConfig, type SchedulerConfig } from "../../prewarm-scheduler/config";
 import { Engine } from "../../prewarm-scheduler/engine";
-import { parsePlan, type Plan } from "../../prewarm-scheduler/plan";
+import { loadPlan, parsePlan, type Plan } from "../../prewarm-scheduler/plan";
 import { watchRun } from "../../prewarm-scheduler/progress";
 import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/schedules";
 import { startStack, type Stack } from "./scheduler/stack";
@@ -170,6 +170,13 @@ describe("plans", () => {
       expect(problems.some((p) => c.problem.test(p)), problems.join("\n")).toBe(true);
     });
   }
+
+  it("accepts the example plans and config shipped in plans/", () => {
+    expect(loadPlan(path.join(ROOT, "plans/singles-day-flash.yaml")).schedule.campaign?.refreshEvery).toBe(30_000);
+    expect(loadPlan(path.join(ROOT, "plans/nightly-catalogue.yaml")).skus.list).toEqual(["iphone15-256g-00000", "sneaker-air-00001", "tv-55-oled-00002"]);
+    expect(loadConfig(path.join(ROOT, "plans/prewarm.config.example.yaml"), { PREWARM_TOKEN: "t", OPS_TOKEN: "" }).nodes).toHaveLength(3);
+    expect(() => loadConfig(path.join(ROOT, "plans/prewarm.config.example.yaml"), {})).toThrow(/token: environment variable PREWARM_TOKEN is not set/);
+  });
 
   it("rejects a plan naming a node the config lacks, before anything is enqueued", async () => {
     const e = engine(stack.config(), false);
