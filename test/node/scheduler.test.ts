@@ -10,6 +10,7 @@ import { stringify } from "yaml";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, type SchedulerConfig } from "../../prewarm-scheduler/config";
 import { Engine } from "../../prewarm-scheduler/engine";
+import { opsApp } from "../../prewarm-scheduler/ops-api";
 import { loadPlan, parsePlan, type Plan } from "../../prewarm-scheduler/plan";
 import { watchRun } from "../../prewarm-scheduler/progress";
 import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/schedules";
@@ -192,6 +193,31 @@ describe("plans", () => {
     expect(r.totalSkus).toBe(2);
     expect(r.nodes.map((n) => n.warmed)).toEqual([2, 2]);
     await e.redis.del("hot-skus");
+  });
+});
+
+describe("ops API", () => {
+  it("starts a run from a posted plan, reports its progress, refuses bad plans precisely, and serves the dashboard", async () => {
+    const e = engine(stack.config());
+    const app = opsApp(e);
+    const bad = await app.request("/v1/runs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan: { name: "x", skus: { list: ["no spaces"] } } }) });
+    expect(bad.status).toBe(400);
+    const badBody = (await bad.json()) as { error: { code: string; details: string[] } };
+    expect(badBody.error.code).toBe("invalid_plan");
+    expect(badBody.error.details[0]).toMatch(/^skus\.list\[0\]: not a SKU id/);
+
+    const res = await app.request("/v1/runs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan: { name: "api-plan", skus: { list: stack.skus.slice(0, 20) } } }) });
+    expect(res.status).toBe(202);
+    const { runId } = (await res.json()) as { runId: string };
+    await watchRun(e.store, runId, { bars: false, pollMs: 100 });
+    const report = (await (await app.request(`/v1/runs/${runId}`)).json()) as { status: string; warmed: number };
+    expect(report).toMatchObject({ status: "done", warmed: 40 });
+    const list = (await (await app.request("/v1/runs")).json()) as { runs: { runId: string }[] };
+    expect(list.runs.map((r) => r.runId)).toContain(runId);
+    expect((await app.request("/v1/runs/nope")).status).toBe(404);
+    const board = await app.request("/admin/queues");
+    expect(board.status).toBe(200);
+    expect(await board.text()).toContain("<html");
   });
 });
 
