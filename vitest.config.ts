@@ -4,5 +4,6 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     projects: ["test/worker/vitest.config.ts", "test/node/vitest.config.ts"],
+    reporters: ["default", "./test/summary-reporter.ts"],
   },
 });
