@@ -32,6 +32,14 @@ export interface Config {
   cacheTtlSeconds: number;
   /** @default "sku:" */
   redisKeyPrefix: string;
+  /**
+   * Whether the Cache API gets a copy of each entry (written behind the hot
+   * cache). Off suits a node that runs one isolate (self-hosted workerd),
+   * where the Cache API only adds cost. @default true
+   */
+  cacheApiWrites: boolean;
+  /** Memory budget of the isolate's hot cache in front of the Cache API; 0 = off (writes go through). @default 50331648 (48 MiB) */
+  hotCacheMaxBytes: number;
   /** Bearer token of POST /v1/prewarm and /v1/purge; empty = those routes refuse everyone. */
   prewarmToken: string;
 }
@@ -47,6 +55,8 @@ export const DEFAULTS = {
   staleIfErrorSeconds: 300,
   cacheTtlSeconds: 30,
   redisKeyPrefix: "sku:",
+  hotCacheMaxBytes: 48 * 1024 * 1024,
+  cacheApiWrites: true,
 } as const;
 
 /** The largest TTL a prewarm may ask for (1 day); validity is capped by the data anyway. */
@@ -67,6 +77,8 @@ export type RawConfig = Partial<Record<
   | "STALE_IF_ERROR_SECONDS"
   | "CACHE_TTL_SECONDS"
   | "REDIS_KEY_PREFIX"
+  | "HOT_CACHE_MAX_BYTES"
+  | "CACHE_API_WRITES"
   | "PREWARM_TOKEN",
   unknown
 >>;
@@ -88,6 +100,13 @@ function positiveInt(name: string, v: unknown, fallback: number, max: number): n
   return intIn(name, v, fallback, 1, max);
 }
 
+function onOff(name: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined || v === "") return fallback;
+  if (v === true || v === "on" || v === "true") return true;
+  if (v === false || v === "off" || v === "false") return false;
+  throw new RangeError(`${name} must be on or off, got ${JSON.stringify(v)}`);
+}
+
 export function parseConfig(raw: RawConfig): Config {
   const edgeRegion = str(raw.EDGE_REGION, "");
   if (!isValidRegion(edgeRegion)) {
@@ -101,7 +120,7 @@ export function parseConfig(raw: RawConfig): Config {
   if (regionalUrl !== "" && !/^https?:\/\//.test(regionalUrl)) {
     throw new RangeError(`REGIONAL_URL must be an http(s) URL, got ${JSON.stringify(regionalUrl)}`);
   }
-  return {
+  const c: Config = {
     edgeRegion,
     edgeRedisUrl,
     edgeRedisTimeoutMs: positiveInt("EDGE_REDIS_TIMEOUT_MS", raw.EDGE_REDIS_TIMEOUT_MS, DEFAULTS.edgeRedisTimeoutMs, 60_000),
@@ -116,7 +135,12 @@ export function parseConfig(raw: RawConfig): Config {
     cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", raw.CACHE_TTL_SECONDS, DEFAULTS.cacheTtlSeconds, MAX_TTL_SECONDS),
     redisKeyPrefix: str(raw.REDIS_KEY_PREFIX, DEFAULTS.redisKeyPrefix),
     prewarmToken: str(raw.PREWARM_TOKEN, ""),
+    cacheApiWrites: onOff("CACHE_API_WRITES", raw.CACHE_API_WRITES, DEFAULTS.cacheApiWrites),
+    // An isolate has 128 MB in all.
+    hotCacheMaxBytes: intIn("HOT_CACHE_MAX_BYTES", raw.HOT_CACHE_MAX_BYTES, DEFAULTS.hotCacheMaxBytes, 0, 96 * 1024 * 1024),
   };
+  if (!c.cacheApiWrites && c.hotCacheMaxBytes === 0) throw new RangeError("CACHE_API_WRITES=off needs a hot cache (HOT_CACHE_MAX_BYTES > 0): entries would be stored nowhere");
+  return c;
 }
 
 const parsed = new WeakMap<object, Config>();

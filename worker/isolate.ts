@@ -1,6 +1,7 @@
 /**
  * What one isolate keeps across requests: the Wasm rules instance, the
- * regional breaker (inside its client) and the in-flight computations.
+ * regional breaker (inside its client), the hot cache and the in-flight
+ * computations.
  * Nothing with a socket lives here (workerd ties sockets to the request
  * that opened them).
  */
@@ -8,7 +9,9 @@ import goStock from "../build/go-stock.wasm";
 import type { Deps, SkuOutcome } from "./aggregates";
 import { EdgeCache, type CachedAggregate } from "./cache";
 import { Coalescer } from "./coalesce";
-import { configOf } from "./config";
+import { configOf, type Config } from "./config";
+import { HotCache } from "./hot-cache";
+import { WriteBehind } from "./write-behind";
 import { regionalClientFor } from "./regional";
 import { RulesHost } from "./rules-host";
 
@@ -24,13 +27,29 @@ export const inflight = new Coalescer<SkuOutcome>();
  */
 export const lookups = new Coalescer<CachedAggregate | null>();
 
+/** Cache API writes behind the hot cache: 8 at a time, up to 200,000 waiting. */
+const writeBehind = new WriteBehind(8, 200_000);
+
+const hotCaches = new WeakMap<Config, HotCache>();
+
+/** The isolate's hot cache (one per configuration, which is one per isolate outside tests). */
+function hotCacheFor(cfg: Config): HotCache {
+  let h = hotCaches.get(cfg);
+  if (!h) {
+    h = new HotCache(cfg.hotCacheMaxBytes);
+    hotCaches.set(cfg, h);
+  }
+  return h;
+}
+
 export function depsFor(env: Env, ctx: ExecutionContext): Deps {
   const cfg = configOf(env);
+  const background = (work: Promise<unknown>): void => ctx.waitUntil(work);
   return {
     cfg,
     rules: rulesHost,
-    cache: new EdgeCache(caches.default, Math.max(cfg.staleWhileRevalidateSeconds, cfg.staleIfErrorSeconds)),
+    cache: new EdgeCache(caches.default, Math.max(cfg.staleWhileRevalidateSeconds, cfg.staleIfErrorSeconds), hotCacheFor(cfg), writeBehind, cfg.cacheApiWrites, background),
     regional: regionalClientFor(cfg),
-    background: (work) => ctx.waitUntil(work),
+    background,
   };
 }

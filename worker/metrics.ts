@@ -71,6 +71,9 @@ export class Histogram {
 export const metrics = {
   httpRequests: new Counter("edge_http_requests_total", "Requests answered, by route and status."),
   cacheLookups: new Counter("edge_cache_lookups_total", "Edge cache outcomes on reads."),
+  cacheLayerHits: new Counter("edge_cache_layer_hits_total", "Entries found on reads, by layer: the isolate's memory or the Cache API."),
+  cacheWrites: new Counter("edge_cache_writes_total", "Cache API writes, by result (superseded: purged or rewritten before it was written behind)."),
+  hotCacheBytes: new Gauge("edge_hot_cache_bytes", "Bytes held by the isolate's hot cache."),
   redisRoundtrips: new Counter("edge_redis_roundtrips_total", "Pipelined round trips to the edge Redis."),
   redisErrors: new Counter("edge_redis_errors_total", "Failed or timed-out edge Redis round trips."),
   regionalRequests: new Counter("edge_regional_requests_total", "Calls to the regional aggregator, by outcome."),

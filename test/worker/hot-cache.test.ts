@@ -1,0 +1,97 @@
+/**
+ * The isolate's hot cache in front of the Cache API: an LRU bounded by bytes,
+ * answering warmed keys from memory, with the Cache API copy written behind.
+ */
+import { describe, expect, it } from "vitest";
+import type { CachedAggregate } from "../../worker/cache";
+import { parseConfig } from "../../worker/config";
+import { entryBytes, HotCache } from "../../worker/hot-cache";
+import { getSku, prewarmRequest, priceRecord, sleep, stockRecord, uniqueSku } from "./fixtures";
+import { metric } from "./parts";
+import { seed } from "./redis";
+
+function entry(json: string): CachedAggregate {
+  return { segments: [{ json, computedAt: 0, validUntil: 1, nextAt: null, etag: '"e"' }] };
+}
+
+describe("HotCache", () => {
+  it("evicts the least recently used entries once past its byte budget", () => {
+    const one = entryBytes("a", entry("x".repeat(100)));
+    const hot = new HotCache(one * 3);
+    for (const k of ["a", "b", "c"]) expect(hot.set(k, entry("x".repeat(100)))).toBe(true);
+    hot.get("a"); // a becomes the most recent; b is now the oldest
+    hot.set("d", entry("x".repeat(100)));
+    expect(["a", "b", "c", "d"].map((k) => hot.get(k) !== undefined)).toEqual([true, false, true, true]);
+    expect(hot.evictions).toBe(1);
+    expect(hot.bytes).toBe(one * 3);
+  });
+
+  it("keeps nothing when its budget is 0 or the entry alone is larger than the budget", () => {
+    expect(new HotCache(0).set("a", entry("{}"))).toBe(false);
+    const hot = new HotCache(200);
+    expect(hot.set("big", entry("x".repeat(500)))).toBe(false);
+    expect(hot.size).toBe(0);
+    expect(hot.bytes).toBe(0);
+  });
+
+  it("tells whether an entry is still the one held, after a rewrite or a delete", () => {
+    const hot = new HotCache(10_000);
+    const first = entry("{1}");
+    hot.set("k", first);
+    expect(hot.holds("k", first)).toBe(true);
+    hot.set("k", entry("{2}"));
+    expect(hot.holds("k", first)).toBe(false);
+    expect(hot.delete("k")).toBe(true);
+    expect(hot.delete("k")).toBe(false);
+    expect(hot.bytes).toBe(0);
+  });
+});
+
+describe("reads of warmed keys", () => {
+  it("are answered from the isolate's memory, with no Cache API read", async () => {
+    const sku = uniqueSku("hot");
+    await seed(sku, stockRecord(sku), priceRecord(sku));
+    await prewarmRequest({ skus: [sku] });
+    const memory = await metric('edge_cache_layer_hits_total{layer="memory"}');
+    const cacheApi = await metric('edge_cache_layer_hits_total{layer="cache_api"}');
+    const res = await getSku(sku);
+    expect(res.headers.get("X-Cache")).toBe("HIT");
+    expect(await metric('edge_cache_layer_hits_total{layer="memory"}')).toBe(memory + 1);
+    expect(await metric('edge_cache_layer_hits_total{layer="cache_api"}')).toBe(cacheApi);
+  });
+
+  it("are also written behind to the Cache API, every one of them", async () => {
+    const skus = Array.from({ length: 20 }, () => uniqueSku("behind"));
+    for (const sku of skus) await seed(sku, stockRecord(sku), priceRecord(sku));
+    const written = await metric('edge_cache_writes_total{result="ok"}');
+    const res = await prewarmRequest({ skus });
+    expect(((await res.json()) as { warmed: number }).warmed).toBe(20);
+    let now = written;
+    for (let i = 0; i < 50 && now < written + 20; i++) {
+      await sleep(50);
+      now = await metric('edge_cache_writes_total{result="ok"}');
+    }
+    expect(now).toBe(written + 20);
+    expect(await metric('edge_cache_writes_total{result="error"}')).toBe(0);
+  });
+});
+
+describe("hot cache configuration", () => {
+  const base = { EDGE_REGION: "cn-east" };
+  it("defaults to 48 MiB with Cache API copies, and reads HOT_CACHE_MAX_BYTES and CACHE_API_WRITES", () => {
+    expect(parseConfig(base)).toMatchObject({ hotCacheMaxBytes: 48 * 1024 * 1024, cacheApiWrites: true });
+    expect(parseConfig({ ...base, HOT_CACHE_MAX_BYTES: "0" })).toMatchObject({ hotCacheMaxBytes: 0, cacheApiWrites: true });
+    expect(parseConfig({ ...base, CACHE_API_WRITES: "off" })).toMatchObject({ cacheApiWrites: false });
+  });
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ HOT_CACHE_MAX_BYTES: "-1" }, /HOT_CACHE_MAX_BYTES must be an integer in 0\.\.100663296, got "-1"/],
+    [{ HOT_CACHE_MAX_BYTES: "lots" }, /HOT_CACHE_MAX_BYTES must be an integer/],
+    [{ CACHE_API_WRITES: "maybe" }, /CACHE_API_WRITES must be on or off, got "maybe"/],
+    [{ CACHE_API_WRITES: "off", HOT_CACHE_MAX_BYTES: "0" }, /entries would be stored nowhere/],
+  ];
+  for (const [vars, message] of bad) {
+    it(`refuses ${JSON.stringify(vars)} with a message naming the variable`, () => {
+      expect(() => parseConfig({ ...base, ...vars })).toThrow(message);
+    });
+  }
+});
