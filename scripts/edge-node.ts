@@ -22,6 +22,8 @@ export interface EdgeNodeOptions {
   port?: number;
   /** Project root holding wrangler.toml. */
   root?: string;
+  /** Another wrangler config (e.g. the benchmarks' empty worker), relative to the root. */
+  config?: string;
 }
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -40,6 +42,7 @@ export async function startEdgeNode(options: EdgeNodeOptions): Promise<EdgeNode>
     "--show-interactive-dev-session=false",
     "--log-level", "warn",
   ];
+  if (options.config) args.push("--config", options.config);
   for (const [k, v] of Object.entries(options.vars)) args.push("--var", `${k}:${v}`);
   // process.execPath is the Node running this script: the project's Node 22 under npm scripts.
   const child = spawn(process.execPath, args, {
