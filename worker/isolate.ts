@@ -27,8 +27,12 @@ export const inflight = new Coalescer<SkuOutcome>();
  */
 export const lookups = new Coalescer<CachedAggregate | null>();
 
-/** Cache API writes behind the hot cache: 8 at a time, up to 200,000 waiting. */
-const writeBehind = new WriteBehind(8, 200_000);
+/**
+ * Cache API writes behind the hot cache are queued per request, 8 at a time:
+ * workerd forbids one request's I/O objects from being used by another, so a
+ * queue shared by the isolate would run request A's writes in request B.
+ */
+const MAX_WRITES_WAITING = 4 * 1024;
 
 const hotCaches = new WeakMap<Config, HotCache>();
 
@@ -48,7 +52,7 @@ export function depsFor(env: Env, ctx: ExecutionContext): Deps {
   return {
     cfg,
     rules: rulesHost,
-    cache: new EdgeCache(caches.default, Math.max(cfg.staleWhileRevalidateSeconds, cfg.staleIfErrorSeconds), hotCacheFor(cfg), writeBehind, cfg.cacheApiWrites, background),
+    cache: new EdgeCache(caches.default, Math.max(cfg.staleWhileRevalidateSeconds, cfg.staleIfErrorSeconds), hotCacheFor(cfg), new WriteBehind(8, MAX_WRITES_WAITING), cfg.cacheApiWrites, background),
     regional: regionalClientFor(cfg),
     background,
   };

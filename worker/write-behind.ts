@@ -1,10 +1,11 @@
 /**
- * The isolate's queue of Cache API writes that follow hot-cache writes. A
+ * A request's queue of Cache API writes that follow hot-cache writes. A
  * bounded number run at once, so a 1,000-SKU prewarm does not put 1,000 cache
- * writes in front of the next batch's Redis replies on the isolate's one
- * thread; past `maxQueued` waiting writes, new ones are dropped and counted
- * (the hot cache still serves those keys; other isolates compute them on a
- * miss).
+ * writes at once in front of other requests on the isolate's one thread;
+ * past `maxQueued` waiting writes, new ones are dropped and counted (the hot
+ * cache still serves those keys; other isolates compute them on a miss).
+ * One queue per request: workerd does not let one request's I/O run in
+ * another's.
  */
 import { metrics } from "./metrics";
 
