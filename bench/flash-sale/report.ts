@@ -83,7 +83,13 @@ export function chart(runs: readonly RunSummary[]): string {
 <line x1="${pad}" y1="${yy(0)}" x2="${W - pad}" y2="${yy(0)}" stroke="#888"/><line x1="${pad}" y1="${yy(0)}" x2="${pad}" y2="${yy(max)}" stroke="#888"/>
 <text x="4" y="${yy(max) + 4}" font-size="11">${max.toFixed(max < 2 ? 1 : 0)}${unit}</text><text x="4" y="${yy(0)}" font-size="11">0</text>
 <line x1="${x(0)}" y1="${yy(0)}" x2="${x(0)}" y2="${yy(max)}" stroke="#2ca02c" stroke-dasharray="4 3"/><text x="${x(0) + 3}" y="${yy(max) + 10}" font-size="11" fill="#2ca02c">T0</text>
+${ticks(yy(0))}
 ${lines}`;
+  };
+  const ticks = (y0: number): string => {
+    let out = "";
+    for (let t = Math.ceil(tMin / 2) * 2; t <= tMax; t += 2) out += `<line x1="${x(t)}" y1="${y0}" x2="${x(t)}" y2="${y0 + 4}" stroke="#888"/><text x="${x(t) - 6}" y="${y0 + 15}" font-size="10">${t}</text>`;
+    return out;
   };
   const legend = runs.map((r, i) => `<text x="${W - 200}" y="${20 + 16 * i}" font-size="12" fill="${colors[i % 2]}">— ${r.label}</text>`).join("");
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${2 * H + 30}" font-family="sans-serif">
