@@ -3,46 +3,92 @@
  * key at once, one computation runs and the others wait for its result.
  * A batch registers all of its keys at once, so a key already being computed
  * by another batch is awaited, not computed again.
+ *
+ * Waiters do not await the computing request's promise: in workerd the
+ * continuation of a promise settled by another request can run in that
+ * request's context, and a Response built there fails with "Cannot perform
+ * I/O on behalf of a different request". Each waiter instead checks the
+ * shared result on its own timers (1 ms, doubling to 8 ms), which always run
+ * in its own request; the result is plain data, safe to share.
  */
-export class Coalescer<T> {
-  private readonly inflight = new Map<string, Promise<T>>();
 
-  /** Keys being computed right now. */
-  get size(): number {
-    return this.inflight.size;
-  }
+interface Slot<T> {
+  settled: boolean;
+  settledAt?: number;
+  value?: T;
+  error?: unknown;
+}
+
+const MAX_POLL_MS = 8;
+
+export class Coalescer<T> {
+  private readonly inflight = new Map<string, Slot<T>>();
+
+  constructor(
+    /**
+     * How long a settled result still answers newcomers (ms). A request whose
+     * own wait (on its timers) ended just as a computation finished would
+     * otherwise start a second one. Callers judge the result's freshness at
+     * their own millisecond, so a grace never serves anything expired. @default 0
+     */
+    private readonly graceMs = 0,
+  ) {}
 
   /**
    * Results for every key: keys already in flight are awaited; the rest are
    * computed by one call of `compute`, which must answer every key it is given.
    */
   async batch(keys: readonly string[], compute: (keys: string[]) => Promise<Map<string, T>>): Promise<Map<string, T>> {
-    const waiting: [string, Promise<T>][] = [];
-    const mine: string[] = [];
+    const waiting: [string, Slot<T>][] = [];
+    const mine: [string, Slot<T>][] = [];
+    const now = Date.now();
     for (const k of new Set(keys)) {
-      const p = this.inflight.get(k);
-      if (p) waiting.push([k, p]);
-      else mine.push(k);
-    }
-    if (mine.length > 0) {
-      const computation = compute(mine);
-      for (const k of mine) {
-        const p = computation.then((m) => {
-          const v = m.get(k);
-          if (v === undefined) throw new Error(`coalesced computation gave no result for ${k}`);
-          return v;
-        });
-        // The entry goes as soon as its result is known, success or failure.
-        const cleanup = (): void => {
-          if (this.inflight.get(k) === p) this.inflight.delete(k);
-        };
-        p.then(cleanup, cleanup);
-        this.inflight.set(k, p);
-        waiting.push([k, p]);
+      const slot = this.inflight.get(k);
+      if (slot && (!slot.settled || now - slot.settledAt! <= this.graceMs)) waiting.push([k, slot]);
+      else {
+        const own: Slot<T> = { settled: false };
+        this.inflight.set(k, own);
+        mine.push([k, own]);
       }
     }
     const out = new Map<string, T>();
-    for (const [k, p] of waiting) out.set(k, await p);
+    if (mine.length > 0) {
+      let results: Map<string, T> | undefined;
+      let failure: unknown;
+      try {
+        results = await compute(mine.map(([k]) => k));
+      } catch (e) {
+        failure = e;
+      }
+      // Every slot settles before it leaves the map, success or failure.
+      for (const [k, slot] of mine) {
+        const v = results?.get(k);
+        if (failure === undefined && v === undefined) slot.error = new Error(`coalesced computation gave no result for ${k}`);
+        else if (failure !== undefined) slot.error = failure;
+        else slot.value = v;
+        slot.settled = true;
+        slot.settledAt = Date.now();
+        if (this.graceMs === 0 && this.inflight.get(k) === slot) this.inflight.delete(k);
+      }
+      if (this.graceMs > 0 && this.inflight.size > 256) this.sweep();
+      for (const [k, slot] of mine) {
+        if (slot.error !== undefined) throw slot.error;
+        out.set(k, slot.value as T);
+      }
+    }
+    for (let delay = 1; waiting.some(([, s]) => !s.settled); delay = Math.min(MAX_POLL_MS, delay * 2)) {
+      await new Promise((r) => setTimeout(r, delay));
+    }
+    for (const [k, slot] of waiting) {
+      if (slot.error !== undefined) throw slot.error;
+      out.set(k, slot.value as T);
+    }
     return out;
+  }
+
+  /** Drops settled slots past their grace. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const [k, slot] of this.inflight) if (slot.settled && now - slot.settledAt! > this.graceMs) this.inflight.delete(k);
   }
 }

@@ -18,7 +18,7 @@ import { RulesHost } from "./rules-host";
 export const rulesHost = new RulesHost(goStock);
 
 /** Read-through computations in flight, by `${region}\n${sku}`. */
-export const inflight = new Coalescer<SkuOutcome>();
+export const inflight = new Coalescer<SkuOutcome>(100);
 
 /**
  * Cache lookups in flight, by the same keys: a burst of requests for one key
