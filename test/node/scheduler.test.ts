@@ -106,6 +106,22 @@ describe("run", () => {
   });
 });
 
+describe("run accounting", () => {
+  it("counts a batch recorded twice (a re-run after a crash between warming and acknowledging) once", async () => {
+    const e = engine(stack.config(), false);
+    const meta = { runId: "acct-1", plan: "p", trigger: "test", createdAt: Date.now(), deadline: Date.now() + 60_000, failureThreshold: 0, totalSkus: 3, nodes: [{ name: "edge-east", region: "cn-east", url: "http://x", batches: 1 }] };
+    expect(await e.store.create(meta)).toBe(true);
+    expect(await e.store.create(meta)).toBe(false);
+    const result = { runId: "acct-1", node: "edge-east", batchId: "acct-1.0", skus: 3, warmed: 2, fromEdge: 2, fromRegional: 0, failedByCode: { not_found: 1 }, batchFailed: false, latencyMs: 12, samples: [{ sku: "a", code: "not_found" }] };
+    expect(await e.store.record(result)).toBe(true);
+    expect(await e.store.record(result)).toBe(false);
+    const r = (await e.store.report("acct-1"))!;
+    expect(r.nodes[0]).toMatchObject({ settled: 1, warmed: 2, failed: 1, failedByCode: { not_found: 1 } });
+    expect(r.finishedAt).not.toBeNull();
+    expect(await e.store.failures("acct-1")).toHaveLength(1);
+  });
+});
+
 describe("a scheduler process killed mid-run", () => {
   function worker(configFile: string): ChildProcess {
     return spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), path.join(ROOT, "prewarm-scheduler/cli.ts"), "worker", "--config", configFile], {
