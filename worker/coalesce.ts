@@ -8,7 +8,7 @@
  * continuation of a promise settled by another request can run in that
  * request's context, and a Response built there fails with "Cannot perform
  * I/O on behalf of a different request". Each waiter instead checks the
- * shared result on its own timers (1 ms, doubling to 8 ms), which always run
+ * shared result on its own timers (1 ms, doubling to 16 ms), which always run
  * in its own request; the result is plain data, safe to share.
  */
 
@@ -19,7 +19,7 @@ interface Slot<T> {
   error?: unknown;
 }
 
-const MAX_POLL_MS = 8;
+const MAX_POLL_MS = 16;
 
 export class Coalescer<T> {
   private readonly inflight = new Map<string, Slot<T>>();

@@ -187,7 +187,7 @@ describe("coalescing", () => {
     const responses = await Promise.all(Array.from({ length: 1000 }, () => getSku(sku)));
     const statuses = new Set(responses.map((r) => r.status));
     const bodies = await Promise.all(responses.map((r) => r.json() as Promise<Aggregate>));
-    expect(statuses).toEqual(new Set([200]));
+    expect(statuses, JSON.stringify(bodies[0])).toEqual(new Set([200]));
     expect(new Set(bodies.map((b) => b.computedAt)).size).toBe(1);
     const after = await regional.counters();
     console.log(`1,000 concurrent misses: ${after.requests - before.requests} regional request(s)`);

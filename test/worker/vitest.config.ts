@@ -22,6 +22,11 @@ export default defineConfig({
           PREWARM_TOKEN: inject("prewarmToken"),
           CACHE_TTL_SECONDS: "30",
           REGIONAL_URL: inject("regionalUrl"),
+          // Above what 1,000 concurrent requests in this one isolate cost the
+          // computing request's timers (the coalescing test), below the 1 s
+          // latency the slow-region test injects.
+          EDGE_REDIS_TIMEOUT_MS: "400",
+          REGIONAL_TIMEOUT_MS: "400",
           // Small numbers so that breaker and stale tests run in seconds.
           REGIONAL_BREAKER_THRESHOLD: "3",
           REGIONAL_BREAKER_HALF_OPEN_MS: "1000",
