@@ -69,46 +69,87 @@ export class RulesEngine {
 
   /** Runs the rules for every item; per-SKU failures are results, not exceptions. */
   run(items: readonly RulesInput[]): RulesOutput[] {
-    const skus = items.map((it) => encoder.encode(it.sku));
-    const regions = items.map((it) => encoder.encode(it.region));
-    let size = 4;
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i]!;
-      size += ITEM_FIXED_BYTES + skus[i]!.length + regions[i]!.length + (it.stock?.length ?? 0) + (it.price?.length ?? 0);
-    }
-    const ptr = this.exports.input_buffer(size);
+    const frame = new FrameWriter(items);
+    const ptr = this.exports.input_buffer(frame.size);
     // Views are made after input_buffer: growing memory detaches older ones.
-    const mem = new Uint8Array(this.exports.memory.buffer);
-    const dv = new DataView(this.exports.memory.buffer);
-    let o = ptr;
-    dv.setUint32(o, items.length, true);
-    o += 4;
-    const putBytes = (b: Uint8Array | null, withLen: "u16" | "i32"): void => {
-      if (withLen === "u16") {
-        dv.setUint16(o, b!.length, true);
-        o += 2;
-      } else {
-        dv.setInt32(o, b === null ? -1 : b.length, true);
-        o += 4;
+    frame.writeTo(new Uint8Array(this.exports.memory.buffer, ptr, frame.size));
+    const packed = this.exports.aggregate_batch(frame.size);
+    return decodeOutput(this.exports.memory.buffer, Number(packed >> 32n), Number(packed & 0xffffffffn), items.length);
+  }
+}
+
+/** The input frame of `items` as bytes (what `run` writes into Wasm memory; for benchmarks and tests). */
+export function encodeFrame(items: readonly RulesInput[]): Uint8Array {
+  const frame = new FrameWriter(items);
+  const out = new Uint8Array(frame.size);
+  frame.writeTo(out);
+  return out;
+}
+
+/**
+ * Writes the input frame of docs/wasm-abi.md straight into its destination.
+ * SKU ids and regions are ASCII by SPEC §5, so they are copied char by char
+ * (a TextEncoder call per short string cost more than the rest of the
+ * frame); anything else still goes through TextEncoder.
+ */
+class FrameWriter {
+  readonly size: number;
+  private readonly text: Uint8Array[] = [];
+
+  constructor(private readonly items: readonly RulesInput[]) {
+    let size = 4;
+    for (const it of items) {
+      size += ITEM_FIXED_BYTES + this.textLength(it.sku) + this.textLength(it.region) + (it.stock?.length ?? 0) + (it.price?.length ?? 0);
+    }
+    this.size = size;
+  }
+
+  /** Byte length of s in UTF-8; a non-ASCII string is encoded now and kept, in order, for writeTo. */
+  private textLength(s: string): number {
+    for (let i = 0; i < s.length; i++) {
+      if (s.charCodeAt(i) > 0x7f) {
+        const bytes = encoder.encode(s);
+        this.text.push(bytes);
+        return bytes.length;
       }
-      if (b) {
-        mem.set(b, o);
-        o += b.length;
+    }
+    return s.length;
+  }
+
+  writeTo(mem: Uint8Array): void {
+    const dv = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
+    let nonAscii = 0;
+    const putText = (s: string, o: number): number => {
+      for (let i = 0; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        if (c > 0x7f) {
+          const bytes = this.text[nonAscii++]!;
+          dv.setUint16(o, bytes.length, true);
+          mem.set(bytes, o + 2);
+          return o + 2 + bytes.length;
+        }
+        mem[o + 2 + i] = c;
       }
+      dv.setUint16(o, s.length, true);
+      return o + 2 + s.length;
     };
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i]!;
+    const putRecord = (b: Uint8Array | null, o: number): number => {
+      dv.setInt32(o, b === null ? -1 : b.length, true);
+      if (b === null) return o + 4;
+      mem.set(b, o + 4);
+      return o + 4 + b.length;
+    };
+    dv.setUint32(0, this.items.length, true);
+    let o = 4;
+    for (const it of this.items) {
       dv.setBigInt64(o, BigInt(it.now), true);
       dv.setUint32(o + 8, it.ttlMs, true);
       dv.setUint8(o + 12, SOURCE_BYTE[it.source]);
-      o += 13;
-      putBytes(skus[i]!, "u16");
-      putBytes(regions[i]!, "u16");
-      putBytes(it.stock, "i32");
-      putBytes(it.price, "i32");
+      o = putText(it.sku, o + 13);
+      o = putText(it.region, o);
+      o = putRecord(it.stock, o);
+      o = putRecord(it.price, o);
     }
-    const packed = this.exports.aggregate_batch(size);
-    return decodeOutput(this.exports.memory.buffer, Number(packed >> 32n), Number(packed & 0xffffffffn), items.length);
   }
 }
 

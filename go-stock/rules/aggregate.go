@@ -36,7 +36,8 @@ type Aggregate struct {
 	Region     string
 	Stock      Stock
 	Price      Price
-	Next       *Next
+	Next       Next // the next price change, when HasNext
+	HasNext    bool
 	Source     string
 	ComputedAt int64
 	ValidUntil int64
@@ -55,7 +56,7 @@ func Compute(s StockRecord, p PriceRecord, region string, now, ttlMs int64, sour
 		ValidUntil: now + ttlMs,
 	}
 	if n, ok := NextChange(p, region, now); ok {
-		a.Next = &n
+		a.Next, a.HasNext = n, true
 		a.ValidUntil = min(a.ValidUntil, n.At)
 	}
 	return a
@@ -87,6 +88,7 @@ func (d *Decoder) Aggregate(dst, stock, price []byte, sku, region string, now, t
 	case price == nil:
 		return Result{Code: NotFound, NextAt: -1, Detail: "no price record"}, dst
 	}
+	d.arena.reset()
 	s, err := d.DecodeStock(stock, sku)
 	if err != nil {
 		return Result{Code: InvalidRecord, NextAt: -1, Detail: err.Error()}, dst
@@ -97,7 +99,7 @@ func (d *Decoder) Aggregate(dst, stock, price []byte, sku, region string, now, t
 	}
 	a := Compute(s, p, region, now, ttlMs, source)
 	next := int64(-1)
-	if a.Next != nil {
+	if a.HasNext {
 		next = a.Next.At
 	}
 	return Result{Code: OK, ValidUntil: a.ValidUntil, NextAt: next}, a.AppendJSON(dst)
@@ -124,7 +126,7 @@ func (a *Aggregate) AppendJSON(b []byte) []byte {
 	b = append(b, `,"promoId":`...)
 	b = appendPromo(b, a.Price.HasPromo, a.Price.PromoID)
 	b = append(b, `},"next":`...)
-	if a.Next == nil {
+	if !a.HasNext {
 		b = append(b, "null"...)
 	} else {
 		b = append(b, `{"at":`...)
@@ -153,10 +155,25 @@ func appendPromo(b []byte, has bool, id string) []byte {
 
 const hex = "0123456789abcdef"
 
+// plain reports whether s is printable ASCII without quotes or backslashes:
+// a JSON string as it is (ids, regions, currencies nearly always are).
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // appendString appends s as a JSON string. Control characters are escaped;
 // invalid UTF-8 becomes U+FFFD, as encoding/json does.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	if plain(s) {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {

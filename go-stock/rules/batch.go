@@ -81,8 +81,9 @@ func (f *frame) bytes(n int, what string) ([]byte, error) {
 }
 
 // record reads an i32 length (-1 = missing) and that many bytes.
-func (f *frame) record(what string) ([]byte, error) {
-	n, err := f.u32(what + " length")
+// lengthWhat names the length field ("stock length"), what the bytes.
+func (f *frame) record(what, lengthWhat string) ([]byte, error) {
+	n, err := f.u32(lengthWhat)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +115,12 @@ func DecodeBatch(in []byte) ([]Item, error) {
 		return nil, errors.New("count " + strconv.FormatUint(uint64(count), 10) + " does not fit the frame")
 	}
 	items := make([]Item, count)
+	// SKU ids go back to back into one string for the batch, and a region is
+	// converted only when it differs from the item before: two allocations per
+	// item cost more in Wasm than the rest of the frame.
+	var skus []byte
+	skuEnds := make([]int, count)
+	region := ""
 	for i := range items {
 		it := &items[i]
 		if it.Now, err = f.i64("now"); err != nil {
@@ -143,24 +150,32 @@ func DecodeBatch(in []byte) ([]Item, error) {
 		if err != nil {
 			return nil, err
 		}
-		it.SKU = string(sku)
+		skus = append(skus, sku...)
+		skuEnds[i] = len(skus)
 		if n, err = f.u16("region length"); err != nil {
 			return nil, err
 		}
-		region, err := f.bytes(n, "region")
+		regionBytes, err := f.bytes(n, "region")
 		if err != nil {
 			return nil, err
 		}
-		it.Region = string(region)
-		if it.Stock, err = f.record("stock"); err != nil {
+		if string(regionBytes) != region {
+			region = string(regionBytes)
+		}
+		it.Region = region
+		if it.Stock, err = f.record("stock", "stock length"); err != nil {
 			return nil, err
 		}
-		if it.Price, err = f.record("price"); err != nil {
+		if it.Price, err = f.record("price", "price length"); err != nil {
 			return nil, err
 		}
 	}
 	if f.off != len(in) {
 		return nil, errors.New("trailing bytes after item " + strconv.Itoa(int(count)))
+	}
+	all, start := string(skus), 0
+	for i := range items {
+		items[i].SKU, start = all[start:skuEnds[i]], skuEnds[i]
 	}
 	return items, nil
 }

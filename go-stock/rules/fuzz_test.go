@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -19,21 +20,36 @@ func seedRecords(f *testing.F, stock bool) {
 	f.Add([]byte{0xdd, 0x7f, 0xff, 0xff, 0xff}, "a")
 }
 
-// Corrupt bytes never panic, and every failure is ErrInvalidRecord.
+// Corrupt bytes never panic, and every failure is ErrInvalidRecord. A batch
+// Decoder (string cache, arena) decodes exactly as the plain one does.
 func FuzzDecodeStock(f *testing.F) {
 	seedRecords(f, true)
+	batch := NewDecoder()
 	f.Fuzz(func(t *testing.T, b []byte, sku string) {
-		if _, err := DecodeStock(b, sku); err != nil && !errors.Is(err, ErrInvalidRecord) {
+		s, err := DecodeStock(b, sku)
+		if err != nil && !errors.Is(err, ErrInvalidRecord) {
 			t.Fatalf("got %v; want ErrInvalidRecord", err)
+		}
+		batch.arena.reset()
+		s2, err2 := batch.DecodeStock(b, sku)
+		if fmt.Sprintf("%+v %v", s, err) != fmt.Sprintf("%+v %v", s2, err2) { // %+v: a nil and an empty slice are alike
+			t.Fatalf("batch decoder: %+v, %v; plain: %+v, %v", s2, err2, s, err)
 		}
 	})
 }
 
 func FuzzDecodePrice(f *testing.F) {
 	seedRecords(f, false)
+	batch := NewDecoder()
 	f.Fuzz(func(t *testing.T, b []byte, sku string) {
-		if _, err := DecodePrice(b, sku); err != nil && !errors.Is(err, ErrInvalidRecord) {
+		p, err := DecodePrice(b, sku)
+		if err != nil && !errors.Is(err, ErrInvalidRecord) {
 			t.Fatalf("got %v; want ErrInvalidRecord", err)
+		}
+		batch.arena.reset()
+		p2, err2 := batch.DecodePrice(b, sku)
+		if fmt.Sprintf("%+v %v", p, err) != fmt.Sprintf("%+v %v", p2, err2) {
+			t.Fatalf("batch decoder: %+v, %v; plain: %+v, %v", p2, err2, p, err)
 		}
 	})
 }

@@ -4,7 +4,10 @@
 // everywhere, never panics, and reads floats only so they can be rejected.
 package rules
 
-import "errors"
+import (
+	"encoding/binary"
+	"errors"
+)
 
 var errShort = errors.New("truncated")
 
@@ -27,7 +30,8 @@ const (
 type reader struct {
 	b       []byte
 	off     int
-	strings map[string]string // strings to reuse; nil: none
+	strings *strCache // strings to reuse; nil: none
+	arena   *arena    // backs decoded slices; nil: fresh allocations
 }
 
 func (r *reader) byte1() (byte, error) {
@@ -39,16 +43,23 @@ func (r *reader) byte1() (byte, error) {
 	return c, nil
 }
 
+// uintN reads a big-endian unsigned integer of n = 1, 2, 4 or 8 bytes.
 func (r *reader) uintN(n int) (uint64, error) {
 	if n > len(r.b)-r.off {
 		return 0, errShort
 	}
-	var v uint64
-	for i := 0; i < n; i++ {
-		v = v<<8 | uint64(r.b[r.off+i])
-	}
+	b := r.b[r.off:]
 	r.off += n
-	return v, nil
+	switch n {
+	case 1:
+		return uint64(b[0]), nil
+	case 2:
+		return uint64(binary.BigEndian.Uint16(b)), nil
+	case 4:
+		return uint64(binary.BigEndian.Uint32(b)), nil
+	default:
+		return binary.BigEndian.Uint64(b), nil
+	}
 }
 
 // peek reports the kind of the next value without consuming it.
@@ -98,8 +109,18 @@ var (
 	errTooBig   = errors.New("integer out of 64-bit range")
 )
 
-// readInt reads any MessagePack integer as int64; floats and everything else are errNotInt.
+// readInt reads any MessagePack integer as int64; floats and everything else
+// are errNotInt. Positive fixints are read inline (Go calls cost much more in
+// Wasm than natively); the rest by readIntSlow.
 func (r *reader) readInt() (int64, error) {
+	if o := r.off; o < len(r.b) && r.b[o] <= 0x7f {
+		r.off++
+		return int64(r.b[o]), nil
+	}
+	return r.readIntSlow()
+}
+
+func (r *reader) readIntSlow() (int64, error) {
 	c, err := r.byte1()
 	if err != nil {
 		return 0, err
@@ -159,7 +180,21 @@ func (r *reader) lenAfter(c byte, fix byte, fixMask byte, b8, b16, b32 byte) (in
 	return int(n), true, nil
 }
 
+// readStrBytes reads a string's bytes, aliasing b. Fixstrs (keys, ids,
+// regions: nearly every string of a record) are read inline.
 func (r *reader) readStrBytes() ([]byte, error) {
+	if o := r.off; o < len(r.b) {
+		if c := r.b[o]; c&0xe0 == 0xa0 {
+			if end := o + 1 + int(c&0x1f); end <= len(r.b) {
+				r.off = end
+				return r.b[o+1 : end], nil
+			}
+		}
+	}
+	return r.readStrBytesSlow()
+}
+
+func (r *reader) readStrBytesSlow() ([]byte, error) {
 	c, err := r.byte1()
 	if err != nil {
 		return nil, err
@@ -182,8 +217,20 @@ func (r *reader) readStrBytes() ([]byte, error) {
 
 // readArrayLen reads an array header. The length is checked against the
 // remaining bytes (each element takes at least one), so no caller allocates
-// for elements that cannot be there.
+// for elements that cannot be there. Fixarrays are read inline.
 func (r *reader) readArrayLen() (int, error) {
+	if o := r.off; o < len(r.b) {
+		if c := r.b[o]; c&0xf0 == 0x90 {
+			if n := int(c & 0x0f); n <= len(r.b)-o-1 {
+				r.off++
+				return n, nil
+			}
+		}
+	}
+	return r.readArrayLenSlow()
+}
+
+func (r *reader) readArrayLenSlow() (int, error) {
 	c, err := r.byte1()
 	if err != nil {
 		return 0, err
@@ -202,8 +249,28 @@ func (r *reader) readArrayLen() (int, error) {
 	return n, nil
 }
 
-// readMapLen reads a map header (checked like readArrayLen: two bytes per entry at least).
+// readMapLen reads a map header (checked like readArrayLen: two bytes per
+// entry at least). Fixmaps and map16s (msgpackr writes every object as a
+// map16) are read inline.
 func (r *reader) readMapLen() (int, error) {
+	if o := r.off; o < len(r.b) {
+		switch c := r.b[o]; {
+		case c&0xf0 == 0x80:
+			if n := int(c & 0x0f); n <= (len(r.b)-o-1)/2 {
+				r.off++
+				return n, nil
+			}
+		case c == 0xde && len(r.b)-o >= 3:
+			if n := int(r.b[o+1])<<8 | int(r.b[o+2]); n <= (len(r.b)-o-3)/2 {
+				r.off += 3
+				return n, nil
+			}
+		}
+	}
+	return r.readMapLenSlow()
+}
+
+func (r *reader) readMapLenSlow() (int, error) {
 	c, err := r.byte1()
 	if err != nil {
 		return 0, err

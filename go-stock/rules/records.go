@@ -115,15 +115,35 @@ func (f *fields) mark(bit int, l loc) error {
 
 func (f fields) has(bit int) bool { return f&(1<<bit) != 0 }
 
+// require checks that the keys of bits 0..len(names)-1 were all seen; the
+// first one missing is the error.
+func (f fields) require(at func(string) loc, names ...string) error {
+	if all := fields(1)<<len(names) - 1; f&all == all {
+		return nil
+	}
+	for bit, name := range names {
+		if !f.has(bit) {
+			return missing(at(name))
+		}
+	}
+	return nil
+}
+
+// intIn reads an integer in lo..hi. It is small enough to inline: the path
+// of a bad value is built only when there is one.
 func (r *reader) intIn(l loc, lo, hi int64) (int64, error) {
 	v, err := r.readInt()
-	if err != nil {
-		return 0, fail(l, err.Error())
-	}
-	if v < lo || v > hi {
-		return 0, fail(l, "out of range "+strconv.FormatInt(lo, 10)+".."+strconv.FormatInt(hi, 10)+": "+strconv.FormatInt(v, 10))
+	if err != nil || v < lo || v > hi {
+		return 0, badInt(l, err, v, lo, hi)
 	}
 	return v, nil
+}
+
+func badInt(l loc, err error, v, lo, hi int64) error {
+	if err != nil {
+		return fail(l, err.Error())
+	}
+	return fail(l, "out of range "+strconv.FormatInt(lo, 10)+".."+strconv.FormatInt(hi, 10)+": "+strconv.FormatInt(v, 10))
 }
 
 func (r *reader) str(l loc) (string, error) {
@@ -140,18 +160,27 @@ func (r *reader) intern(b []byte) string {
 	if r.strings == nil {
 		return string(b)
 	}
-	if s, ok := r.strings[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(r.strings) < maxInterned {
-		r.strings[s] = s
-	}
-	return s
+	return r.strings.get(b)
 }
 
-// maxInterned bounds the strings one batch keeps for reuse.
-const maxInterned = 4096
+// strCache is a direct-mapped cache of strings by length and first and last
+// byte. It costs one comparison a hit and no hashing: a map cost a string
+// hash a lookup, a large part of the rules' time in Wasm. A collision only
+// costs an allocation.
+type strCache [256]string
+
+func (c *strCache) get(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	slot := &c[(len(b)*7+int(b[0])*3+int(b[len(b)-1]))&0xff]
+	if *slot == string(b) { // no allocation: the compiler compares in place
+		return *slot
+	}
+	s := string(b)
+	*slot = s
+	return s
+}
 
 // skuField reads a record's sku, reusing the key's string when they match.
 func (r *reader) skuField(l loc, key string) (string, error) {
@@ -170,7 +199,7 @@ func (r *reader) strs(l loc) ([]string, error) {
 	if err != nil {
 		return nil, fail(l, err.Error())
 	}
-	out := make([]string, n)
+	out := carve(r.arena, func(a *arena) *[]string { return &a.strs }, n)
 	for i := range out {
 		b, err := r.readStrBytes()
 		if err != nil {
@@ -221,11 +250,49 @@ func skuMismatch(what, got, want string) error {
 // Decoder decodes records. The zero Decoder is ready to use; NewDecoder
 // gives one that reuses repeated strings across the records it decodes.
 type Decoder struct {
-	strings map[string]string
+	strings *strCache
+	// arena, when set, backs the slices of decoded records; Aggregate
+	// reuses it SKU after SKU (see NewDecoder).
+	arena *arena
 }
 
-// NewDecoder returns a Decoder for a batch of records.
-func NewDecoder() *Decoder { return &Decoder{strings: map[string]string{}} }
+// NewDecoder returns a Decoder for a batch of records. It reuses strings
+// across the batch, and the memory of one SKU's records for the next: a
+// record it decoded stays valid only until its next call of Aggregate.
+func NewDecoder() *Decoder { return &Decoder{strings: &strCache{}, arena: &arena{}} }
+
+// arena holds the slices of the records of one SKU. In Wasm an allocation
+// costs far more than natively; four slices per SKU were most of them.
+type arena struct {
+	strs   []string
+	whs    []Warehouse
+	regs   []RegionalPrice
+	promos []Promotion
+}
+
+func (a *arena) reset() {
+	if a == nil {
+		return
+	}
+	a.strs, a.whs, a.regs, a.promos = a.strs[:0], a.whs[:0], a.regs[:0], a.promos[:0]
+}
+
+// carve returns n zeroed elements: from the arena's buffer when there is an
+// arena (a new chunk when the buffer is full), else a fresh slice.
+func carve[T any](a *arena, buf func(*arena) *[]T, n int) []T {
+	if a == nil {
+		return make([]T, n)
+	}
+	s := buf(a)
+	if cap(*s)-len(*s) < n {
+		*s = make([]T, 0, max(64, 2*cap(*s), n))
+	}
+	start := len(*s)
+	*s = (*s)[:start+n]
+	out := (*s)[start : start+n : start+n]
+	clear(out)
+	return out
+}
 
 // DecodeStock decodes and validates a StockRecord stored under key SKU sku.
 func DecodeStock(b []byte, sku string) (StockRecord, error) {
@@ -240,7 +307,7 @@ func DecodePrice(b []byte, sku string) (PriceRecord, error) {
 // DecodeStock decodes and validates a StockRecord stored under key SKU sku.
 func (d *Decoder) DecodeStock(b []byte, sku string) (StockRecord, error) {
 	s := StockRecord{LowStockThreshold: 10}
-	r := &reader{b: b, strings: d.strings}
+	r := &reader{b: b, strings: d.strings, arena: d.arena}
 	var seen fields
 	n, err := r.mapLen(at("stock", ""))
 	if err != nil {
@@ -304,7 +371,7 @@ func (r *reader) warehouses() ([]Warehouse, error) {
 	if err != nil {
 		return nil, fail(at("stock", "warehouses"), err.Error())
 	}
-	out := make([]Warehouse, n)
+	out := carve(r.arena, func(a *arena) *[]Warehouse { return &a.whs }, n)
 	for i := range out {
 		el := func(field string) loc { return loc{parent: "stock.warehouses", index: i, field: field} }
 		w := &out[i]
@@ -342,10 +409,8 @@ func (r *reader) warehouses() ([]Warehouse, error) {
 				return nil, err
 			}
 		}
-		for bit, name := range [...]string{"id", "regions", "onHand", "reserved"} {
-			if !seen.has(bit) {
-				return nil, missing(el(name))
-			}
+		if err := seen.require(el, "id", "regions", "onHand", "reserved"); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
@@ -354,7 +419,7 @@ func (r *reader) warehouses() ([]Warehouse, error) {
 // DecodePrice decodes and validates a PriceRecord stored under key SKU sku.
 func (d *Decoder) DecodePrice(b []byte, sku string) (PriceRecord, error) {
 	var p PriceRecord
-	r := &reader{b: b, strings: d.strings}
+	r := &reader{b: b, strings: d.strings, arena: d.arena}
 	var seen fields
 	n, err := r.mapLen(at("price", ""))
 	if err != nil {
@@ -403,10 +468,8 @@ func (d *Decoder) DecodePrice(b []byte, sku string) (PriceRecord, error) {
 	if err := finish(r, "price"); err != nil {
 		return PriceRecord{}, err
 	}
-	for bit, name := range [...]string{"sku", "currency", "base"} {
-		if !seen.has(bit) {
-			return PriceRecord{}, missing(at("price", name))
-		}
+	if err := seen.require(func(f string) loc { return at("price", f) }, "sku", "currency", "base"); err != nil {
+		return PriceRecord{}, err
 	}
 	if !seen.has(5) {
 		return PriceRecord{}, missing(at("price", "updatedAt"))
@@ -434,7 +497,7 @@ func (r *reader) regional() ([]RegionalPrice, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]RegionalPrice, n)
+	out := carve(r.arena, func(a *arena) *[]RegionalPrice { return &a.regs }, n)
 	for i := range out {
 		k, err := r.key(at("price", "regional"))
 		if err != nil {
@@ -453,7 +516,7 @@ func (r *reader) promotions() ([]Promotion, error) {
 	if err != nil {
 		return nil, fail(at("price", "promotions"), err.Error())
 	}
-	out := make([]Promotion, n)
+	out := carve(r.arena, func(a *arena) *[]Promotion { return &a.promos }, n)
 	for i := range out {
 		el := func(field string) loc { return loc{parent: "price.promotions", index: i, field: field} }
 		pr := &out[i]
@@ -499,10 +562,8 @@ func (r *reader) promotions() ([]Promotion, error) {
 				return nil, err
 			}
 		}
-		for bit, name := range [...]string{"id", "kind", "value", "startsAt", "endsAt"} {
-			if !seen.has(bit) {
-				return nil, missing(el(name))
-			}
+		if err := seen.require(el, "id", "kind", "value", "startsAt", "endsAt"); err != nil {
+			return nil, err
 		}
 		if pr.Kind == KindPercent && pr.Value > MaxBasis {
 			return nil, fail(el("value"), "percent is in basis points 0..10000, got "+strconv.FormatInt(pr.Value, 10))

@@ -60,4 +60,28 @@ describe("conformance vectors through go-stock.wasm", () => {
       expect(rulesHost.run([inputOf(v)])[0]).toEqual(results[i]);
     }
   });
+
+  // The host copies ASCII ids char by char and UTF-8-encodes the rest: a mixed
+  // batch must reach the rules byte for byte (a record's sku must equal its key's).
+  it("passes ASCII and non-ASCII SKU ids and regions through the frame intact", () => {
+    const now = 1_763_970_000_000;
+    const pairs = [
+      ["plain-1", "cn-east"],
+      ["tasse-\u00e9t\u00e9", "cn-east"],
+      ["plain-2", "\u534e\u4e1c"],
+      ["\u{1f600}-emoji", "\u534e\u5317"],
+      ["plain-3", "us-west"],
+    ] as const;
+    const items: RulesInput[] = pairs.map(([sku, region]) => ({
+      sku,
+      region,
+      now,
+      ttlMs: 30_000,
+      source: "edge",
+      stock: encodeRecord({ sku, warehouses: [{ id: "w", regions: [region], onHand: 50, reserved: 0 }], updatedAt: now }),
+      price: encodeRecord({ sku, currency: "EUR", base: 1000, updatedAt: now }),
+    }));
+    const out = rulesHost.run(items).map((r) => (r.ok ? (JSON.parse(r.json) as { sku: string; region: string; stock: { available: number } }) : r));
+    expect(out).toEqual(pairs.map(([sku, region]) => expect.objectContaining({ sku, region, stock: expect.objectContaining({ available: 50 }) })));
+  });
 });
