@@ -48,12 +48,15 @@ function wasmNsPerSku(items: readonly RulesInput[]): number {
   return median(samples);
 }
 
-/** The native benchmark runs on the very frame the Wasm module gets (GO_STOCK_BENCH_FRAME). */
+/**
+ * The native benchmark runs on the very frame the Wasm module gets
+ * (GO_STOCK_BENCH_FRAME), built with the same profile-guided optimisation.
+ */
 function nativeNsPerSku(items: readonly RulesInput[]): number {
   const dir = mkdtempSync(path.join(tmpdir(), "go-stock-bench-"));
   const framePath = path.join(dir, "frame.bin");
   writeFileSync(framePath, encodeFrame(items));
-  const out = execFileSync("go", ["test", "-run", "^$", "-bench", "^BenchmarkBatch1000$", "-benchtime", "2s", "-count", "3", "./rules"], {
+  const out = execFileSync("go", ["test", "-pgo", "cmd/go-stock-wasm/default.pgo", "-run", "^$", "-bench", "^BenchmarkBatch1000$", "-benchtime", "2s", "-count", "3", "./rules"], {
     cwd: path.join(ROOT, "go-stock"),
     encoding: "utf8",
     env: { ...process.env, GO_STOCK_BENCH_FRAME: framePath },

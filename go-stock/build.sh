@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the rules as a wasip1 reactor: ./build.sh [OUTPUT] (default ../build/go-stock.wasm,
-# relative to this directory). Needs Go >= 1.24 (//go:wasmexport).
+# relative to this directory). Needs Go >= 1.24 (//go:wasmexport). go build picks up
+# cmd/go-stock-wasm/default.pgo (profile-guided optimisation); ./pgo.sh refreshes it.
 set -euo pipefail
 cd "$(dirname "$0")"
 out="${1:-../build/go-stock.wasm}"

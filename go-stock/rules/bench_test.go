@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// benchItems is a realistic 1,000-SKU batch: 3 warehouses, 2-4 promotions, some regional prices.
+// benchItems is a realistic 1,000-SKU batch: 3 warehouses, 2-4 promotions,
+// some regional prices, encoded as msgpackr encodes them.
 func benchItems(b *testing.B) []Item {
 	const now = 1_763_970_000_000
 	items := make([]Item, 1000)
@@ -31,7 +32,7 @@ func benchItems(b *testing.B) []Item {
 			map[string]any{"id": "bj", "regions": []any{"cn-north", "cn-east"}, "onHand": int64(40), "reserved": int64(2)},
 			map[string]any{"id": "la", "regions": []any{"us-west"}, "onHand": int64(90), "reserved": int64(0)},
 		}}
-		items[i] = Item{Now: now, TTLMs: 30_000, Source: "edge", SKU: sku, Region: "cn-east", Stock: encodeMsgpack(b, stock), Price: encodeMsgpack(b, price)}
+		items[i] = Item{Now: now, TTLMs: 30_000, Source: "edge", SKU: sku, Region: "cn-east", Stock: encodeCompact(b, stock), Price: encodeCompact(b, price)}
 	}
 	return items
 }

@@ -12,7 +12,16 @@ import (
 // encodeMsgpack is a test-only MessagePack encoder for values decoded with
 // json.Decoder.UseNumber: integers stay integers, 1.5 becomes a float64.
 // Map keys are written in sorted order so encodings are deterministic.
-func encodeMsgpack(t testing.TB, v any) []byte {
+// Strings, arrays and maps get their widest headers (str32, array32, map32),
+// so that tests exercise more than the forms the fast paths read.
+func encodeMsgpack(t testing.TB, v any) []byte { return encodeWith(t, v, false) }
+
+// encodeCompact encodes as msgpackr does for the records the feeds write:
+// fixstr/str8.., fixarray, map16, the smallest unsigned integer. Benchmarks
+// use it, as it is what the edge Redis holds.
+func encodeCompact(t testing.TB, v any) []byte { return encodeWith(t, v, true) }
+
+func encodeWith(t testing.TB, v any, compact bool) []byte {
 	t.Helper()
 	var b []byte
 	var enc func(v any)
@@ -41,14 +50,26 @@ func encodeMsgpack(t testing.TB, v any) []byte {
 			b = append(b, 0xcb)
 			b = binary.BigEndian.AppendUint64(b, math.Float64bits(x))
 		case int64:
+			if compact && x > math.MaxUint32 {
+				b = binary.BigEndian.AppendUint64(append(b, 0xcf), uint64(x))
+				return
+			}
 			b = appendInt(b, x)
 		case int:
 			b = appendInt(b, int64(x))
 		case string:
+			if compact && len(x) < 32 {
+				b = append(append(b, 0xa0|byte(len(x))), x...)
+				return
+			}
 			b = appendStr(b, x)
 		case []any:
-			b = append(b, 0xdd)
-			b = binary.BigEndian.AppendUint32(b, uint32(len(x)))
+			if compact && len(x) < 16 {
+				b = append(b, 0x90|byte(len(x)))
+			} else {
+				b = append(b, 0xdd)
+				b = binary.BigEndian.AppendUint32(b, uint32(len(x)))
+			}
 			for _, e := range x {
 				enc(e)
 			}
@@ -58,8 +79,13 @@ func encodeMsgpack(t testing.TB, v any) []byte {
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
-			b = append(b, 0xdf)
-			b = binary.BigEndian.AppendUint32(b, uint32(len(x)))
+			if compact {
+				b = append(b, 0xde)
+				b = binary.BigEndian.AppendUint16(b, uint16(len(x)))
+			} else {
+				b = append(b, 0xdf)
+				b = binary.BigEndian.AppendUint32(b, uint32(len(x)))
+			}
 			for _, k := range keys {
 				b = appendStr(b, k)
 				enc(x[k])
