@@ -24,6 +24,8 @@ export interface EdgeNodeOptions {
   root?: string;
   /** Another wrangler config (e.g. the benchmarks' empty worker), relative to the root. */
   config?: string;
+  /** DevTools inspector port of the worker (for profiling); a free one by default. */
+  inspectorPort?: number;
 }
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -37,7 +39,7 @@ export async function startEdgeNode(options: EdgeNodeOptions): Promise<EdgeNode>
     "dev",
     "--ip", "127.0.0.1",
     "--port", String(port),
-    "--inspector-port", String(await freePort()),
+    "--inspector-port", String(options.inspectorPort ?? (await freePort())),
     "--persist-to", persistDir,
     "--show-interactive-dev-session=false",
     "--log-level", "warn",

@@ -1,0 +1,111 @@
+/**
+ * `npm run bench:profile`: a CPU profile of the edge worker while it warms
+ * 1,000-SKU batches back to back (the same load as the prewarm benchmark),
+ * taken through the worker's DevTools inspector (Chrome DevTools Protocol).
+ * Prints the functions with the most self time and writes the profile to
+ * bench/results/prewarm.cpuprofile (open it in Chrome DevTools).
+ *
+ *   npm run bench:profile -- [--rounds 20] [--cache-api-writes on|off]
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import { demoCatalog, seedCatalog } from "../records/demo-catalog";
+import { startEdgeNode } from "../scripts/edge-node";
+import { freePort, startRedis } from "../scripts/redis-server";
+import { prewarmRate } from "./prewarm";
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** A minimal CDP session over the inspector's WebSocket. */
+async function inspect(port: number): Promise<{ send(method: string, params?: object): Promise<unknown>; close(): void }> {
+  const targets = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
+  const target = targets[0];
+  if (!target) throw new Error(`no inspector target on port ${port}`);
+  // wrangler's inspector proxy wants an Origin of localhost; Node's WebSocket
+  // (undici) takes extra handshake headers in its non-standard init object.
+  const init = { headers: { Origin: "http://127.0.0.1" } } as unknown as string[];
+  const ws = new WebSocket(target.webSocketDebuggerUrl, init);
+  await new Promise((resolve, reject) => {
+    ws.addEventListener("open", resolve, { once: true });
+    ws.addEventListener("error", reject, { once: true });
+  });
+  let id = 0;
+  const waiting = new Map<number, (v: unknown) => void>();
+  ws.addEventListener("message", (ev) => {
+    const msg = JSON.parse(String(ev.data)) as { id?: number; result?: unknown };
+    if (msg.id !== undefined) waiting.get(msg.id)?.(msg.result);
+  });
+  return {
+    send: (method, params = {}) =>
+      new Promise((resolve) => {
+        waiting.set(++id, resolve);
+        ws.send(JSON.stringify({ id, method, params }));
+      }),
+    close: () => ws.close(),
+  };
+}
+
+/** Self time by function (ms), most first. */
+function selfTimes(p: Profile): [string, number][] {
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  p.samples.forEach((id, i) => {
+    const f = byId.get(id)!.callFrame;
+    const name = `${f.functionName || "(anonymous)"} ${f.url.split("/").slice(-2).join("/")}:${f.lineNumber + 1}`;
+    self.set(name, (self.get(name) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000);
+  });
+  return [...self].sort((a, b) => b[1] - a[1]);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { rounds: { type: "string", default: "20" }, "cache-api-writes": { type: "string", default: "off" } } });
+  const rounds = Number(values.rounds);
+  const token = randomBytes(8).toString("hex");
+  const redis = await startRedis();
+  const catalog = demoCatalog(20_000, Date.now(), Date.now() + 3_600_000);
+  const c = new Redis(redis.url);
+  await seedCatalog(c, catalog);
+  c.disconnect();
+  const inspectorPort = await freePort();
+  const edge = await startEdgeNode({
+    vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: token, CACHE_API_WRITES: values["cache-api-writes"] ?? "off" },
+    inspectorPort,
+  });
+  try {
+    const skus = catalog.map((r) => r.sku);
+    await prewarmRate(edge, token, skus, 3); // warm-up: JIT tiers, Wasm instance
+    const cdp = await inspect(inspectorPort);
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+    await cdp.send("Profiler.start");
+    const rate = await prewarmRate(edge, token, skus, rounds);
+    const { profile } = (await cdp.send("Profiler.stop")) as { profile: Profile };
+    cdp.close();
+    const dir = path.resolve(import.meta.dirname, "results");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, "prewarm.cpuprofile"), JSON.stringify(profile));
+    const total = profile.timeDeltas.reduce((a, b) => a + b, 0) / 1000;
+    console.log(`${Math.round(rate.skusPerSecond)} SKUs/s over ${rounds} batches; profile ${total.toFixed(0)} ms, top self time:`);
+    for (const [name, ms] of selfTimes(profile).slice(0, 30)) console.log(`${ms.toFixed(1).padStart(8)} ms ${((ms / total) * 100).toFixed(1).padStart(5)} %  ${name}`);
+  } finally {
+    await edge.stop();
+    await redis.stop();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
