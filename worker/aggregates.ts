@@ -5,7 +5,7 @@
  * call per source), and per-SKU outcomes. Shared by prewarm and by
  * read-through on a cache miss.
  */
-import { etagOf, type CachedAggregate, type EdgeCache, type Segment } from "./cache";
+import type { CachedAggregate, EdgeCache } from "./cache";
 import type { Config } from "./config";
 import { EdgeRedisError, readRecords, refillRecords, type RecordPair } from "./edge-redis";
 import type { SkuFailureCode } from "./errors";
@@ -93,7 +93,7 @@ export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: 
     for (const f of pending) failures.set(f.sku, f);
   }
 
-  const timelines = await timelinesOf(deps, req.region, ttlMs, computed);
+  const timelines = timelinesOf(deps, req.region, ttlMs, computed);
   return req.skus.map((sku): SkuOutcome => {
     const t = timelines.get(sku);
     if (t) return { sku, ok: true, source: computed.get(sku)!.source, entry: t };
@@ -134,7 +134,7 @@ interface Computed {
  * TTL does, the aggregates from each change to the end of the same TTL:
  * computed from the same records, one Wasm call per step for the batch.
  */
-async function timelinesOf(deps: Deps, region: string, ttlMs: number, computed: Map<string, Computed>): Promise<Map<string, CachedAggregate>> {
+function timelinesOf(deps: Deps, region: string, ttlMs: number, computed: Map<string, Computed>): Map<string, CachedAggregate> {
   const timelines = new Map<string, CachedAggregate>();
   let step = [...computed].map(([sku, c]) => ({ sku, c, from: c.computedAt, out: c.out as RulesOutput }));
   for (let round = 0; step.length > 0; round++) {
@@ -142,7 +142,7 @@ async function timelinesOf(deps: Deps, region: string, ttlMs: number, computed: 
     for (const s of step) {
       if (!s.out.ok) continue; // the same records cannot fail later; if they do, the timeline just ends
       const t = timelines.get(s.sku) ?? { segments: [] };
-      t.segments.push({ json: s.out.json, computedAt: s.from, validUntil: s.out.validUntil, nextAt: s.out.nextAt, etag: await etagOf(s.out.json) });
+      t.segments.push({ json: s.out.json, computedAt: s.from, validUntil: s.out.validUntil, nextAt: s.out.nextAt });
       timelines.set(s.sku, t);
       const horizon = s.c.computedAt + ttlMs;
       if (round + 1 < MAX_SEGMENTS && s.out.validUntil === s.out.nextAt && s.out.validUntil < horizon) {

@@ -24,7 +24,8 @@ export interface Segment {
   validUntil: number;
   /** The next price change after computedAt, or null. */
   nextAt: number | null;
-  etag: string;
+  /** Its strong ETag, computed on first use (`segmentEtag`): a prewarm need not hash what may never be read. */
+  etag?: string;
 }
 
 /** Segments in time order; each starts where the previous one ends. */
@@ -41,18 +42,10 @@ export type Lookup =
 const KEY_ORIGIN = "https://edge-prewarm.internal";
 const H_SEGMENTS = "X-Segments";
 
-type SegmentMeta = [computedAt: number, validUntil: number, nextAt: number | null, length: number, etag: string];
+type SegmentMeta = [computedAt: number, validUntil: number, nextAt: number | null, length: number];
 
 export function cacheKey(sku: string, region: string): Request {
   return new Request(`${KEY_ORIGIN}/v1/skus/${encodeURIComponent(sku)}?region=${encodeURIComponent(region)}`);
-}
-
-/** A strong ETag: the first 64 bits of the SHA-256 of the body. */
-export async function etagOf(json: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(json)));
-  let hex = "";
-  for (let i = 0; i < 8; i++) hex += digest[i]!.toString(16).padStart(2, "0");
-  return `"${hex}"`;
 }
 
 /** What a stored entry means at `now`. */
@@ -122,7 +115,7 @@ export class EdgeCache {
 
   private async write(sku: string, region: string, entry: CachedAggregate, now: number): Promise<void> {
     const last = entry.segments[entry.segments.length - 1]!;
-    const meta: SegmentMeta[] = entry.segments.map((s) => [s.computedAt, s.validUntil, s.nextAt, s.json.length, s.etag]);
+    const meta: SegmentMeta[] = entry.segments.map((s) => [s.computedAt, s.validUntil, s.nextAt, s.json.length]);
     try {
       await this.cache.put(
         cacheKey(sku, region),
@@ -173,8 +166,8 @@ export class EdgeCache {
     const body = await res.text();
     const segments: Segment[] = [];
     let o = 0;
-    for (const [computedAt, validUntil, nextAt, length, etag] of meta) {
-      segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt, etag });
+    for (const [computedAt, validUntil, nextAt, length] of meta) {
+      segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt });
       o += length;
     }
     return o === body.length ? { segments } : null;

@@ -9,11 +9,12 @@
  * that can no longer be served even stale is dropped when met.
  */
 import type { CachedAggregate } from "./cache";
+import { ETAG_LENGTH } from "./etag";
 
-/** Rough bytes an entry holds: its JSON as UTF-16 plus the segment metadata and the map slot. */
+/** Rough bytes an entry holds: its JSON as UTF-16 plus the segment metadata (ETag included, once computed) and the map slot. */
 export function entryBytes(key: string, entry: CachedAggregate): number {
   let n = 2 * key.length + 64;
-  for (const s of entry.segments) n += 2 * (s.json.length + s.etag.length) + 48;
+  for (const s of entry.segments) n += 2 * (s.json.length + ETAG_LENGTH) + 48;
   return n;
 }
 

@@ -12,6 +12,7 @@ import type { IRequest } from "itty-router";
 import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "./aggregates";
 import { lookupAt, type Lookup, type Segment } from "./cache";
 import { HttpError } from "./errors";
+import { segmentEtag } from "./etag";
 import { isValidRegion, isValidSku } from "./ids";
 import { inflight, lookups } from "./isolate";
 import { metrics } from "./metrics";
@@ -38,7 +39,7 @@ function responseHeaders(segment: Segment, result: CacheResult, now: number): He
     "Content-Type": "application/json",
     "Cache-Control": `public, max-age=${Math.max(0, Math.floor((segment.validUntil - now) / 1000))}`,
     Age: String(Math.max(0, Math.floor((now - segment.computedAt) / 1000))),
-    ETag: segment.etag,
+    ETag: segmentEtag(segment),
     "X-Cache": result,
   });
 }
@@ -50,7 +51,7 @@ function etagMatches(header: string | null, etag: string): boolean {
 
 function serve(request: Request, segment: Segment, result: CacheResult, now: number): Response {
   const headers = responseHeaders(segment, result, now);
-  if (etagMatches(request.headers.get("If-None-Match"), segment.etag)) return new Response(null, { status: 304, headers });
+  if (etagMatches(request.headers.get("If-None-Match"), segmentEtag(segment))) return new Response(null, { status: 304, headers });
   return new Response(segment.json, { status: 200, headers });
 }
 

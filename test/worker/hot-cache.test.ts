@@ -11,7 +11,7 @@ import { metric } from "./parts";
 import { seed } from "./redis";
 
 function entry(json: string): CachedAggregate {
-  return { segments: [{ json, computedAt: 0, validUntil: 1, nextAt: null, etag: '"e"' }] };
+  return { segments: [{ json, computedAt: 0, validUntil: 1, nextAt: null }] };
 }
 
 describe("HotCache", () => {
