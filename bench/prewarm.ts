@@ -57,3 +57,17 @@ export async function redisBenchmarkGets(redisUrl: string, sample: Uint8Array, k
   if (!m) throw new Error(`no rate in redis-benchmark output:\n${out}`);
   return Number(m[1]);
 }
+
+/** Cache API puts/s of the baseline worker (bench/cache-api-worker): `rounds` requests of 1,000 puts each, back to back. */
+export async function cacheApiPutRate(node: EdgeNode, rounds: number): Promise<number> {
+  const put = async (): Promise<number> => {
+    const res = await fetch(`${node.url}/puts?n=${BATCH}`, { method: "POST" });
+    if (res.status !== 200) throw new Error(`cache API baseline answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
+    return ((await res.json()) as { puts: number }).puts;
+  };
+  await put(); // warm-up
+  let puts = 0;
+  const t0 = performance.now();
+  for (let r = 0; r < rounds; r++) puts += await put();
+  return (puts / (performance.now() - t0)) * 1000;
+}
