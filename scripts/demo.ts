@@ -5,7 +5,9 @@
  * all of it, and the scheduler's Redis. A prewarm plan runs through the
  * scheduler's CLI (`prewarm run`, progress bar per node, per-node report),
  * then a few warmed keys are read from each node. Everything it starts, it
- * stops. `npm run demo -- --skus 100000` runs a bigger plan.
+ * stops. `npm run demo -- --skus 100000` runs a bigger plan;
+ * `--cache-api-writes off` runs the nodes on their hot cache alone, as a
+ * self-hosted workerd node with one isolate would.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -27,9 +29,11 @@ const NODES = [
 ] as const;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { skus: { type: "string", default: "2000" } } });
+  const { values } = parseArgs({ options: { skus: { type: "string", default: "2000" }, "cache-api-writes": { type: "string", default: "on" } } });
   const skuCount = Number(values.skus);
   if (!Number.isInteger(skuCount) || skuCount < 1) throw new RangeError(`--skus must be a positive integer, got ${values.skus}`);
+  const cacheApiWrites = values["cache-api-writes"] ?? "on";
+  if (cacheApiWrites !== "on" && cacheApiWrites !== "off") throw new RangeError(`--cache-api-writes must be on or off, got ${cacheApiWrites}`);
   const token = randomBytes(16).toString("hex");
   const dir = mkdtempSync(path.join(tmpdir(), "edge-prewarm-demo-"));
   const started: { stop(): Promise<void> }[] = [];
@@ -54,7 +58,7 @@ async function main(): Promise<void> {
       const redis = await startRedis();
       started.push(redis);
       await seed(redis.url, edgeShare);
-      const node = await startEdgeNode({ vars: { EDGE_REGION: n.region, EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: token } });
+      const node = await startEdgeNode({ vars: { EDGE_REGION: n.region, EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: token, CACHE_API_WRITES: cacheApiWrites } });
       started.push(node);
       edges.push({ ...n, node });
       console.log(`edge node ${n.name.padEnd(10)} ${node.url} region ${n.region}, workerd via wrangler dev, Redis ${redis.url} (${edgeShare.length} SKUs)`);
