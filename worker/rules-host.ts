@@ -70,10 +70,10 @@ export class RulesEngine {
   /** Runs the rules for every item; per-SKU failures are results, not exceptions. */
   run(items: readonly RulesInput[]): RulesOutput[] {
     const frame = new FrameWriter(items);
-    const ptr = this.exports.input_buffer(frame.size);
+    const ptr = this.exports.input_buffer(frame.maxSize);
     // Views are made after input_buffer: growing memory detaches older ones.
-    frame.writeTo(new Uint8Array(this.exports.memory.buffer, ptr, frame.size));
-    const packed = this.exports.aggregate_batch(frame.size);
+    const size = frame.writeTo(new Uint8Array(this.exports.memory.buffer, ptr, frame.maxSize));
+    const packed = this.exports.aggregate_batch(size);
     return decodeOutput(this.exports.memory.buffer, Number(packed >> 32n), Number(packed & 0xffffffffn), items.length);
   }
 }
@@ -81,76 +81,92 @@ export class RulesEngine {
 /** The input frame of `items` as bytes (what `run` writes into Wasm memory; for benchmarks and tests). */
 export function encodeFrame(items: readonly RulesInput[]): Uint8Array {
   const frame = new FrameWriter(items);
-  const out = new Uint8Array(frame.size);
-  frame.writeTo(out);
-  return out;
+  const out = new Uint8Array(frame.maxSize);
+  return out.slice(0, frame.writeTo(out));
 }
 
 /**
  * Writes the input frame of docs/wasm-abi.md straight into its destination.
- * SKU ids and regions are ASCII by SPEC §5, so they are copied char by char
- * (a TextEncoder call per short string cost more than the rest of the
- * frame); anything else still goes through TextEncoder.
+ * The size is bounded first (a string takes at most 3 UTF-8 bytes per UTF-16
+ * unit), so that nothing is encoded twice: SKU ids and regions are ASCII by
+ * SPEC §5 and are copied char by char (a TextEncoder call per short string
+ * cost more than the rest of the frame); a string with any other char goes
+ * through TextEncoder.encodeInto. Times are written as two 32-bit halves:
+ * a BigInt per item cost more than the rest of its header.
  */
 class FrameWriter {
-  readonly size: number;
-  private readonly text: Uint8Array[] = [];
+  /** An upper bound of the frame's size: what `writeTo` needs. */
+  readonly maxSize: number;
 
   constructor(private readonly items: readonly RulesInput[]) {
     let size = 4;
     for (const it of items) {
-      size += ITEM_FIXED_BYTES + this.textLength(it.sku) + this.textLength(it.region) + (it.stock?.length ?? 0) + (it.price?.length ?? 0);
+      size += ITEM_FIXED_BYTES + 3 * (it.sku.length + it.region.length) + (it.stock?.length ?? 0) + (it.price?.length ?? 0);
     }
-    this.size = size;
+    this.maxSize = size;
   }
 
-  /** Byte length of s in UTF-8; a non-ASCII string is encoded now and kept, in order, for writeTo. */
-  private textLength(s: string): number {
-    for (let i = 0; i < s.length; i++) {
-      if (s.charCodeAt(i) > 0x7f) {
-        const bytes = encoder.encode(s);
-        this.text.push(bytes);
-        return bytes.length;
-      }
-    }
-    return s.length;
-  }
-
-  writeTo(mem: Uint8Array): void {
+  /** Writes the frame at the start of `mem` (at least `maxSize` bytes) and returns its size. */
+  writeTo(mem: Uint8Array): number {
     const dv = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
-    let nonAscii = 0;
-    const putText = (s: string, o: number): number => {
-      for (let i = 0; i < s.length; i++) {
-        const c = s.charCodeAt(i);
-        if (c > 0x7f) {
-          const bytes = this.text[nonAscii++]!;
-          dv.setUint16(o, bytes.length, true);
-          mem.set(bytes, o + 2);
-          return o + 2 + bytes.length;
-        }
-        mem[o + 2 + i] = c;
-      }
-      dv.setUint16(o, s.length, true);
-      return o + 2 + s.length;
-    };
-    const putRecord = (b: Uint8Array | null, o: number): number => {
-      dv.setInt32(o, b === null ? -1 : b.length, true);
-      if (b === null) return o + 4;
-      mem.set(b, o + 4);
-      return o + 4 + b.length;
-    };
-    dv.setUint32(0, this.items.length, true);
+    const items = this.items;
+    dv.setUint32(0, items.length, true);
     let o = 4;
-    for (const it of this.items) {
-      dv.setBigInt64(o, BigInt(it.now), true);
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const now = it.now;
+      if (now >= 0 && now <= Number.MAX_SAFE_INTEGER && Number.isInteger(now)) {
+        dv.setUint32(o, now % 0x1_0000_0000, true);
+        dv.setUint32(o + 4, Math.floor(now / 0x1_0000_0000), true);
+      } else {
+        dv.setBigInt64(o, BigInt(now), true); // a negative time as before; a fraction throws
+      }
       dv.setUint32(o + 8, it.ttlMs, true);
-      dv.setUint8(o + 12, SOURCE_BYTE[it.source]);
-      o = putText(it.sku, o + 13);
-      o = putText(it.region, o);
-      o = putRecord(it.stock, o);
-      o = putRecord(it.price, o);
+      mem[o + 12] = SOURCE_BYTE[it.source];
+      o = putText(mem, dv, it.sku, o + 13);
+      o = putText(mem, dv, it.region, o);
+      const stock = it.stock;
+      if (stock === null) {
+        dv.setInt32(o, -1, true);
+        o += 4;
+      } else {
+        dv.setInt32(o, stock.length, true);
+        mem.set(stock, o + 4);
+        o += 4 + stock.length;
+      }
+      const price = it.price;
+      if (price === null) {
+        dv.setInt32(o, -1, true);
+        o += 4;
+      } else {
+        dv.setInt32(o, price.length, true);
+        mem.set(price, o + 4);
+        o += 4 + price.length;
+      }
     }
+    return o;
   }
+}
+
+/** Writes s with its u16 length at mem[o:], returns the end. */
+function putText(mem: Uint8Array, dv: DataView, s: string, o: number): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) {
+      const { written } = encoder.encodeInto(s, mem.subarray(o + 2));
+      dv.setUint16(o, written, true);
+      return o + 2 + written;
+    }
+    mem[o + 2 + i] = c;
+  }
+  dv.setUint16(o, n, true);
+  return o + 2 + n;
+}
+
+/** The i64 at o as a number (rounded to the nearest double, as Number(bigint) does). */
+function int64At(dv: DataView, o: number): number {
+  return dv.getInt32(o + 4, true) * 0x1_0000_0000 + dv.getUint32(o, true);
 }
 
 function decodeOutput(buffer: ArrayBuffer, ptr: number, len: number, expected: number): RulesOutput[] {
@@ -170,9 +186,9 @@ function decodeOutput(buffer: ArrayBuffer, ptr: number, len: number, expected: n
   if (count !== expected) throw new RulesEngineError(`go-stock answered ${count} results for ${expected} items`);
   const out: RulesOutput[] = new Array(count);
   for (let i = 0; i < count; i++) {
-    const code = dv.getUint8(o);
-    const validUntil = Number(dv.getBigInt64(o + 1, true));
-    const nextAt = Number(dv.getBigInt64(o + 9, true));
+    const code = mem[o];
+    const validUntil = int64At(dv, o + 1);
+    const nextAt = int64At(dv, o + 9);
     o += 17;
     const body = text();
     if (code === 0) out[i] = { ok: true, json: body, validUntil, nextAt: nextAt < 0 ? null : nextAt };

@@ -1,12 +1,6 @@
 // aggregate.go owns the aggregate of SPEC §4: computing it from the two
-// records, and writing its JSON by hand (keys in the SPEC's order, no
-// reflection) into a caller's buffer.
+// records (its JSON is json.go's).
 package rules
-
-import (
-	"strconv"
-	"unicode/utf8"
-)
 
 // Code is the outcome of one SKU.
 type Code uint8
@@ -46,20 +40,23 @@ type Aggregate struct {
 // Compute applies the rules at now; validity lasts ttlMs from now, capped by
 // the next price change.
 func Compute(s StockRecord, p PriceRecord, region string, now, ttlMs int64, source string) Aggregate {
-	a := Aggregate{
-		SKU:        s.SKU,
-		Region:     region,
-		Stock:      ComputeStock(s, region),
-		Price:      PriceAt(p, region, now),
-		Source:     source,
-		ComputedAt: now,
-		ValidUntil: now + ttlMs,
-	}
-	if n, ok := NextChange(p, region, now); ok {
-		a.Next, a.HasNext = n, true
-		a.ValidUntil = min(a.ValidUntil, n.At)
-	}
+	var a Aggregate
+	compute(&a, &s, &p, region, now, ttlMs, source)
 	return a
+}
+
+// compute is Compute into *a, which it overwrites field by field (see Decoder.agg).
+func compute(a *Aggregate, s *StockRecord, p *PriceRecord, region string, now, ttlMs int64, source string) {
+	a.SKU, a.Region, a.Source, a.ComputedAt, a.ValidUntil = s.SKU, region, source, now, now+ttlMs
+	a.Stock = computeStock(s, region)
+	list := listPrice(p, region)
+	a.Price.Amount, a.Price.HasPromo, a.Price.PromoID = priceAt(p, region, list, now)
+	a.Price.List, a.Price.Currency = list, p.Currency
+	if a.HasNext = nextChange(&a.Next, p, region, now, &a.Price); a.HasNext {
+		a.ValidUntil = min(a.ValidUntil, a.Next.At)
+	} else {
+		a.Next.At, a.Next.Amount, a.Next.HasPromo, a.Next.PromoID = 0, 0, false, ""
+	}
 }
 
 // Result is the outcome of Aggregate for one SKU.
@@ -80,127 +77,39 @@ func AggregateRecords(dst, stock, price []byte, sku, region string, now, ttlMs i
 
 // Aggregate is AggregateRecords with d's string reuse.
 func (d *Decoder) Aggregate(dst, stock, price []byte, sku, region string, now, ttlMs int64, source string) (Result, []byte) {
+	var res Result
+	dst = d.aggregate(&res, dst, stock, price, sku, region, now, ttlMs, source)
+	return res, dst
+}
+
+// aggregate is Aggregate into *res, which it overwrites field by field.
+func (d *Decoder) aggregate(res *Result, dst, stock, price []byte, sku, region string, now, ttlMs int64, source string) []byte {
+	res.Code, res.ValidUntil, res.NextAt, res.Detail = NotFound, 0, -1, ""
 	switch {
 	case stock == nil && price == nil:
-		return Result{Code: NotFound, NextAt: -1, Detail: "no stock and no price record"}, dst
+		res.Detail = "no stock and no price record"
+		return dst
 	case stock == nil:
-		return Result{Code: NotFound, NextAt: -1, Detail: "no stock record"}, dst
+		res.Detail = "no stock record"
+		return dst
 	case price == nil:
-		return Result{Code: NotFound, NextAt: -1, Detail: "no price record"}, dst
+		res.Detail = "no price record"
+		return dst
 	}
 	d.arena.reset()
-	s, err := d.DecodeStock(stock, sku)
-	if err != nil {
-		return Result{Code: InvalidRecord, NextAt: -1, Detail: err.Error()}, dst
+	err := d.decodeStock(&d.stock, stock, sku)
+	if err == nil {
+		err = d.decodePrice(&d.price, price, sku)
 	}
-	p, err := d.DecodePrice(price, sku)
 	if err != nil {
-		return Result{Code: InvalidRecord, NextAt: -1, Detail: err.Error()}, dst
+		res.Code, res.Detail = InvalidRecord, err.Error()
+		return dst
 	}
-	a := Compute(s, p, region, now, ttlMs, source)
-	next := int64(-1)
+	a := &d.agg
+	compute(a, &d.stock, &d.price, region, now, ttlMs, source)
+	res.Code, res.ValidUntil = OK, a.ValidUntil
 	if a.HasNext {
-		next = a.Next.At
+		res.NextAt = a.Next.At
 	}
-	return Result{Code: OK, ValidUntil: a.ValidUntil, NextAt: next}, a.AppendJSON(dst)
-}
-
-// AppendJSON appends the aggregate as SPEC §4 JSON.
-func (a *Aggregate) AppendJSON(b []byte) []byte {
-	b = append(b, `{"sku":`...)
-	b = appendString(b, a.SKU)
-	b = append(b, `,"region":`...)
-	b = appendString(b, a.Region)
-	b = append(b, `,"stock":{"available":`...)
-	b = strconv.AppendInt(b, a.Stock.Available, 10)
-	b = append(b, `,"status":`...)
-	b = appendString(b, a.Stock.Status)
-	b = append(b, `,"maxOrderQty":`...)
-	b = strconv.AppendInt(b, a.Stock.MaxOrderQty, 10)
-	b = append(b, `},"price":{"amount":`...)
-	b = strconv.AppendInt(b, a.Price.Amount, 10)
-	b = append(b, `,"list":`...)
-	b = strconv.AppendInt(b, a.Price.List, 10)
-	b = append(b, `,"currency":`...)
-	b = appendString(b, a.Price.Currency)
-	b = append(b, `,"promoId":`...)
-	b = appendPromo(b, a.Price.HasPromo, a.Price.PromoID)
-	b = append(b, `},"next":`...)
-	if !a.HasNext {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, `{"at":`...)
-		b = strconv.AppendInt(b, a.Next.At, 10)
-		b = append(b, `,"amount":`...)
-		b = strconv.AppendInt(b, a.Next.Amount, 10)
-		b = append(b, `,"promoId":`...)
-		b = appendPromo(b, a.Next.HasPromo, a.Next.PromoID)
-		b = append(b, '}')
-	}
-	b = append(b, `,"source":`...)
-	b = appendString(b, a.Source)
-	b = append(b, `,"computedAt":`...)
-	b = strconv.AppendInt(b, a.ComputedAt, 10)
-	b = append(b, `,"validUntil":`...)
-	b = strconv.AppendInt(b, a.ValidUntil, 10)
-	return append(b, '}')
-}
-
-func appendPromo(b []byte, has bool, id string) []byte {
-	if !has {
-		return append(b, "null"...)
-	}
-	return appendString(b, id)
-}
-
-const hex = "0123456789abcdef"
-
-// plain reports whether s is printable ASCII without quotes or backslashes:
-// a JSON string as it is (ids, regions, currencies nearly always are).
-func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
-// appendString appends s as a JSON string. Control characters are escaped;
-// invalid UTF-8 becomes U+FFFD, as encoding/json does.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	if plain(s) {
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, "\ufffd"...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
+	return a.appendJSON(dst, &d.times)
 }

@@ -6,7 +6,9 @@ package rules
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strconv"
+	"sync"
 )
 
 // MaxBatch bounds the item count of one frame.
@@ -102,6 +104,25 @@ func (f *frame) record(what, lengthWhat string) ([]byte, error) {
 
 // DecodeBatch parses an input frame.
 func DecodeBatch(in []byte) ([]Item, error) {
+	return new(batch).decode(in)
+}
+
+// batch is the memory RunBatch reuses from one frame to the next: the
+// frame's items and their SKU ids, and the decoder with its strings and
+// arenas. In Wasm, making them afresh for every frame made the garbage
+// collector run every few frames, and while it runs every pointer store
+// goes through a write barrier.
+type batch struct {
+	items   []Item
+	skus    []byte
+	skuEnds []int
+	d       Decoder
+}
+
+var batches = sync.Pool{New: func() any { return &batch{d: Decoder{strings: &strCache{}, arena: &arena{}}} }}
+
+// decode parses an input frame into b.items, which it returns.
+func (b *batch) decode(in []byte) ([]Item, error) {
 	f := &frame{b: in}
 	count, err := f.u32("count")
 	if err != nil {
@@ -114,62 +135,25 @@ func DecodeBatch(in []byte) ([]Item, error) {
 	if int(count) > (len(in)-4)/25 {
 		return nil, errors.New("count " + strconv.FormatUint(uint64(count), 10) + " does not fit the frame")
 	}
-	items := make([]Item, count)
+	if cap(b.items) < int(count) {
+		b.items, b.skuEnds = make([]Item, count), make([]int, count)
+	}
+	items, skuEnds := b.items[:count], b.skuEnds[:count]
 	// SKU ids go back to back into one string for the batch, and a region is
 	// converted only when it differs from the item before: two allocations per
 	// item cost more in Wasm than the rest of the frame.
-	var skus []byte
-	skuEnds := make([]int, count)
+	skus := b.skus[:0]
 	region := ""
 	for i := range items {
 		it := &items[i]
-		if it.Now, err = f.i64("now"); err != nil {
-			return nil, err
+		if !f.itemFast(it, &skus, &region) {
+			if err := f.item(i, it, &skus, &region); err != nil {
+				return nil, err
+			}
 		}
-		if it.Now < 0 || it.Now > MaxTime {
-			return nil, errors.New("item " + strconv.Itoa(i) + ": now out of range")
-		}
-		ttl, err := f.u32("ttlMs")
-		if err != nil {
-			return nil, err
-		}
-		it.TTLMs = int64(ttl)
-		src, err := f.u8("source")
-		if err != nil {
-			return nil, err
-		}
-		if int(src) >= len(sources) {
-			return nil, errors.New("item " + strconv.Itoa(i) + ": unknown source " + strconv.Itoa(int(src)))
-		}
-		it.Source = sources[src]
-		n, err := f.u16("sku length")
-		if err != nil {
-			return nil, err
-		}
-		sku, err := f.bytes(n, "sku")
-		if err != nil {
-			return nil, err
-		}
-		skus = append(skus, sku...)
 		skuEnds[i] = len(skus)
-		if n, err = f.u16("region length"); err != nil {
-			return nil, err
-		}
-		regionBytes, err := f.bytes(n, "region")
-		if err != nil {
-			return nil, err
-		}
-		if string(regionBytes) != region {
-			region = string(regionBytes)
-		}
-		it.Region = region
-		if it.Stock, err = f.record("stock", "stock length"); err != nil {
-			return nil, err
-		}
-		if it.Price, err = f.record("price", "price length"); err != nil {
-			return nil, err
-		}
 	}
+	b.skus = skus
 	if f.off != len(in) {
 		return nil, errors.New("trailing bytes after item " + strconv.Itoa(int(count)))
 	}
@@ -180,26 +164,138 @@ func DecodeBatch(in []byte) ([]Item, error) {
 	return items, nil
 }
 
+// record reads a record at b[o:], whose i32 length is there: nil when
+// missing (-1), ok false when the length is negative or runs past the end.
+func record(b []byte, o int) (r []byte, next int, ok bool) {
+	n := int32(le.Uint32(b[o:]))
+	o += 4
+	switch {
+	case n == -1:
+		return nil, o, true
+	case n < 0 || int(n) > len(b)-o:
+		return nil, o, false
+	}
+	return b[o : o+int(n) : o+int(n)], o + int(n), true
+}
+
+// itemFast reads the item at f.off, appends its sku to *skus and keeps
+// *region when it is the same, when the item is well formed; at the first
+// doubt it reports false with f.off and *skus unchanged, and f.item reads
+// the item again for the precise error. (Reading through f's methods was a
+// call per field in Wasm.)
+func (f *frame) itemFast(it *Item, skus *[]byte, region *string) bool {
+	b, o := f.b, f.off
+	if len(b)-o < 8+4+1+2 {
+		return false
+	}
+	now, ttl, src, n := int64(le.Uint64(b[o:])), le.Uint32(b[o+8:]), b[o+12], int(le.Uint16(b[o+13:]))
+	if o += 15; now < 0 || now > MaxTime || int(src) >= len(sources) || len(b)-o < n+2 {
+		return false
+	}
+	sku := b[o : o+n]
+	n = int(le.Uint16(b[o+n:]))
+	if o += len(sku) + 2; len(b)-o < n+4 {
+		return false
+	}
+	regionBytes := b[o : o+n]
+	stock, o, ok := record(b, o+n)
+	if !ok || len(b)-o < 4 {
+		return false
+	}
+	price, o, ok := record(b, o)
+	if !ok {
+		return false
+	}
+	f.off = o
+	it.Now, it.TTLMs, it.Source, it.Stock, it.Price = now, int64(ttl), sources[src], stock, price
+	*skus = append(*skus, sku...)
+	if string(regionBytes) != *region {
+		*region = string(regionBytes)
+	}
+	it.Region = *region
+	return true
+}
+
+// item reads item i at f.off field by field, with the frame's error for the
+// first field that is wrong.
+func (f *frame) item(i int, it *Item, skus *[]byte, region *string) error {
+	var err error
+	if it.Now, err = f.i64("now"); err != nil {
+		return err
+	}
+	if it.Now < 0 || it.Now > MaxTime {
+		return errors.New("item " + strconv.Itoa(i) + ": now out of range")
+	}
+	ttl, err := f.u32("ttlMs")
+	if err != nil {
+		return err
+	}
+	it.TTLMs = int64(ttl)
+	src, err := f.u8("source")
+	if err != nil {
+		return err
+	}
+	if int(src) >= len(sources) {
+		return errors.New("item " + strconv.Itoa(i) + ": unknown source " + strconv.Itoa(int(src)))
+	}
+	it.Source = sources[src]
+	n, err := f.u16("sku length")
+	if err != nil {
+		return err
+	}
+	sku, err := f.bytes(n, "sku")
+	if err != nil {
+		return err
+	}
+	*skus = append(*skus, sku...)
+	if n, err = f.u16("region length"); err != nil {
+		return err
+	}
+	regionBytes, err := f.bytes(n, "region")
+	if err != nil {
+		return err
+	}
+	if string(regionBytes) != *region {
+		*region = string(regionBytes)
+	}
+	it.Region = *region
+	if it.Stock, err = f.record("stock", "stock length"); err != nil {
+		return err
+	}
+	if it.Price, err = f.record("price", "price length"); err != nil {
+		return err
+	}
+	return nil
+}
+
 // RunBatch runs the rules on every item of an input frame and appends the
 // output frame to out[:0]. It never fails: a bad frame gives a status-1 frame.
 func RunBatch(out, in []byte) []byte {
+	b := batches.Get().(*batch)
+	defer batches.Put(b)
 	out = out[:0]
-	items, err := DecodeBatch(in)
+	items, err := b.decode(in)
 	if err != nil {
 		return FrameError(out, err.Error())
 	}
 	out = append(out, 0)
 	out = le.AppendUint32(out, uint32(len(items)))
-	d := NewDecoder()
+	d := &b.d
+	var res Result
+	region, interned := "", ""
 	for i := range items {
 		it := &items[i]
-		head := len(out)
-		out = append(out, make([]byte, 1+8+8+4)...) // code, validUntil, nextAt, len: filled below
-		res, withJSON := d.Aggregate(out, it.Stock, it.Price, it.SKU, it.Region, it.Now, it.TTLMs, it.Source)
-		if res.Code != OK {
-			withJSON = append(out, res.Detail...)
+		if it.Region != region {
+			// The records' regions are interned to this very string, so that
+			// comparing them with it stops at the pointers.
+			region, interned = it.Region, d.internString(it.Region)
 		}
-		out = withJSON
+		head := len(out)
+		out = slices.Grow(out, 1+8+8+4)[:head+1+8+8+4] // code, validUntil, nextAt, len: set below
+		out = d.aggregate(&res, out, it.Stock, it.Price, it.SKU, interned, it.Now, it.TTLMs, it.Source)
+		if res.Code != OK {
+			out = append(out, res.Detail...)
+		}
 		out[head] = byte(res.Code)
 		le.PutUint64(out[head+1:], uint64(res.ValidUntil))
 		le.PutUint64(out[head+9:], uint64(res.NextAt))

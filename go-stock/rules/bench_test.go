@@ -7,31 +7,33 @@ import (
 )
 
 // benchItems is a realistic 1,000-SKU batch: 3 warehouses, 2-4 promotions,
-// some regional prices, encoded as msgpackr encodes them.
+// some regional prices, encoded as msgpackr encodes them (map16s, keys in the
+// feeds' order, the SPEC's).
 func benchItems(b *testing.B) []Item {
 	const now = 1_763_970_000_000
 	items := make([]Item, 1000)
 	for i := range items {
 		sku := "sku-" + strconv.Itoa(i)
 		promos := []any{
-			map[string]any{"id": "weekly", "kind": "percent", "value": int64(1500), "startsAt": int64(now - 3_600_000), "endsAt": int64(now + 86_400_000)},
-			map[string]any{"id": "flash", "kind": "fixed", "value": int64(4999), "startsAt": int64(now + 60_000), "endsAt": int64(now + 660_000), "regions": []any{"cn-east"}},
+			ordered{"id", "weekly", "kind", "percent", "value", int64(1500), "startsAt", int64(now - 3_600_000), "endsAt", int64(now + 86_400_000)},
+			ordered{"id", "flash", "kind", "fixed", "value", int64(4999), "startsAt", int64(now + 60_000), "endsAt", int64(now + 660_000), "regions", []any{"cn-east"}},
 		}
 		if i%2 == 0 {
-			promos = append(promos, map[string]any{"id": "vip", "kind": "amount", "value": int64(500), "startsAt": int64(now), "endsAt": int64(now + 30_000)})
+			promos = append(promos, ordered{"id", "vip", "kind", "amount", "value", int64(500), "startsAt", int64(now), "endsAt", int64(now + 30_000)})
 		}
 		if i%4 == 0 {
-			promos = append(promos, map[string]any{"id": "late", "kind": "percent", "value": int64(3000), "startsAt": int64(now + 90_000_000), "endsAt": int64(now + 99_000_000)})
+			promos = append(promos, ordered{"id", "late", "kind", "percent", "value", int64(3000), "startsAt", int64(now + 90_000_000), "endsAt", int64(now + 99_000_000)})
 		}
-		price := map[string]any{"sku": sku, "currency": "CNY", "base": int64(9999 + i), "updatedAt": int64(now), "promotions": promos}
+		price := ordered{"sku", sku, "currency", "CNY", "base", int64(9999 + i)}
 		if i%3 == 0 {
-			price["regional"] = map[string]any{"us-west": int64(12_000), "cn-north": int64(9_500)}
+			price = append(price, "regional", ordered{"us-west", int64(12_000), "cn-north", int64(9_500)})
 		}
-		stock := map[string]any{"sku": sku, "updatedAt": int64(now), "safetyStock": int64(2), "lowStockThreshold": int64(10), "maxPerOrder": int64(i % 3), "warehouses": []any{
-			map[string]any{"id": "sh", "regions": []any{"cn-east"}, "onHand": int64(i % 500), "reserved": int64(3)},
-			map[string]any{"id": "bj", "regions": []any{"cn-north", "cn-east"}, "onHand": int64(40), "reserved": int64(2)},
-			map[string]any{"id": "la", "regions": []any{"us-west"}, "onHand": int64(90), "reserved": int64(0)},
-		}}
+		price = append(price, "promotions", promos, "updatedAt", int64(now))
+		stock := ordered{"sku", sku, "warehouses", []any{
+			ordered{"id", "sh", "regions", []any{"cn-east"}, "onHand", int64(i % 500), "reserved", int64(3)},
+			ordered{"id", "bj", "regions", []any{"cn-north", "cn-east"}, "onHand", int64(40), "reserved", int64(2)},
+			ordered{"id", "la", "regions", []any{"us-west"}, "onHand", int64(90), "reserved", int64(0)},
+		}, "safetyStock", int64(2), "lowStockThreshold", int64(10), "maxPerOrder", int64(i % 3), "updatedAt", int64(now)}
 		items[i] = Item{Now: now, TTLMs: 30_000, Source: "edge", SKU: sku, Region: "cn-east", Stock: encodeCompact(b, stock), Price: encodeCompact(b, price)}
 	}
 	return items

@@ -7,6 +7,8 @@ package rules
 import (
 	"encoding/binary"
 	"errors"
+	"math"
+	"strconv"
 )
 
 var errShort = errors.New("truncated")
@@ -28,10 +30,8 @@ const (
 
 // reader reads MessagePack values from b starting at off.
 type reader struct {
-	b       []byte
-	off     int
-	strings *strCache // strings to reuse; nil: none
-	arena   *arena    // backs decoded slices; nil: fresh allocations
+	b   []byte
+	off int
 }
 
 func (r *reader) byte1() (byte, error) {
@@ -110,52 +110,63 @@ var (
 )
 
 // readInt reads any MessagePack integer as int64; floats and everything else
-// are errNotInt. Positive fixints are read inline (Go calls cost much more in
-// Wasm than natively); the rest by readIntSlow.
-func (r *reader) readInt() (int64, error) {
-	if o := r.off; o < len(r.b) && r.b[o] <= 0x7f {
-		r.off++
-		return int64(r.b[o]), nil
+// are errNotInt.
+func (r *reader) readInt() (int64, error) { return r.intIn(math.MinInt64, math.MaxInt64) }
+
+// intIn reads an integer in lo..hi. It reads every integer form itself,
+// without calls: the decoders call it directly for every quantity, price and
+// time, and profile-guided inlining only inlines the calls it saw hot, not
+// the calls inside what it inlined.
+func (r *reader) intIn(lo, hi int64) (int64, error) {
+	b, o := r.b, r.off
+	if o >= len(b) {
+		return 0, errShort
 	}
-	return r.readIntSlow()
+	var v int64
+	if c := b[o]; c <= 0x7f || c >= 0xe0 {
+		r.off = o + 1
+		v = int64(int8(c))
+	} else {
+		if c < 0xcc || c > 0xd3 {
+			return 0, errNotInt
+		}
+		n := 1 << (c & 3) // 0xcc..0xcf: uint8..uint64; 0xd0..0xd3: int8..int64
+		if n > len(b)-o-1 {
+			return 0, errShort
+		}
+		p := b[o+1 : o+1+n]
+		r.off = o + 1 + n
+		switch {
+		case n == 1 && c == 0xcc:
+			v = int64(p[0])
+		case n == 1:
+			v = int64(int8(p[0]))
+		case n == 2 && c == 0xcd:
+			v = int64(binary.BigEndian.Uint16(p))
+		case n == 2:
+			v = int64(int16(binary.BigEndian.Uint16(p)))
+		case n == 4 && c == 0xce:
+			v = int64(binary.BigEndian.Uint32(p))
+		case n == 4:
+			v = int64(int32(binary.BigEndian.Uint32(p)))
+		default:
+			v = int64(binary.BigEndian.Uint64(p))
+			if c == 0xcf && v < 0 {
+				return 0, errTooBig
+			}
+		}
+	}
+	if v < lo || v > hi {
+		return 0, &rangeError{v, lo, hi}
+	}
+	return v, nil
 }
 
-func (r *reader) readIntSlow() (int64, error) {
-	c, err := r.byte1()
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case c <= 0x7f:
-		return int64(c), nil
-	case c >= 0xe0:
-		return int64(int8(c)), nil
-	}
-	switch c {
-	case 0xcc, 0xcd, 0xce, 0xcf:
-		v, err := r.uintN(1 << (c - 0xcc))
-		if err != nil {
-			return 0, err
-		}
-		if v > 1<<63-1 {
-			return 0, errTooBig
-		}
-		return int64(v), nil
-	case 0xd0:
-		v, err := r.uintN(1)
-		return int64(int8(v)), err
-	case 0xd1:
-		v, err := r.uintN(2)
-		return int64(int16(v)), err
-	case 0xd2:
-		v, err := r.uintN(4)
-		return int64(int32(v)), err
-	case 0xd3:
-		v, err := r.uintN(8)
-		return int64(v), err
-	}
-	r.off--
-	return 0, errNotInt
+// rangeError is an integer outside the range of its field.
+type rangeError struct{ v, lo, hi int64 }
+
+func (e *rangeError) Error() string {
+	return "out of range " + strconv.FormatInt(e.lo, 10) + ".." + strconv.FormatInt(e.hi, 10) + ": " + strconv.FormatInt(e.v, 10)
 }
 
 // readLen reads a length-prefixed header whose first byte is c, for str/bin/array/map families.
@@ -180,112 +191,88 @@ func (r *reader) lenAfter(c byte, fix byte, fixMask byte, b8, b16, b32 byte) (in
 	return int(n), true, nil
 }
 
-// readStrBytes reads a string's bytes, aliasing b. Fixstrs (keys, ids,
-// regions: nearly every string of a record) are read inline.
+// readStrBytes reads a string's bytes, aliasing b (with b's capacity past
+// them). Like intIn, it reads every form itself, and so do readArrayLen and
+// readMapLen.
 func (r *reader) readStrBytes() ([]byte, error) {
-	if o := r.off; o < len(r.b) {
-		if c := r.b[o]; c&0xe0 == 0xa0 {
-			if end := o + 1 + int(c&0x1f); end <= len(r.b) {
-				r.off = end
-				return r.b[o+1 : end], nil
-			}
-		}
-	}
-	return r.readStrBytesSlow()
-}
-
-func (r *reader) readStrBytesSlow() ([]byte, error) {
-	c, err := r.byte1()
-	if err != nil {
-		return nil, err
-	}
-	n, ok, err := r.lenAfter(c, 0xa0, 0x1f, 0xd9, 0xda, 0xdb)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		r.off--
-		return nil, errNotStr
-	}
-	if n > len(r.b)-r.off {
+	b, o := r.b, r.off
+	if o >= len(b) {
 		return nil, errShort
 	}
-	s := r.b[r.off : r.off+n]
-	r.off += n
-	return s, nil
+	var n, h int // length, header size
+	switch c := b[o]; {
+	case c&0xe0 == 0xa0:
+		n, h = int(c&0x1f), 1
+	case c == 0xd9 && len(b)-o >= 2:
+		n, h = int(b[o+1]), 2
+	case c == 0xda && len(b)-o >= 3:
+		n, h = int(binary.BigEndian.Uint16(b[o+1:])), 3
+	case c == 0xdb && len(b)-o >= 5:
+		n, h = int(binary.BigEndian.Uint32(b[o+1:])), 5
+	case c >= 0xd9 && c <= 0xdb:
+		return nil, errShort
+	default:
+		return nil, errNotStr
+	}
+	if n > len(b)-o-h {
+		return nil, errShort
+	}
+	r.off = o + h + n
+	return b[o+h : o+h+n], nil // capacity left for strCache.get
 }
 
 // readArrayLen reads an array header. The length is checked against the
 // remaining bytes (each element takes at least one), so no caller allocates
-// for elements that cannot be there. Fixarrays are read inline.
+// for elements that cannot be there.
 func (r *reader) readArrayLen() (int, error) {
-	if o := r.off; o < len(r.b) {
-		if c := r.b[o]; c&0xf0 == 0x90 {
-			if n := int(c & 0x0f); n <= len(r.b)-o-1 {
-				r.off++
-				return n, nil
-			}
-		}
-	}
-	return r.readArrayLenSlow()
-}
-
-func (r *reader) readArrayLenSlow() (int, error) {
-	c, err := r.byte1()
-	if err != nil {
-		return 0, err
-	}
-	n, ok, err := r.lenAfter(c, 0x90, 0x0f, 0, 0xdc, 0xdd)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		r.off--
-		return 0, errNotArray
-	}
-	if n > len(r.b)-r.off {
+	b, o := r.b, r.off
+	if o >= len(b) {
 		return 0, errShort
 	}
+	var n, h int
+	switch c := b[o]; {
+	case c&0xf0 == 0x90:
+		n, h = int(c&0x0f), 1
+	case c == 0xdc && len(b)-o >= 3:
+		n, h = int(binary.BigEndian.Uint16(b[o+1:])), 3
+	case c == 0xdd && len(b)-o >= 5:
+		n, h = int(binary.BigEndian.Uint32(b[o+1:])), 5
+	case c == 0xdc || c == 0xdd:
+		return 0, errShort
+	default:
+		return 0, errNotArray
+	}
+	if n > len(b)-o-h {
+		return 0, errShort
+	}
+	r.off = o + h
 	return n, nil
 }
 
-// readMapLen reads a map header (checked like readArrayLen: two bytes per
-// entry at least). Fixmaps and map16s (msgpackr writes every object as a
-// map16) are read inline.
+// readMapLen reads a map header, checked like readArrayLen (two bytes per
+// entry at least).
 func (r *reader) readMapLen() (int, error) {
-	if o := r.off; o < len(r.b) {
-		switch c := r.b[o]; {
-		case c&0xf0 == 0x80:
-			if n := int(c & 0x0f); n <= (len(r.b)-o-1)/2 {
-				r.off++
-				return n, nil
-			}
-		case c == 0xde && len(r.b)-o >= 3:
-			if n := int(r.b[o+1])<<8 | int(r.b[o+2]); n <= (len(r.b)-o-3)/2 {
-				r.off += 3
-				return n, nil
-			}
-		}
-	}
-	return r.readMapLenSlow()
-}
-
-func (r *reader) readMapLenSlow() (int, error) {
-	c, err := r.byte1()
-	if err != nil {
-		return 0, err
-	}
-	n, ok, err := r.lenAfter(c, 0x80, 0x0f, 0, 0xde, 0xdf)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		r.off--
-		return 0, errNotMap
-	}
-	if n > (len(r.b)-r.off)/2 {
+	b, o := r.b, r.off
+	if o >= len(b) {
 		return 0, errShort
 	}
+	var n, h int
+	switch c := b[o]; {
+	case c&0xf0 == 0x80:
+		n, h = int(c&0x0f), 1
+	case c == 0xde && len(b)-o >= 3:
+		n, h = int(binary.BigEndian.Uint16(b[o+1:])), 3
+	case c == 0xdf && len(b)-o >= 5:
+		n, h = int(binary.BigEndian.Uint32(b[o+1:])), 5
+	case c == 0xde || c == 0xdf:
+		return 0, errShort
+	default:
+		return 0, errNotMap
+	}
+	if n > (len(b)-o-h)/2 {
+		return 0, errShort
+	}
+	r.off = o + h
 	return n, nil
 }
 

@@ -21,6 +21,10 @@ func encodeMsgpack(t testing.TB, v any) []byte { return encodeWith(t, v, false) 
 // use it, as it is what the edge Redis holds.
 func encodeCompact(t testing.TB, v any) []byte { return encodeWith(t, v, true) }
 
+// ordered is a map written in its own key order, as msgpackr writes an
+// object: key, value, key, value...
+type ordered []any
+
 func encodeWith(t testing.TB, v any, compact bool) []byte {
 	t.Helper()
 	var b []byte
@@ -72,6 +76,13 @@ func encodeWith(t testing.TB, v any, compact bool) []byte {
 			}
 			for _, e := range x {
 				enc(e)
+			}
+		case ordered:
+			b = append(b, 0xde)
+			b = binary.BigEndian.AppendUint16(b, uint16(len(x)/2))
+			for i := 0; i < len(x); i += 2 {
+				b = appendStr(b, x[i].(string))
+				enc(x[i+1])
 			}
 		case map[string]any:
 			keys := make([]string, 0, len(x))

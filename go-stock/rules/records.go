@@ -4,6 +4,7 @@
 package rules
 
 import (
+	"encoding/binary"
 	"errors"
 	"strconv"
 )
@@ -102,15 +103,28 @@ func (l loc) String() string {
 
 func fail(l loc, why string) error { return &invalid{at: l, why: why} }
 
+// failAt is err at parent[index].field (index -1: not an element). The
+// decoders call it on their failure paths only: a loc built ahead of time
+// was stored to the stack on every read in Wasm.
+func failAt(parent string, index int, field string, err error) error {
+	return fail(loc{parent: parent, index: index, field: field}, err.Error())
+}
+
+// keyError is the error of a map key that could not be read.
+func keyError(parent string, index int, err error) error {
+	return fail(loc{parent: parent, index: index}, "map key: "+err.Error())
+}
+
+var errDuplicate = errors.New("duplicate key")
+
 // fields tracks which keys of a map were seen.
 type fields uint32
 
-func (f *fields) mark(bit int, l loc) error {
-	if *f&(1<<bit) != 0 {
-		return fail(l, "duplicate key")
-	}
+// dup marks the key of bit as seen and reports whether it was already.
+func (f *fields) dup(bit int) bool {
+	d := *f&(1<<bit) != 0
 	*f |= 1 << bit
-	return nil
+	return d
 }
 
 func (f fields) has(bit int) bool { return f&(1<<bit) != 0 }
@@ -125,111 +139,6 @@ func (f fields) require(at func(string) loc, names ...string) error {
 		if !f.has(bit) {
 			return missing(at(name))
 		}
-	}
-	return nil
-}
-
-// intIn reads an integer in lo..hi. It is small enough to inline: the path
-// of a bad value is built only when there is one.
-func (r *reader) intIn(l loc, lo, hi int64) (int64, error) {
-	v, err := r.readInt()
-	if err != nil || v < lo || v > hi {
-		return 0, badInt(l, err, v, lo, hi)
-	}
-	return v, nil
-}
-
-func badInt(l loc, err error, v, lo, hi int64) error {
-	if err != nil {
-		return fail(l, err.Error())
-	}
-	return fail(l, "out of range "+strconv.FormatInt(lo, 10)+".."+strconv.FormatInt(hi, 10)+": "+strconv.FormatInt(v, 10))
-}
-
-func (r *reader) str(l loc) (string, error) {
-	b, err := r.readStrBytes()
-	if err != nil {
-		return "", fail(l, err.Error())
-	}
-	return r.intern(b), nil
-}
-
-// intern returns b as a string, reusing an equal string seen earlier in the
-// batch: region names, currencies and promotion ids repeat across SKUs.
-func (r *reader) intern(b []byte) string {
-	if r.strings == nil {
-		return string(b)
-	}
-	return r.strings.get(b)
-}
-
-// strCache is a direct-mapped cache of strings by length and first and last
-// byte. It costs one comparison a hit and no hashing: a map cost a string
-// hash a lookup, a large part of the rules' time in Wasm. A collision only
-// costs an allocation.
-type strCache [256]string
-
-func (c *strCache) get(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	slot := &c[(len(b)*7+int(b[0])*3+int(b[len(b)-1]))&0xff]
-	if *slot == string(b) { // no allocation: the compiler compares in place
-		return *slot
-	}
-	s := string(b)
-	*slot = s
-	return s
-}
-
-// skuField reads a record's sku, reusing the key's string when they match.
-func (r *reader) skuField(l loc, key string) (string, error) {
-	b, err := r.readStrBytes()
-	if err != nil {
-		return "", fail(l, err.Error())
-	}
-	if string(b) == key {
-		return key, nil
-	}
-	return string(b), nil
-}
-
-func (r *reader) strs(l loc) ([]string, error) {
-	n, err := r.readArrayLen()
-	if err != nil {
-		return nil, fail(l, err.Error())
-	}
-	out := carve(r.arena, func(a *arena) *[]string { return &a.strs }, n)
-	for i := range out {
-		b, err := r.readStrBytes()
-		if err != nil {
-			return nil, fail(loc{parent: l.String(), index: i}, err.Error())
-		}
-		out[i] = r.intern(b)
-	}
-	return out, nil
-}
-
-func (r *reader) mapLen(l loc) (int, error) {
-	n, err := r.readMapLen()
-	if err != nil {
-		return 0, fail(l, err.Error())
-	}
-	return n, nil
-}
-
-func (r *reader) key(l loc) ([]byte, error) {
-	k, err := r.readStrBytes()
-	if err != nil {
-		return nil, fail(l, "map key: "+err.Error())
-	}
-	return k, nil
-}
-
-// skipUnknown consumes the value of a key the schema does not name.
-func (r *reader) skipUnknown(l loc, key []byte) error {
-	if err := r.skip(0); err != nil {
-		return fail(loc{parent: l.String(), index: -1, field: string(key)}, err.Error())
 	}
 	return nil
 }
@@ -254,12 +163,103 @@ type Decoder struct {
 	// arena, when set, backs the slices of decoded records; Aggregate
 	// reuses it SKU after SKU (see NewDecoder).
 	arena *arena
+	// The records and aggregate of the SKU Aggregate is at: kept here, and
+	// passed by pointer, because in Wasm every copy of a struct over 16
+	// bytes (and every zeroing over 32) is a memory.copy (memory.fill)
+	// that V8 runs as a call into C.
+	stock StockRecord
+	price PriceRecord
+	agg   Aggregate
+	times times
 }
 
 // NewDecoder returns a Decoder for a batch of records. It reuses strings
 // across the batch, and the memory of one SKU's records for the next: a
 // record it decoded stays valid only until its next call of Aggregate.
 func NewDecoder() *Decoder { return &Decoder{strings: &strCache{}, arena: &arena{}} }
+
+// intern returns b as a string, reusing an equal string seen earlier in the
+// batch: region names, currencies and promotion ids repeat across SKUs. It
+// looks strings up in d.strings, a direct-mapped cache. A string of up to 8
+// bytes (regions, warehouse ids, currencies, most promotion ids) is looked
+// up by its bytes read as one integer, which takes no call to compare; a
+// longer one by length and first and last byte, and compared. No hashing of
+// the whole string: a map cost a string hash a lookup, a large part of the
+// rules' time in Wasm. A collision only costs an allocation. When cap(b) ≥
+// 8, the bytes past len(b) up to 8 are read (not kept): readStrBytes leaves
+// the record's capacity to them.
+func (d *Decoder) intern(b []byte) string {
+	c, n := d.strings, len(b)
+	if c == nil || n == 0 || n > 8 || cap(b) < 8 {
+		return c.get(b)
+	}
+	key := binary.LittleEndian.Uint64(b[:8]) & (^uint64(0) >> (64 - 8*n))
+	e := &c.short[(key*0x9e3779b97f4a7c15)>>56]
+	if e.key != key || len(e.s) != n {
+		e.key, e.s = key, string(b)
+	}
+	return e.s
+}
+
+// internString is intern for a string: it returns the cached string equal
+// to s, else caches s itself.
+func (d *Decoder) internString(s string) string {
+	c, n := d.strings, len(s)
+	if c == nil || n == 0 || n > 8 {
+		return c.getString(s)
+	}
+	var key uint64
+	for i := n - 1; i >= 0; i-- {
+		key = key<<8 | uint64(s[i])
+	}
+	e := &c.short[(key*0x9e3779b97f4a7c15)>>56]
+	if e.key != key || len(e.s) != n {
+		e.key, e.s = key, s
+	}
+	return e.s
+}
+
+// strCache holds the strings of Decoder.intern.
+type strCache struct {
+	short [256]struct {
+		key uint64 // the bytes of s, little-endian
+		s   string
+	}
+	long [256]string
+}
+
+// get is intern for the strings not looked up by their bytes (c may be nil).
+func (c *strCache) get(b []byte) string {
+	n := len(b)
+	if c == nil || n == 0 {
+		return string(b)
+	}
+	slot := &c.long[(n*7+int(b[0])*3+int(b[n-1]))&0xff]
+	if *slot != string(b) { // no allocation: the compiler compares in place
+		*slot = string(b)
+	}
+	return *slot
+}
+
+func (c *strCache) getString(s string) string {
+	n := len(s)
+	if c == nil || n == 0 {
+		return s
+	}
+	slot := &c.long[(n*7+int(s[0])*3+int(s[n-1]))&0xff]
+	if *slot != s {
+		*slot = s
+	}
+	return *slot
+}
+
+// skuString is a record's sku, reusing the key's string when they match.
+func skuString(b []byte, key string) string {
+	if string(b) == key {
+		return key
+	}
+	return string(b)
+}
 
 // arena holds the slices of the records of one SKU. In Wasm an allocation
 // costs far more than natively; four slices per SKU were most of them.
@@ -277,21 +277,15 @@ func (a *arena) reset() {
 	a.strs, a.whs, a.regs, a.promos = a.strs[:0], a.whs[:0], a.regs[:0], a.promos[:0]
 }
 
-// carve returns n zeroed elements: from the arena's buffer when there is an
-// arena (a new chunk when the buffer is full), else a fresh slice.
-func carve[T any](a *arena, buf func(*arena) *[]T, n int) []T {
-	if a == nil {
-		return make([]T, n)
+// carve returns n elements from an arena's buffer (a new chunk when it is
+// full). They are not zeroed: the decoders set every field of every element.
+func carve[T any](buf *[]T, n int) []T {
+	if cap(*buf)-len(*buf) < n {
+		*buf = make([]T, 0, max(64, 2*cap(*buf), n))
 	}
-	s := buf(a)
-	if cap(*s)-len(*s) < n {
-		*s = make([]T, 0, max(64, 2*cap(*s), n))
-	}
-	start := len(*s)
-	*s = (*s)[:start+n]
-	out := (*s)[start : start+n : start+n]
-	clear(out)
-	return out
+	start := len(*buf)
+	*buf = (*buf)[:start+n]
+	return (*buf)[start : start+n : start+n]
 }
 
 // DecodeStock decodes and validates a StockRecord stored under key SKU sku.
@@ -306,181 +300,374 @@ func DecodePrice(b []byte, sku string) (PriceRecord, error) {
 
 // DecodeStock decodes and validates a StockRecord stored under key SKU sku.
 func (d *Decoder) DecodeStock(b []byte, sku string) (StockRecord, error) {
-	s := StockRecord{LowStockThreshold: 10}
-	r := &reader{b: b, strings: d.strings, arena: d.arena}
-	var seen fields
-	n, err := r.mapLen(at("stock", ""))
-	if err != nil {
+	var s StockRecord
+	if err := d.decodeStock(&s, b, sku); err != nil {
 		return StockRecord{}, err
-	}
-	for i := 0; i < n; i++ {
-		k, err := r.key(at("stock", ""))
-		if err != nil {
-			return StockRecord{}, err
-		}
-		switch string(k) {
-		case "sku":
-			if err = seen.mark(0, at("stock", "sku")); err == nil {
-				s.SKU, err = r.skuField(at("stock", "sku"), sku)
-			}
-		case "warehouses":
-			if err = seen.mark(1, at("stock", "warehouses")); err == nil {
-				s.Warehouses, err = r.warehouses()
-			}
-		case "safetyStock":
-			if err = seen.mark(2, at("stock", "safetyStock")); err == nil && !r.isNil() {
-				s.SafetyStock, err = r.intIn(at("stock", "safetyStock"), 0, MaxAmount)
-			}
-		case "lowStockThreshold":
-			if err = seen.mark(3, at("stock", "lowStockThreshold")); err == nil && !r.isNil() {
-				s.LowStockThreshold, err = r.intIn(at("stock", "lowStockThreshold"), 0, MaxAmount)
-			}
-		case "maxPerOrder":
-			if err = seen.mark(4, at("stock", "maxPerOrder")); err == nil && !r.isNil() {
-				s.MaxPerOrder, err = r.intIn(at("stock", "maxPerOrder"), 0, MaxAmount)
-			}
-		case "updatedAt":
-			if err = seen.mark(5, at("stock", "updatedAt")); err == nil {
-				s.UpdatedAt, err = r.intIn(at("stock", "updatedAt"), 0, MaxTime)
-			}
-		default:
-			err = r.skipUnknown(at("stock", ""), k)
-		}
-		if err != nil {
-			return StockRecord{}, err
-		}
-	}
-	if err := finish(r, "stock"); err != nil {
-		return StockRecord{}, err
-	}
-	switch {
-	case !seen.has(0):
-		return StockRecord{}, missing(at("stock", "sku"))
-	case !seen.has(1):
-		return StockRecord{}, missing(at("stock", "warehouses"))
-	case !seen.has(5):
-		return StockRecord{}, missing(at("stock", "updatedAt"))
-	case s.SKU != sku:
-		return StockRecord{}, skuMismatch("stock", s.SKU, sku)
 	}
 	return s, nil
-}
-
-func (r *reader) warehouses() ([]Warehouse, error) {
-	n, err := r.readArrayLen()
-	if err != nil {
-		return nil, fail(at("stock", "warehouses"), err.Error())
-	}
-	out := carve(r.arena, func(a *arena) *[]Warehouse { return &a.whs }, n)
-	for i := range out {
-		el := func(field string) loc { return loc{parent: "stock.warehouses", index: i, field: field} }
-		w := &out[i]
-		var seen fields
-		m, err := r.mapLen(el(""))
-		if err != nil {
-			return nil, err
-		}
-		for j := 0; j < m; j++ {
-			k, err := r.key(el(""))
-			if err != nil {
-				return nil, err
-			}
-			switch string(k) {
-			case "id":
-				if err = seen.mark(0, el("id")); err == nil {
-					w.ID, err = r.str(el("id"))
-				}
-			case "regions":
-				if err = seen.mark(1, el("regions")); err == nil {
-					w.Regions, err = r.strs(el("regions"))
-				}
-			case "onHand":
-				if err = seen.mark(2, el("onHand")); err == nil {
-					w.OnHand, err = r.intIn(el("onHand"), 0, MaxAmount)
-				}
-			case "reserved":
-				if err = seen.mark(3, el("reserved")); err == nil {
-					w.Reserved, err = r.intIn(el("reserved"), 0, MaxAmount)
-				}
-			default:
-				err = r.skipUnknown(el(""), k)
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
-		if err := seen.require(el, "id", "regions", "onHand", "reserved"); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // DecodePrice decodes and validates a PriceRecord stored under key SKU sku.
 func (d *Decoder) DecodePrice(b []byte, sku string) (PriceRecord, error) {
 	var p PriceRecord
-	r := &reader{b: b, strings: d.strings, arena: d.arena}
-	var seen fields
-	n, err := r.mapLen(at("price", ""))
-	if err != nil {
+	if err := d.decodePrice(&p, b, sku); err != nil {
 		return PriceRecord{}, err
-	}
-	for i := 0; i < n; i++ {
-		k, err := r.key(at("price", ""))
-		if err != nil {
-			return PriceRecord{}, err
-		}
-		switch string(k) {
-		case "sku":
-			if err = seen.mark(0, at("price", "sku")); err == nil {
-				p.SKU, err = r.skuField(at("price", "sku"), sku)
-			}
-		case "currency":
-			if err = seen.mark(1, at("price", "currency")); err == nil {
-				p.Currency, err = r.str(at("price", "currency"))
-				if err == nil && !isCurrency(p.Currency) {
-					err = fail(at("price", "currency"), "must be three upper-case letters, got "+strconv.Quote(p.Currency))
-				}
-			}
-		case "base":
-			if err = seen.mark(2, at("price", "base")); err == nil {
-				p.Base, err = r.intIn(at("price", "base"), 0, MaxAmount)
-			}
-		case "regional":
-			if err = seen.mark(3, at("price", "regional")); err == nil && !r.isNil() {
-				p.Regional, err = r.regional()
-			}
-		case "promotions":
-			if err = seen.mark(4, at("price", "promotions")); err == nil && !r.isNil() {
-				p.Promotions, err = r.promotions()
-			}
-		case "updatedAt":
-			if err = seen.mark(5, at("price", "updatedAt")); err == nil {
-				p.UpdatedAt, err = r.intIn(at("price", "updatedAt"), 0, MaxTime)
-			}
-		default:
-			err = r.skipUnknown(at("price", ""), k)
-		}
-		if err != nil {
-			return PriceRecord{}, err
-		}
-	}
-	if err := finish(r, "price"); err != nil {
-		return PriceRecord{}, err
-	}
-	if err := seen.require(func(f string) loc { return at("price", f) }, "sku", "currency", "base"); err != nil {
-		return PriceRecord{}, err
-	}
-	if !seen.has(5) {
-		return PriceRecord{}, missing(at("price", "updatedAt"))
-	}
-	if p.SKU != sku {
-		return PriceRecord{}, skuMismatch("price", p.SKU, sku)
 	}
 	return p, nil
 }
 
-func isCurrency(s string) bool {
+// The decoders below read every field inline and build the path of a bad
+// field only on the way out (failAt). They are kept out of line
+// (go:noinline) on purpose: profile-guided optimisation inlines only the
+// calls it saw in the profile, so once a decoder is inlined into its caller
+// the readers inside it stop being inlined, and in Wasm a call costs more
+// than most reads.
+
+// decodeStock decodes into *s, which it overwrites field by field; on an
+// error *s is left partly written.
+//
+//go:noinline
+func (d *Decoder) decodeStock(s *StockRecord, b []byte, sku string) error {
+	s.SKU, s.Warehouses, s.SafetyStock, s.LowStockThreshold, s.MaxPerOrder, s.UpdatedAt = "", nil, 0, 10, 0, 0
+	r := reader{b: b}
+	var seen fields
+	n, err := r.readMapLen()
+	if err != nil {
+		return failAt("stock", -1, "", err)
+	}
+	for i := 0; i < n; i++ {
+		k, err := r.readStrBytes()
+		if err != nil {
+			return keyError("stock", -1, err)
+		}
+		var field string // the field of err, when err is not already wrapped
+		switch string(k) {
+		case "sku":
+			if field = "sku"; seen.dup(0) {
+				err = errDuplicate
+			} else {
+				var v []byte
+				v, err = r.readStrBytes()
+				s.SKU = skuString(v, sku)
+			}
+		case "warehouses":
+			if seen.dup(1) {
+				field, err = "warehouses", errDuplicate
+			} else {
+				s.Warehouses, err = d.warehouses(&r)
+			}
+		case "safetyStock":
+			if field = "safetyStock"; seen.dup(2) {
+				err = errDuplicate
+			} else if !r.isNil() {
+				s.SafetyStock, err = r.intIn(0, MaxAmount)
+			}
+		case "lowStockThreshold":
+			if field = "lowStockThreshold"; seen.dup(3) {
+				err = errDuplicate
+			} else if !r.isNil() {
+				s.LowStockThreshold, err = r.intIn(0, MaxAmount)
+			}
+		case "maxPerOrder":
+			if field = "maxPerOrder"; seen.dup(4) {
+				err = errDuplicate
+			} else if !r.isNil() {
+				s.MaxPerOrder, err = r.intIn(0, MaxAmount)
+			}
+		case "updatedAt":
+			if field = "updatedAt"; seen.dup(5) {
+				err = errDuplicate
+			} else {
+				s.UpdatedAt, err = r.intIn(0, MaxTime)
+			}
+		default:
+			if err = r.skip(0); err != nil {
+				field = string(k)
+			}
+		}
+		if err != nil {
+			if field == "" {
+				return err
+			}
+			return failAt("stock", -1, field, err)
+		}
+	}
+	if err := finish(&r, "stock"); err != nil {
+		return err
+	}
+	switch {
+	case !seen.has(0):
+		return missing(at("stock", "sku"))
+	case !seen.has(1):
+		return missing(at("stock", "warehouses"))
+	case !seen.has(5):
+		return missing(at("stock", "updatedAt"))
+	case s.SKU != sku:
+		return skuMismatch("stock", s.SKU, sku)
+	}
+	return nil
+}
+
+//go:noinline
+func (d *Decoder) warehouses(r *reader) ([]Warehouse, error) {
+	n, err := r.readArrayLen()
+	if err != nil {
+		return nil, failAt("stock", -1, "warehouses", err)
+	}
+	var out []Warehouse
+	if d.arena != nil {
+		out = carve(&d.arena.whs, n)
+	} else {
+		out = make([]Warehouse, n)
+	}
+	for i := range out {
+		w := &out[i]
+		if d.warehouseInOrder(r, w) {
+			continue
+		}
+		var seen fields
+		m, err := r.readMapLen()
+		if err != nil {
+			return nil, failAt("stock.warehouses", i, "", err)
+		}
+		for j := 0; j < m; j++ {
+			k, err := r.readStrBytes()
+			if err != nil {
+				return nil, keyError("stock.warehouses", i, err)
+			}
+			var field string
+			switch string(k) {
+			case "id":
+				if field = "id"; seen.dup(0) {
+					err = errDuplicate
+				} else {
+					var v []byte
+					v, err = r.readStrBytes()
+					w.ID = d.intern(v)
+				}
+			case "regions":
+				if seen.dup(1) {
+					field, err = "regions", errDuplicate
+				} else {
+					w.Regions, err = d.strs(r, "stock.warehouses", i, "regions")
+				}
+			case "onHand":
+				if field = "onHand"; seen.dup(2) {
+					err = errDuplicate
+				} else {
+					w.OnHand, err = r.intIn(0, MaxAmount)
+				}
+			case "reserved":
+				if field = "reserved"; seen.dup(3) {
+					err = errDuplicate
+				} else {
+					w.Reserved, err = r.intIn(0, MaxAmount)
+				}
+			default:
+				if err = r.skip(0); err != nil {
+					field = string(k)
+				}
+			}
+			if err != nil {
+				if field == "" {
+					return nil, err
+				}
+				return nil, failAt("stock.warehouses", i, field, err)
+			}
+		}
+		if seen != 0b1111 { // all four are required: every field of *w is set
+			el := func(field string) loc { return loc{parent: "stock.warehouses", index: i, field: field} }
+			return nil, seen.require(el, "id", "regions", "onHand", "reserved")
+		}
+	}
+	return out, nil
+}
+
+// warehouseInOrder reads a warehouse written as msgpackr writes the
+// feeds' objects: a map of exactly id, regions, onHand and reserved in
+// that order, with fixstr keys, a fixstr id and fixstr regions. It checks
+// each key with a few byte comparisons in straight-line code, where the
+// general loop (a switch and a memequal call per key) cost several times
+// more in Wasm; the values are checked as the loop checks them. At the
+// first difference it reports false with r.off unchanged, and the loop
+// reads the warehouse instead (and finds its error, if any).
+//
+//go:noinline
+func (d *Decoder) warehouseInOrder(r *reader, w *Warehouse) bool {
+	b, start := r.b, r.off
+	o := start
+	// Header (fixmap or map16 of 4) and "id": 7 bytes at most; the
+	// comparisons of constant strings of up to 6 bytes are inline.
+	switch {
+	case len(b)-o >= 6 && b[o] == 0x84 && string(b[o+1:o+4]) == "\xa2id":
+		o += 4
+	case len(b)-o >= 8 && string(b[o:o+6]) == "\xde\x00\x04\xa2id":
+		o += 6
+	default:
+		return false
+	}
+	c := b[o] // len(b) > o: checked above
+	if c&0xe0 != 0xa0 || int(c&0x1f) > len(b)-o-1-9 {
+		return false
+	}
+	id := b[o+1 : o+1+int(c&0x1f)]
+	o += 1 + len(id)
+	if string(b[o:o+4]) != "\xa7reg" || string(b[o+4:o+8]) != "ions" {
+		return false
+	}
+	o += 8
+	if c = b[o]; c&0xf0 != 0x90 || int(c&0x0f) > len(b)-o-1 {
+		return false
+	}
+	n := int(c & 0x0f)
+	o++
+	var regions []string
+	if d.arena != nil {
+		regions = carve(&d.arena.strs, n)
+	} else {
+		regions = make([]string, n)
+	}
+	for k := range regions {
+		if o >= len(b) {
+			return false
+		}
+		c := b[o]
+		if c&0xe0 != 0xa0 || int(c&0x1f) > len(b)-o-1 {
+			return false
+		}
+		regions[k] = d.intern(b[o+1 : o+1+int(c&0x1f)])
+		o += 1 + int(c&0x1f)
+	}
+	if len(b)-o < 7 || string(b[o:o+4]) != "\xa6onH" || string(b[o+4:o+7]) != "and" {
+		return false
+	}
+	r.off = o + 7
+	onHand, err := r.intIn(0, MaxAmount)
+	if o = r.off; err != nil || len(b)-o < 9 || string(b[o:o+4]) != "\xa8res" || string(b[o+4:o+9]) != "erved" {
+		r.off = start
+		return false
+	}
+	r.off = o + 9
+	reserved, err := r.intIn(0, MaxAmount)
+	if err != nil {
+		r.off = start
+		return false
+	}
+	w.ID, w.Regions, w.OnHand, w.Reserved = d.intern(id), regions, onHand, reserved
+	return true
+}
+
+// strs reads the array of strings at parent[index].field.
+//
+//go:noinline
+func (d *Decoder) strs(r *reader, parent string, index int, field string) ([]string, error) {
+	n, err := r.readArrayLen()
+	if err != nil {
+		return nil, failAt(parent, index, field, err)
+	}
+	var out []string
+	if d.arena != nil {
+		out = carve(&d.arena.strs, n)
+	} else {
+		out = make([]string, n)
+	}
+	for i := range out {
+		b, err := r.readStrBytes()
+		if err != nil {
+			return nil, failAt(loc{parent: parent, index: index, field: field}.String(), i, "", err)
+		}
+		out[i] = d.intern(b)
+	}
+	return out, nil
+}
+
+// decodePrice decodes into *p, which it overwrites field by field; on an
+// error *p is left partly written.
+//
+//go:noinline
+func (d *Decoder) decodePrice(p *PriceRecord, b []byte, sku string) error {
+	p.SKU, p.Currency, p.Base, p.Regional, p.Promotions, p.UpdatedAt = "", "", 0, nil, nil, 0
+	r := reader{b: b}
+	var seen fields
+	n, err := r.readMapLen()
+	if err != nil {
+		return failAt("price", -1, "", err)
+	}
+	for i := 0; i < n; i++ {
+		k, err := r.readStrBytes()
+		if err != nil {
+			return keyError("price", -1, err)
+		}
+		var field string // the field of err, when err is not already wrapped
+		var v []byte
+		switch string(k) {
+		case "sku":
+			if field = "sku"; seen.dup(0) {
+				err = errDuplicate
+			} else {
+				v, err = r.readStrBytes()
+				p.SKU = skuString(v, sku)
+			}
+		case "currency":
+			if field = "currency"; seen.dup(1) {
+				err = errDuplicate
+			} else if v, err = r.readStrBytes(); err == nil && !isCurrency(v) {
+				err = errors.New("must be three upper-case letters, got " + strconv.Quote(string(v)))
+			} else if err == nil {
+				p.Currency = d.intern(v)
+			}
+		case "base":
+			if field = "base"; seen.dup(2) {
+				err = errDuplicate
+			} else {
+				p.Base, err = r.intIn(0, MaxAmount)
+			}
+		case "regional":
+			if seen.dup(3) {
+				field, err = "regional", errDuplicate
+			} else if !r.isNil() {
+				p.Regional, err = d.regional(&r)
+			}
+		case "promotions":
+			if seen.dup(4) {
+				field, err = "promotions", errDuplicate
+			} else if !r.isNil() {
+				p.Promotions, err = d.promotions(&r)
+			}
+		case "updatedAt":
+			if field = "updatedAt"; seen.dup(5) {
+				err = errDuplicate
+			} else {
+				p.UpdatedAt, err = r.intIn(0, MaxTime)
+			}
+		default:
+			if err = r.skip(0); err != nil {
+				field = string(k)
+			}
+		}
+		if err != nil {
+			if field == "" {
+				return err
+			}
+			return failAt("price", -1, field, err)
+		}
+	}
+	if err := finish(&r, "price"); err != nil {
+		return err
+	}
+	if err := seen.require(func(f string) loc { return at("price", f) }, "sku", "currency", "base"); err != nil {
+		return err
+	}
+	if !seen.has(5) {
+		return missing(at("price", "updatedAt"))
+	}
+	if p.SKU != sku {
+		return skuMismatch("price", p.SKU, sku)
+	}
+	return nil
+}
+
+func isCurrency(s []byte) bool {
 	if len(s) != 3 {
 		return false
 	}
@@ -492,78 +679,111 @@ func isCurrency(s string) bool {
 	return true
 }
 
-func (r *reader) regional() ([]RegionalPrice, error) {
-	n, err := r.mapLen(at("price", "regional"))
+//go:noinline
+func (d *Decoder) regional(r *reader) ([]RegionalPrice, error) {
+	n, err := r.readMapLen()
 	if err != nil {
-		return nil, err
+		return nil, failAt("price", -1, "regional", err)
 	}
-	out := carve(r.arena, func(a *arena) *[]RegionalPrice { return &a.regs }, n)
+	var out []RegionalPrice
+	if d.arena != nil {
+		out = carve(&d.arena.regs, n)
+	} else {
+		out = make([]RegionalPrice, n)
+	}
 	for i := range out {
-		k, err := r.key(at("price", "regional"))
+		k, err := r.readStrBytes()
 		if err != nil {
-			return nil, err
+			return nil, keyError("price.regional", -1, err)
 		}
-		out[i].Region = r.intern(k)
-		if out[i].Amount, err = r.intIn(loc{parent: "price.regional", index: -1, field: out[i].Region}, 0, MaxAmount); err != nil {
-			return nil, err
+		out[i].Region = d.intern(k)
+		if out[i].Amount, err = r.intIn(0, MaxAmount); err != nil {
+			return nil, failAt("price.regional", -1, out[i].Region, err)
 		}
 	}
 	return out, nil
 }
 
-func (r *reader) promotions() ([]Promotion, error) {
+//go:noinline
+func (d *Decoder) promotions(r *reader) ([]Promotion, error) {
 	n, err := r.readArrayLen()
 	if err != nil {
-		return nil, fail(at("price", "promotions"), err.Error())
+		return nil, failAt("price", -1, "promotions", err)
 	}
-	out := carve(r.arena, func(a *arena) *[]Promotion { return &a.promos }, n)
+	var out []Promotion
+	if d.arena != nil {
+		out = carve(&d.arena.promos, n)
+	} else {
+		out = make([]Promotion, n)
+	}
 	for i := range out {
-		el := func(field string) loc { return loc{parent: "price.promotions", index: i, field: field} }
 		pr := &out[i]
+		pr.Regions = nil // optional: the only field that may stay unset
 		var seen fields
-		m, err := r.mapLen(el(""))
+		m, err := r.readMapLen()
 		if err != nil {
-			return nil, err
+			return nil, failAt("price.promotions", i, "", err)
 		}
 		for j := 0; j < m; j++ {
-			k, err := r.key(el(""))
+			k, err := r.readStrBytes()
 			if err != nil {
-				return nil, err
+				return nil, keyError("price.promotions", i, err)
 			}
+			var field string
 			switch string(k) {
 			case "id":
-				if err = seen.mark(0, el("id")); err == nil {
-					pr.ID, err = r.str(el("id"))
+				if field = "id"; seen.dup(0) {
+					err = errDuplicate
+				} else {
+					var v []byte
+					v, err = r.readStrBytes()
+					pr.ID = d.intern(v)
 				}
 			case "kind":
-				if err = seen.mark(1, el("kind")); err == nil {
-					pr.Kind, err = r.kind(el("kind"))
+				if field = "kind"; seen.dup(1) {
+					err = errDuplicate
+				} else {
+					pr.Kind, err = r.kind()
 				}
 			case "value":
-				if err = seen.mark(2, el("value")); err == nil {
-					pr.Value, err = r.intIn(el("value"), 0, MaxAmount)
+				if field = "value"; seen.dup(2) {
+					err = errDuplicate
+				} else {
+					pr.Value, err = r.intIn(0, MaxAmount)
 				}
 			case "startsAt":
-				if err = seen.mark(3, el("startsAt")); err == nil {
-					pr.StartsAt, err = r.intIn(el("startsAt"), 0, MaxTime)
+				if field = "startsAt"; seen.dup(3) {
+					err = errDuplicate
+				} else {
+					pr.StartsAt, err = r.intIn(0, MaxTime)
 				}
 			case "endsAt":
-				if err = seen.mark(4, el("endsAt")); err == nil {
-					pr.EndsAt, err = r.intIn(el("endsAt"), 0, MaxTime)
+				if field = "endsAt"; seen.dup(4) {
+					err = errDuplicate
+				} else {
+					pr.EndsAt, err = r.intIn(0, MaxTime)
 				}
 			case "regions":
-				if err = seen.mark(5, el("regions")); err == nil && !r.isNil() {
-					pr.Regions, err = r.strs(el("regions"))
+				if seen.dup(5) {
+					field, err = "regions", errDuplicate
+				} else if !r.isNil() {
+					pr.Regions, err = d.strs(r, "price.promotions", i, "regions")
 				}
 			default:
-				err = r.skipUnknown(el(""), k)
+				if err = r.skip(0); err != nil {
+					field = string(k)
+				}
 			}
 			if err != nil {
-				return nil, err
+				if field == "" {
+					return nil, err
+				}
+				return nil, failAt("price.promotions", i, field, err)
 			}
 		}
-		if err := seen.require(el, "id", "kind", "value", "startsAt", "endsAt"); err != nil {
-			return nil, err
+		el := func(field string) loc { return loc{parent: "price.promotions", index: i, field: field} }
+		if seen&0b11111 != 0b11111 {
+			return nil, seen.require(el, "id", "kind", "value", "startsAt", "endsAt")
 		}
 		if pr.Kind == KindPercent && pr.Value > MaxBasis {
 			return nil, fail(el("value"), "percent is in basis points 0..10000, got "+strconv.FormatInt(pr.Value, 10))
@@ -576,10 +796,10 @@ func (r *reader) promotions() ([]Promotion, error) {
 }
 
 // kind reads a promotion kind as one of the package's constants (no allocation).
-func (r *reader) kind(l loc) (string, error) {
+func (r *reader) kind() (string, error) {
 	b, err := r.readStrBytes()
 	if err != nil {
-		return "", fail(l, err.Error())
+		return "", err
 	}
 	switch string(b) {
 	case KindPercent:
@@ -589,5 +809,5 @@ func (r *reader) kind(l loc) (string, error) {
 	case KindFixed:
 		return KindFixed, nil
 	}
-	return "", fail(l, "must be percent, amount or fixed, got "+strconv.Quote(string(b)))
+	return "", errors.New("must be percent, amount or fixed, got " + strconv.Quote(string(b)))
 }

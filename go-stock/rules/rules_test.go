@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -164,5 +165,74 @@ func TestAppendStringEscapes(t *testing.T) {
 		if got := string(appendString(nil, tt.in)); got != tt.want {
 			t.Errorf("appendString(%q): got %s; want %s", tt.in, got, tt.want)
 		}
+	}
+}
+
+// Records in the feeds' key order take the decoders' in-order fast path;
+// the same records with their keys sorted take the general loop. Both must
+// decode alike, valid or not.
+func TestDecodeInFeedOrderAsInAnyOrder(t *testing.T) {
+	order := map[string]int{}
+	for i, k := range []string{"sku", "warehouses", "id", "regions", "onHand", "reserved", "safetyStock", "lowStockThreshold", "maxPerOrder", "currency", "base", "regional", "promotions", "kind", "value", "startsAt", "endsAt", "updatedAt"} {
+		order[k] = i
+	}
+	var feedOrder func(v any) any
+	feedOrder = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			before := func(a, b string) bool {
+				oa, okA := order[a]
+				ob, okB := order[b]
+				if okA != okB {
+					return okA
+				}
+				if oa != ob {
+					return oa < ob
+				}
+				return a < b
+			}
+			for i := 1; i < len(keys); i++ { // insertion sort by feed order
+				for j := i; j > 0 && before(keys[j], keys[j-1]); j-- {
+					keys[j], keys[j-1] = keys[j-1], keys[j]
+				}
+			}
+			f := ordered{}
+			for _, k := range keys {
+				f = append(f, k, feedOrder(x[k]))
+			}
+			return f
+		case []any:
+			out := make([]any, len(x))
+			for i, e := range x {
+				out[i] = feedOrder(e)
+			}
+			return out
+		}
+		return v
+	}
+	batch := NewDecoder()
+	for _, v := range loadVectors(t) {
+		if v.Stock == nil {
+			continue
+		}
+		t.Run(v.Name, func(t *testing.T) {
+			want, wantErr := DecodeStock(encodeCompact(t, v.Stock), v.SKU)
+			ordered := encodeCompact(t, feedOrder(v.Stock))
+			got, err := DecodeStock(ordered, v.SKU)
+			batch.arena.reset()
+			got2, err2 := batch.DecodeStock(ordered, v.SKU)
+			for _, g := range []struct {
+				s   StockRecord
+				err error
+			}{{got, err}, {got2, err2}} {
+				if a, b := fmt.Sprintf("%+v %v", g.s, g.err), fmt.Sprintf("%+v %v", want, wantErr); a != b {
+					t.Fatalf("in feed order: %s; sorted: %s", a, b)
+				}
+			}
+		})
 	}
 }

@@ -25,10 +25,12 @@ func contains(xs []string, s string) bool {
 }
 
 // ComputeStock applies the stock rules for region.
-func ComputeStock(s StockRecord, region string) Stock {
+func ComputeStock(s StockRecord, region string) Stock { return computeStock(&s, region) }
+
+func computeStock(s *StockRecord, region string) Stock {
 	var units int64
-	for _, w := range s.Warehouses {
-		if contains(w.Regions, region) && w.OnHand > w.Reserved {
+	for i := range s.Warehouses {
+		if w := &s.Warehouses[i]; contains(w.Regions, region) && w.OnHand > w.Reserved {
 			units += w.OnHand - w.Reserved
 		}
 	}
