@@ -4,7 +4,7 @@
  * Used by the demo, the benchmarks and the scheduler's tests.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { freePort } from "./redis-server";
@@ -30,10 +30,17 @@ export interface EdgeNodeOptions {
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 
+/**
+ * Where a node's throw-away local state goes (wrangler dev persists its Cache
+ * API there): memory (tmpfs) where the machine has it. Miniflare's cache
+ * writes a file per entry; on tmpfs a cache.put costs about a third less.
+ */
+const STATE_ROOT = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+
 export async function startEdgeNode(options: EdgeNodeOptions): Promise<EdgeNode> {
   const port = options.port ?? (await freePort());
   const root = options.root ?? ROOT;
-  const persistDir = mkdtempSync(path.join(tmpdir(), "edge-prewarm-"));
+  const persistDir = mkdtempSync(path.join(STATE_ROOT, "edge-prewarm-"));
   const args = [
     path.join(root, "node_modules/wrangler/bin/wrangler.js"),
     "dev",
