@@ -125,24 +125,8 @@ class FrameWriter {
       mem[o + 12] = SOURCE_BYTE[it.source];
       o = putText(mem, dv, it.sku, o + 13);
       o = putText(mem, dv, it.region, o);
-      const stock = it.stock;
-      if (stock === null) {
-        dv.setInt32(o, -1, true);
-        o += 4;
-      } else {
-        dv.setInt32(o, stock.length, true);
-        mem.set(stock, o + 4);
-        o += 4 + stock.length;
-      }
-      const price = it.price;
-      if (price === null) {
-        dv.setInt32(o, -1, true);
-        o += 4;
-      } else {
-        dv.setInt32(o, price.length, true);
-        mem.set(price, o + 4);
-        o += 4 + price.length;
-      }
+      o = putRecord(mem, dv, it.stock, o);
+      o = putRecord(mem, dv, it.price, o);
     }
     return o;
   }
@@ -162,6 +146,17 @@ function putText(mem: Uint8Array, dv: DataView, s: string, o: number): number {
   }
   dv.setUint16(o, n, true);
   return o + 2 + n;
+}
+
+/** Writes a record with its i32 length (-1 = missing) at mem[o:], returns the end. */
+function putRecord(mem: Uint8Array, dv: DataView, b: Uint8Array | null, o: number): number {
+  if (b === null) {
+    dv.setInt32(o, -1, true);
+    return o + 4;
+  }
+  dv.setInt32(o, b.length, true);
+  mem.set(b, o + 4);
+  return o + 4 + b.length;
 }
 
 /** The i64 at o as a number (rounded to the nearest double, as Number(bigint) does). */
