@@ -72,6 +72,9 @@ function selfTimes(p: Profile): [string, number][] {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { rounds: { type: "string", default: "20" }, "cache-api-writes": { type: "string", default: "off" } } });
   const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`--rounds must be a positive integer, got ${values.rounds}`);
+  const cacheApiWrites = values["cache-api-writes"] ?? "off";
+  if (cacheApiWrites !== "on" && cacheApiWrites !== "off") throw new RangeError(`--cache-api-writes must be on or off, got ${cacheApiWrites}`);
   const token = randomBytes(8).toString("hex");
   const redis = await startRedis();
   const catalog = demoCatalog(20_000, Date.now(), Date.now() + 3_600_000);
@@ -80,7 +83,7 @@ async function main(): Promise<void> {
   c.disconnect();
   const inspectorPort = await freePort();
   const edge = await startEdgeNode({
-    vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: token, CACHE_API_WRITES: values["cache-api-writes"] ?? "off" },
+    vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: token, CACHE_API_WRITES: cacheApiWrites },
     inspectorPort,
   });
   try {

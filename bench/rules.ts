@@ -13,8 +13,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { encodeRecord } from "../records/encode";
 import { demoCatalog } from "../records/demo-catalog";
-import { encodeFrame, RulesHost, type RulesInput } from "../worker/rules-host";
-import { createWasi } from "../worker/wasi";
+import { encodeFrame, instantiateRules, RulesHost, type RulesInput } from "../worker/rules-host";
 import { median } from "./stats";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -68,16 +67,7 @@ function hostCallNsPerSku(items: readonly RulesInput[]): number {
 
 /** The export alone, on the frame written once into the input buffer (it only reads it). */
 function exportNsPerSku(items: readonly RulesInput[]): number {
-  const module = wasmModule();
-  const wasi = createWasi(module);
-  const exports = new WebAssembly.Instance(module, wasi.imports).exports as unknown as {
-    memory: WebAssembly.Memory;
-    _initialize(): void;
-    input_buffer(n: number): number;
-    aggregate_batch(n: number): bigint;
-  };
-  wasi.bind(exports.memory);
-  exports._initialize();
+  const exports = instantiateRules(wasmModule());
   const frame = encodeFrame(items);
   const ptr = exports.input_buffer(frame.length); // may grow memory: take the view after it
   new Uint8Array(exports.memory.buffer, ptr, frame.length).set(frame);

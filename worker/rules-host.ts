@@ -28,7 +28,8 @@ export type RulesOutput =
   | { ok: true; json: string; validUntil: number; nextAt: number | null }
   | { ok: false; code: "not_found" | "invalid_record"; detail: string };
 
-interface Exports {
+/** The module's exports (docs/wasm-abi.md). */
+export interface RulesExports {
   memory: WebAssembly.Memory;
   _initialize(): void;
   abi_version(): number;
@@ -50,21 +51,25 @@ export class RulesEngineError extends Error {
   }
 }
 
+/** A started instance of the module (WASI shim bound, Go runtime initialised) whose ABI this host speaks. */
+export function instantiateRules(module: WebAssembly.Module): RulesExports {
+  const wasi = createWasi(module);
+  const exports = new WebAssembly.Instance(module, wasi.imports).exports as unknown as RulesExports;
+  wasi.bind(exports.memory);
+  exports._initialize();
+  const abi = exports.abi_version();
+  if (abi !== ABI_VERSION) {
+    throw new RulesEngineError(`go-stock.wasm speaks ABI ${abi}, this worker needs ${ABI_VERSION}: rebuild with npm run build:wasm`);
+  }
+  return exports;
+}
+
 export class RulesEngine {
-  private constructor(private readonly exports: Exports) {}
+  private constructor(private readonly exports: RulesExports) {}
 
   /** Instantiates the module and checks its ABI version. */
   static create(module: WebAssembly.Module): RulesEngine {
-    const wasi = createWasi(module);
-    const instance = new WebAssembly.Instance(module, wasi.imports);
-    const exports = instance.exports as unknown as Exports;
-    wasi.bind(exports.memory);
-    exports._initialize();
-    const abi = exports.abi_version();
-    if (abi !== ABI_VERSION) {
-      throw new RulesEngineError(`go-stock.wasm speaks ABI ${abi}, this worker needs ${ABI_VERSION}: rebuild with npm run build:wasm`);
-    }
-    return new RulesEngine(exports);
+    return new RulesEngine(instantiateRules(module));
   }
 
   /** Runs the rules for every item; per-SKU failures are results, not exceptions. */
