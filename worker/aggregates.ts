@@ -5,11 +5,12 @@
  * call per source), and per-SKU outcomes. Shared by prewarm and by
  * read-through on a cache miss.
  */
-import type { CachedAggregate, EdgeCache } from "./cache";
+import { storeKey, type CachedAggregate, type EdgeCache, type WriteCause } from "./cache";
 import type { Config } from "./config";
-import { EdgeRedisError, readRecords, refillRecords, type RecordPair } from "./edge-redis";
+import { EdgeRedisError, readRecords, refillRecords, type EdgeRedisSession, type RecordPair } from "./edge-redis";
 import type { SkuFailureCode } from "./errors";
 import { metrics } from "./metrics";
+import type { NodeSync } from "./node-sync";
 import { RegionalUnavailableError, type RegionalClient } from "./regional";
 import type { RulesHost, RulesInput, RulesOutput, Source } from "./rules-host";
 
@@ -18,6 +19,10 @@ export interface Deps {
   rules: RulesHost;
   cache: EdgeCache;
   regional: RegionalClient | null;
+  /** The request's connection to the edge Redis. */
+  redis: EdgeRedisSession;
+  /** The isolate's place in the node (change log, metrics). */
+  sync: NodeSync;
   /** Keeps work going after the response (ctx.waitUntil). */
   background(work: Promise<unknown>): void;
 }
@@ -46,7 +51,7 @@ export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: 
   let edge: RecordPair[] | null = null;
   let edgeFailure = "";
   try {
-    edge = await readRecords(cfg, req.skus);
+    edge = await readRecords(deps.redis, req.skus);
   } catch (e) {
     if (!(e instanceof EdgeRedisError)) throw e;
     edgeFailure = e.message;
@@ -84,7 +89,7 @@ export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: 
         // Unknown to the region too: not found, unless the edge holds something corrupt.
         failures.set(f.sku, f.code === "invalid_record" ? f : { ...f, code: "not_found", detail: `${f.detail}; unknown to the region` });
       }
-      if (fetched.size > 0 && edge !== null) deps.background(refill(cfg, fetched));
+      if (fetched.size > 0 && edge !== null) deps.background(refill(deps.redis, cfg, fetched));
     } catch (e) {
       if (!(e instanceof RegionalUnavailableError)) throw e;
       for (const f of pending) failures.set(f.sku, { ...f, code: "regional_unavailable", detail: `${f.detail}; ${e.message}` });
@@ -106,16 +111,12 @@ function input(sku: string, region: string, now: number, ttlMs: number, source: 
 }
 
 function runRules(rules: RulesHost, inputs: RulesInput[]): RulesOutput[] {
-  if (inputs.length === 0) return [];
-  const started = performance.now();
-  const out = rules.run(inputs);
-  metrics.rulesBatchSeconds.observe((performance.now() - started) / 1000);
-  return out;
+  return inputs.length === 0 ? [] : rules.run(inputs);
 }
 
-async function refill(cfg: Config, fetched: Map<string, RecordPair>): Promise<void> {
+async function refill(session: EdgeRedisSession, cfg: Config, fetched: Map<string, RecordPair>): Promise<void> {
   try {
-    await refillRecords(cfg, fetched, cfg.regionalRefillTtlSeconds);
+    await refillRecords(session, fetched, cfg.regionalRefillTtlSeconds);
   } catch {
     // Counted as an edge Redis error; the next read simply asks the region again.
   }
@@ -158,6 +159,7 @@ function timelinesOf(deps: Deps, region: string, ttlMs: number, computed: Map<st
 }
 
 /** Writes every successful outcome to the edge cache, all at once. */
-export async function storeAggregates(cache: EdgeCache, region: string, outcomes: readonly SkuOutcome[], now: number): Promise<void> {
-  await Promise.all(outcomes.map((o) => (o.ok ? cache.put(o.sku, region, o.entry, now) : undefined)));
+export async function storeAggregates(cache: EdgeCache, region: string, outcomes: readonly SkuOutcome[], now: number, cause: WriteCause): Promise<void> {
+  const items = outcomes.flatMap((o) => (o.ok ? [{ key: storeKey(o.sku, region), entry: o.entry }] : []));
+  await cache.putMany(items, now, cause);
 }

@@ -1,22 +1,23 @@
 /**
- * The edge cache (Cache API) of aggregates. The key is built from sku and
- * region only, so extra query parameters can neither create nor poison
- * entries.
+ * The edge cache of aggregates: the process's hot cache (memory) in front of
+ * the node's shared store (`store.ts`). The key is sku + region only, so
+ * extra query parameters can neither create nor poison entries.
  *
  * An entry holds a short price timeline: the aggregate valid now and, when a
  * price change falls inside the TTL, the aggregates valid from each change
  * to the end of the TTL (segments). A read picks the segment in force at its
  * own millisecond, so a flash price starts exactly at T0 with no recompute.
- * Freshness is decided here to the millisecond; the Cache-Control lifetime
- * only bounds how long the runtime keeps the bytes (stale grace included).
  *
- * In front of the Cache API sits the isolate's hot cache (`hot-cache.ts`):
- * reads try it first, and writes go to it at once while the Cache API copy
- * is written behind (`waitUntil`). With the hot cache off, writes go through.
+ * The hot cache answers only while the process is in step with the node
+ * (`NodeSync.trusted`): past that, reads go to the shared store, so that a
+ * purge or a re-warm made by another process is seen within 1 s.
  */
+import { EdgeRedisError } from "./edge-redis";
 import type { HotCache } from "./hot-cache";
+import { gauges, metrics } from "./metrics";
+import type { NodeSync } from "./node-sync";
+import type { AggregateStore, StoreItem, StoreKey } from "./store";
 import type { WriteBehind } from "./write-behind";
-import { metrics } from "./metrics";
 
 export interface Segment {
   json: string;
@@ -39,15 +40,6 @@ export type Lookup =
   | { state: "stale"; segment: Segment; staleForMs: number }
   | { state: "absent" };
 
-const KEY_ORIGIN = "https://edge-prewarm.internal";
-const H_SEGMENTS = "X-Segments";
-
-type SegmentMeta = [computedAt: number, validUntil: number, nextAt: number | null, length: number];
-
-export function cacheKey(sku: string, region: string): Request {
-  return new Request(`${KEY_ORIGIN}/v1/skus/${encodeURIComponent(sku)}?region=${encodeURIComponent(region)}`);
-}
-
 /** What a stored entry means at `now`. */
 export function lookupAt(entry: CachedAggregate, now: number): Lookup {
   for (const s of entry.segments) if (s.computedAt <= now && now < s.validUntil) return { state: "fresh", segment: s };
@@ -59,124 +51,119 @@ export function lookupAt(entry: CachedAggregate, now: number): Lookup {
   return { state: "absent" };
 }
 
-function parseMeta(header: string | null): SegmentMeta[] | null {
-  if (!header) return null;
-  try {
-    const v: unknown = JSON.parse(header);
-    return Array.isArray(v) && v.length > 0 ? (v as SegmentMeta[]) : null;
-  } catch {
-    return null;
-  }
+export function storeKey(sku: string, region: string): StoreKey {
+  return { sku, region, mem: `${region}\n${sku}` };
 }
 
-const hotKey = (sku: string, region: string): string => `${region}\n${sku}`;
+/** Why a write is made: a prewarm tells the node's other processes; a read-through computation need not. */
+export type WriteCause = "prewarm" | "read";
 
 export class EdgeCache {
   constructor(
-    private readonly cache: Cache,
-    /** Extra seconds an entry is kept after its last validUntil, for stale serving. */
-    private readonly graceSeconds: number,
     private readonly hot: HotCache,
+    private readonly store: AggregateStore,
+    private readonly sync: NodeSync,
+    /** Queue of Cache API writes behind read-through computations (the Redis store writes at once). */
     private readonly behind: WriteBehind,
-    /** Whether the Cache API gets a copy (CACHE_API_WRITES). */
-    private readonly cacheApiWrites: boolean,
     /** Runs work after the response (`ctx.waitUntil`). */
     private readonly background: (work: Promise<unknown>) => void,
   ) {}
 
-  /**
-   * Stores an aggregate timeline; nothing already invalid is stored. Once it
-   * resolves, reads on this isolate find the entry; the Cache API copy may
-   * still be on its way (counted in edge_cache_writes_total).
-   */
-  async put(sku: string, region: string, entry: CachedAggregate, now: number): Promise<boolean> {
-    const last = entry.segments[entry.segments.length - 1];
-    if (!last || last.validUntil <= now) return false;
-    const key = hotKey(sku, region);
-    const kept = this.hot.set(key, entry);
-    metrics.hotCacheBytes.set(this.hot.bytes);
-    if (kept) {
-      if (this.cacheApiWrites) this.background(this.behind.run(() => this.writeBehind(key, sku, region, entry, now)));
-      return true;
-    }
-    await this.write(sku, region, entry, now);
-    return true;
-  }
-
-  private async writeBehind(key: string, sku: string, region: string, entry: CachedAggregate, now: number): Promise<void> {
-    // Purged or rewritten since: the newer state wins, this copy is not written.
-    if (!this.hot.holds(key, entry)) return metrics.cacheWrites.inc({ result: "superseded" });
-    try {
-      await this.write(sku, region, entry, now);
-    } catch {
-      // Counted in write(); the hot copy still serves this isolate.
-    }
-  }
-
-  private async write(sku: string, region: string, entry: CachedAggregate, now: number): Promise<void> {
-    const last = entry.segments[entry.segments.length - 1]!;
-    const meta: SegmentMeta[] = entry.segments.map((s) => [s.computedAt, s.validUntil, s.nextAt, s.json.length]);
-    try {
-      await this.cache.put(
-        cacheKey(sku, region),
-        new Response(entry.segments.map((s) => s.json).join(""), {
-          headers: {
-            "Content-Type": "application/json",
-            "Cache-Control": `public, max-age=${Math.ceil((last.validUntil - now) / 1000) + this.graceSeconds}`,
-            [H_SEGMENTS]: JSON.stringify(meta),
-          },
-        }),
-      );
-      metrics.cacheWrites.inc({ result: "ok" });
-    } catch (e) {
-      metrics.cacheWrites.inc({ result: "error" });
-      throw e;
-    }
-  }
-
-  /** The entry of a key: from the hot cache, else from the Cache API (and then kept hot). */
-  async get(sku: string, region: string): Promise<CachedAggregate | null> {
-    const key = hotKey(sku, region);
-    const hot = this.hot.get(key);
-    if (hot) {
-      if (lookupAt(hot, Date.now()).state !== "absent") {
+  /** The entry of every key: from the hot cache while it is trusted, else from the shared store (one round trip for all). */
+  async getMany(keys: readonly StoreKey[]): Promise<(CachedAggregate | null)[]> {
+    const now = Date.now();
+    const trusted = this.sync.trusted(now);
+    const out: (CachedAggregate | null)[] = keys.map(() => null);
+    const fromStore: number[] = [];
+    const untrustedHot = new Map<number, CachedAggregate>();
+    keys.forEach((k, i) => {
+      const hot = this.hot.get(k.mem);
+      if (hot && lookupAt(hot, now).state === "absent") this.hot.delete(k.mem); // past any use
+      else if (hot && trusted) {
+        out[i] = hot;
         metrics.cacheLayerHits.inc({ layer: "memory" });
-        return hot;
+        return;
+      } else if (hot) untrustedHot.set(i, hot);
+      fromStore.push(i);
+    });
+    if (fromStore.length === 0) return out;
+    const since = this.sync.generation;
+    let found: (CachedAggregate | null)[];
+    try {
+      found = await this.store.getMany(fromStore.map((i) => keys[i]!));
+    } catch (e) {
+      if (!(e instanceof EdgeRedisError)) throw e;
+      // The store cannot be read (nor purged, nor re-warmed): what this process holds is the best there is.
+      for (const [i, hot] of untrustedHot) out[i] = hot;
+      return out;
+    }
+    fromStore.forEach((i, j) => {
+      const e = found[j];
+      if (!e) return;
+      out[i] = e;
+      metrics.cacheLayerHits.inc({ layer: "store" });
+      if (this.sync.mayKeep(keys[i]!.mem, since)) this.keepHot(keys[i]!.mem, e);
+    });
+    this.publishGauges();
+    return out;
+  }
+
+  /**
+   * Stores entries that are still valid. A prewarm's entries are in the shared
+   * store (and the other processes told) once this resolves; a read-through
+   * computation's go to the Cache API behind the response.
+   */
+  async putMany(items: readonly StoreItem[], now: number, cause: WriteCause): Promise<void> {
+    const valid = items.filter(({ entry }) => entry.segments.length > 0 && entry.segments[entry.segments.length - 1]!.validUntil > now);
+    if (valid.length === 0) return;
+    const since = this.sync.generation;
+    if (cause === "read" && this.store.kind === "cache-api") {
+      for (const { key, entry } of valid) {
+        this.keepHot(key.mem, entry);
+        this.background(this.behind.run(() => this.writeBehind({ key, entry }, now)));
       }
-      this.hot.delete(key); // past any use: drop it and ask the Cache API
+      this.publishGauges();
+      return;
     }
-    const entry = await this.getCacheApi(sku, region);
-    if (entry) {
-      metrics.cacheLayerHits.inc({ layer: "cache_api" });
-      this.hot.set(key, entry);
-      metrics.hotCacheBytes.set(this.hot.bytes);
+    try {
+      await this.store.putMany(valid, now, cause === "prewarm");
+      metrics.cacheWrites.inc({ result: "ok" }, valid.length);
+    } catch (e) {
+      metrics.cacheWrites.inc({ result: "error" }, valid.length);
+      if (cause === "prewarm") throw e;
+      // A read still answers with what it computed; this process keeps it.
     }
-    return entry;
+    for (const { key, entry } of valid) if (this.sync.mayKeep(key.mem, since)) this.keepHot(key.mem, entry);
+    this.publishGauges();
   }
 
-  private async getCacheApi(sku: string, region: string): Promise<CachedAggregate | null> {
-    const res = await this.cache.match(cacheKey(sku, region));
-    if (!res) return null;
-    const meta = parseMeta(res.headers.get(H_SEGMENTS));
-    if (!meta) {
-      // Not an entry of ours (or a damaged one): treat it as absent.
-      await res.body?.cancel();
-      return null;
+  private async writeBehind(item: StoreItem, now: number): Promise<void> {
+    // Purged or rewritten since: the newer state wins, this copy is not written.
+    if (!this.hot.holds(item.key.mem, item.entry)) return metrics.cacheWrites.inc({ result: "superseded" });
+    try {
+      await this.store.putMany([item], now, false);
+      metrics.cacheWrites.inc({ result: "ok" });
+    } catch {
+      metrics.cacheWrites.inc({ result: "error" });
     }
-    const body = await res.text();
-    const segments: Segment[] = [];
-    let o = 0;
-    for (const [computedAt, validUntil, nextAt, length] of meta) {
-      segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt });
-      o += length;
-    }
-    return o === body.length ? { segments } : null;
   }
 
-  async delete(sku: string, region: string): Promise<boolean> {
-    const wasHot = this.hot.delete(hotKey(sku, region));
-    metrics.hotCacheBytes.set(this.hot.bytes);
-    const wasStored = await this.cache.delete(cacheKey(sku, region));
-    return wasHot || wasStored;
+  /** Removes the entries everywhere on the node; true where one was held. */
+  async deleteMany(keys: readonly StoreKey[]): Promise<boolean[]> {
+    const wasHot = keys.map((k) => this.hot.delete(k.mem));
+    this.publishGauges();
+    const stored = await this.store.deleteMany(keys);
+    return keys.map((_, i) => wasHot[i]! || stored[i]!);
+  }
+
+  private keepHot(key: string, entry: CachedAggregate): void {
+    const evicted = this.hot.evictions;
+    this.hot.set(key, entry);
+    if (this.hot.evictions > evicted) metrics.hotCacheEvictions.inc({}, this.hot.evictions - evicted);
+  }
+
+  private publishGauges(): void {
+    gauges.hotCacheBytes.set(this.hot.bytes);
+    gauges.hotCacheEntries.set(this.hot.size);
   }
 }

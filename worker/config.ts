@@ -33,12 +33,12 @@ export interface Config {
   /** @default "sku:" */
   redisKeyPrefix: string;
   /**
-   * Whether the Cache API gets a copy of each entry (written behind the hot
-   * cache). Off suits a node that runs one isolate (self-hosted workerd),
-   * where the Cache API only adds cost. @default true
+   * Where the node's aggregates live, shared by all its processes and
+   * isolates: `redis` (the edge Redis: the self-hosted node's default, set by
+   * `npm run node`) or `cache-api` (Cloudflare's Cache API). @default "cache-api"
    */
-  cacheApiWrites: boolean;
-  /** Memory budget of the isolate's hot cache in front of the Cache API; 0 = off (writes go through). @default 50331648 (48 MiB) */
+  aggregateStore: AggregateStoreKind;
+  /** Memory budget of the isolate's hot cache in front of the store; 0 = off. @default 50331648 (48 MiB) */
   hotCacheMaxBytes: number;
   /** Bearer token of POST /v1/prewarm and /v1/purge; empty = those routes refuse everyone. */
   prewarmToken: string;
@@ -56,39 +56,53 @@ export const DEFAULTS = {
   cacheTtlSeconds: 30,
   redisKeyPrefix: "sku:",
   hotCacheMaxBytes: 48 * 1024 * 1024,
-  cacheApiWrites: true,
+  aggregateStore: "cache-api",
 } as const;
+
+export type AggregateStoreKind = "redis" | "cache-api";
 
 /** The largest TTL a prewarm may ask for (1 day); validity is capped by the data anyway. */
 export const MAX_TTL_SECONDS = 86_400;
 
-/** The raw vars and secrets, as strings (wrangler vars are strings). */
-export type RawConfig = Partial<Record<
-  | "EDGE_REGION"
-  | "EDGE_REDIS_URL"
-  | "EDGE_REDIS_TIMEOUT_MS"
-  | "REGIONAL_URL"
-  | "REGIONAL_TOKEN"
-  | "REGIONAL_TIMEOUT_MS"
-  | "REGIONAL_BREAKER_THRESHOLD"
-  | "REGIONAL_BREAKER_HALF_OPEN_MS"
-  | "REGIONAL_REFILL_TTL_SECONDS"
-  | "STALE_WHILE_REVALIDATE_SECONDS"
-  | "STALE_IF_ERROR_SECONDS"
-  | "CACHE_TTL_SECONDS"
-  | "REDIS_KEY_PREFIX"
-  | "HOT_CACHE_MAX_BYTES"
-  | "CACHE_API_WRITES"
-  | "PREWARM_TOKEN",
-  unknown
->>;
+/**
+ * Every variable the worker reads (SPEC §6 and the tuning knobs below it):
+ * the one list that wrangler vars, the self-hosted node's generated workerd
+ * config (`edge-node/`) and the README follow.
+ */
+export const CONFIG_VARS = [
+  "EDGE_REGION",
+  "EDGE_REDIS_URL",
+  "EDGE_REDIS_TIMEOUT_MS",
+  "REGIONAL_URL",
+  "REGIONAL_TOKEN",
+  "REGIONAL_TIMEOUT_MS",
+  "REGIONAL_BREAKER_THRESHOLD",
+  "REGIONAL_BREAKER_HALF_OPEN_MS",
+  "REGIONAL_REFILL_TTL_SECONDS",
+  "STALE_WHILE_REVALIDATE_SECONDS",
+  "STALE_IF_ERROR_SECONDS",
+  "CACHE_TTL_SECONDS",
+  "REDIS_KEY_PREFIX",
+  "AGGREGATE_STORE",
+  "HOT_CACHE_MAX_BYTES",
+  "PREWARM_TOKEN",
+] as const;
+
+export type ConfigVar = (typeof CONFIG_VARS)[number];
+
+/** The raw vars and secrets, as strings (wrangler vars are strings; workerd's `fromEnvironment` gives null when unset). */
+export type RawConfig = Partial<Record<ConfigVar, unknown>>;
 
 function str(v: unknown, fallback: string): string {
   return typeof v === "string" && v !== "" ? v : fallback;
 }
 
+function unset(v: unknown): boolean {
+  return v === undefined || v === null || v === "";
+}
+
 function intIn(name: string, v: unknown, fallback: number, min: number, max: number): number {
-  if (v === undefined || v === "") return fallback;
+  if (unset(v)) return fallback;
   const n = typeof v === "number" ? v : Number(v);
   if (!Number.isInteger(n) || n < min || n > max) {
     throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
@@ -100,11 +114,10 @@ function positiveInt(name: string, v: unknown, fallback: number, max: number): n
   return intIn(name, v, fallback, 1, max);
 }
 
-function onOff(name: string, v: unknown, fallback: boolean): boolean {
-  if (v === undefined || v === "") return fallback;
-  if (v === true || v === "on" || v === "true") return true;
-  if (v === false || v === "off" || v === "false") return false;
-  throw new RangeError(`${name} must be on or off, got ${JSON.stringify(v)}`);
+function storeKind(v: unknown): AggregateStoreKind {
+  if (unset(v)) return DEFAULTS.aggregateStore;
+  if (v === "redis" || v === "cache-api") return v;
+  throw new RangeError(`AGGREGATE_STORE must be redis or cache-api, got ${JSON.stringify(v)}`);
 }
 
 export function parseConfig(raw: RawConfig): Config {
@@ -135,11 +148,10 @@ export function parseConfig(raw: RawConfig): Config {
     cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", raw.CACHE_TTL_SECONDS, DEFAULTS.cacheTtlSeconds, MAX_TTL_SECONDS),
     redisKeyPrefix: str(raw.REDIS_KEY_PREFIX, DEFAULTS.redisKeyPrefix),
     prewarmToken: str(raw.PREWARM_TOKEN, ""),
-    cacheApiWrites: onOff("CACHE_API_WRITES", raw.CACHE_API_WRITES, DEFAULTS.cacheApiWrites),
+    aggregateStore: storeKind(raw.AGGREGATE_STORE),
     // An isolate has 128 MB in all.
     hotCacheMaxBytes: intIn("HOT_CACHE_MAX_BYTES", raw.HOT_CACHE_MAX_BYTES, DEFAULTS.hotCacheMaxBytes, 0, 96 * 1024 * 1024),
   };
-  if (!c.cacheApiWrites && c.hotCacheMaxBytes === 0) throw new RangeError("CACHE_API_WRITES=off needs a hot cache (HOT_CACHE_MAX_BYTES > 0): entries would be stored nowhere");
   return c;
 }
 

@@ -1,10 +1,14 @@
 /**
- * The local edge Redis (L1): raw record bytes for a batch in one pipelined
- * round trip. Values are returned as stored (MessagePack) and never decoded
+ * The local edge Redis (L1): raw record bytes for a batch in one round trip,
+ * and the node's shared state (aggregates, change log, metrics) kept beside
+ * them. Record values are returned as stored (MessagePack) and never decoded
  * here; the rules module owns their meaning.
  *
- * A client lives for one request only: workerd forbids I/O on a socket opened
- * by another request, so a shared client would fail or stall on the next one.
+ * A connection lives for one request only (workerd forbids I/O on a socket
+ * opened by another request), but one request opens at most one: every
+ * exchange of the request goes through its `EdgeRedisSession`, which
+ * connects on first use and closes once the request and its background work
+ * are done.
  */
 import Redis from "ioredis";
 import type { Config } from "./config";
@@ -31,6 +35,19 @@ export function priceKey(prefix: string, sku: string): string {
   return `${prefix}${sku}:price`;
 }
 
+/** A warmed aggregate in the node's shared store: beside the SKU's records. */
+export function aggregateKey(prefix: string, sku: string, region: string): string {
+  return `${prefix}${sku}:agg:${region}`;
+}
+
+/**
+ * Keys of the node's own state. SKU ids cannot start with `_`, so these never
+ * meet a `{prefix}{sku}:…` key.
+ */
+export function nodeKey(prefix: string, what: "changes" | "metrics" | "procs" | `proc:${string}`): string {
+  return `${prefix}_node:${what}`;
+}
+
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -39,33 +56,77 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-/**
- * Runs `fn` with a fresh client; the whole exchange (connect included, since
- * ioredis's connectTimeout does not fire in workerd) is bounded by the timeout.
- * Any failure becomes an EdgeRedisError and is counted.
- */
-export async function withEdgeRedis<T>(cfg: Config, fn: (client: Redis) => Promise<T>, timeoutMs = cfg.edgeRedisTimeoutMs): Promise<T> {
-  const client = new Redis(cfg.edgeRedisUrl, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    commandTimeout: timeoutMs,
-  });
-  // Without a listener ioredis reports connection errors as unhandled events.
-  client.on("error", () => {});
-  metrics.redisRoundtrips.inc();
-  try {
-    return await withTimeout(
-      client.connect().then(() => fn(client)),
-      timeoutMs,
-      "edge Redis",
-    );
-  } catch (e) {
-    metrics.redisErrors.inc();
-    throw e instanceof EdgeRedisError ? e : new EdgeRedisError(`edge Redis: ${(e as Error).message ?? String(e)}`, { cause: e });
-  } finally {
-    client.disconnect();
+export interface ExchangeOptions {
+  /** Bound on the exchange (connect included). @default cfg.edgeRedisTimeoutMs */
+  timeoutMs?: number;
+  /** Counted in edge_redis_roundtrips_total / edge_redis_errors_total. @default true */
+  counted?: boolean;
+}
+
+/** The request's connection to the edge Redis, opened on first use. */
+export class EdgeRedisSession {
+  private client: Redis | null = null;
+  private connecting: Promise<Redis> | null = null;
+  private active = 0;
+  private released = false;
+
+  constructor(readonly cfg: Config) {}
+
+  /**
+   * Runs one exchange (a command, a pipeline, a script). It is bounded by the
+   * timeout, connect included, since ioredis's connectTimeout does not fire in
+   * workerd. Any failure becomes an EdgeRedisError and drops the connection:
+   * the next exchange opens a fresh one.
+   */
+  async exchange<T>(fn: (client: Redis) => Promise<T>, options: ExchangeOptions = {}): Promise<T> {
+    const { timeoutMs = this.cfg.edgeRedisTimeoutMs, counted = true } = options;
+    if (counted) metrics.redisRoundtrips.inc();
+    this.active++;
+    try {
+      return await withTimeout(
+        this.connected().then((c) => fn(c)),
+        timeoutMs,
+        "edge Redis",
+      );
+    } catch (e) {
+      if (counted) metrics.redisErrors.inc();
+      this.drop();
+      throw e instanceof EdgeRedisError ? e : new EdgeRedisError(`edge Redis: ${(e as Error).message ?? String(e)}`, { cause: e });
+    } finally {
+      this.active--;
+      if (this.released && this.active === 0) this.drop();
+    }
+  }
+
+  /** The request has answered: close once no exchange is running (background work may still start one). */
+  release(): void {
+    this.released = true;
+    if (this.active === 0) this.drop();
+  }
+
+  private connected(): Promise<Redis> {
+    if (this.connecting) return this.connecting;
+    const client = new Redis(this.cfg.edgeRedisUrl, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      // No INFO before the first command: one round trip less per connection.
+      enableReadyCheck: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      commandTimeout: this.cfg.edgeRedisTimeoutMs * 10,
+    });
+    // Without a listener ioredis reports connection errors as unhandled events.
+    client.on("error", () => {});
+    this.client = client;
+    this.connecting = client.connect().then(() => client);
+    this.connecting.catch(() => {});
+    return this.connecting;
+  }
+
+  private drop(): void {
+    this.client?.disconnect();
+    this.client = null;
+    this.connecting = null;
   }
 }
 
@@ -95,35 +156,48 @@ for i = 1, #KEYS do
 end
 return out`;
 
-/** ioredis's typing of the command `defineCommand` adds (its Buffer variant). */
-interface RecordReader {
+/** ioredis's typing of the commands `defineCommand` adds (their Buffer variants). */
+interface ScriptedClient {
   getAllBuffer(numKeys: number, ...keys: string[]): Promise<(Buffer | null)[]>;
+  getAll(numKeys: number, ...keys: string[]): Promise<(string | null)[]>;
+}
+
+/** The client with the GET_ALL script defined (EVALSHA, falling back to EVAL once when the server lacks it). */
+export function scripted(client: Redis): Redis & ScriptedClient {
+  if (!("getAll" in client)) client.defineCommand("getAll", { lua: GET_ALL });
+  return client as Redis & ScriptedClient;
 }
 
 /** Reads both records of every SKU in one round trip. */
-export async function readRecords(cfg: Config, skus: readonly string[]): Promise<RecordPair[]> {
+export async function readRecords(session: EdgeRedisSession, skus: readonly string[]): Promise<RecordPair[]> {
   if (skus.length === 0) return [];
-  return withEdgeRedis(cfg, async (client) => {
-    // EVALSHA, falling back to EVAL once when the server does not know the script yet.
-    client.defineCommand("getAll", { lua: GET_ALL });
-    const keys: string[] = [];
-    for (const sku of skus) keys.push(stockKey(cfg.redisKeyPrefix, sku), priceKey(cfg.redisKeyPrefix, sku));
-    const values = await (client as unknown as RecordReader).getAllBuffer(keys.length, ...keys);
-    if (!Array.isArray(values) || values.length !== keys.length) {
-      throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${keys.length} reads`);
-    }
-    return skus.map((_, i) => ({ stock: values[2 * i] ?? null, price: values[2 * i + 1] ?? null }));
-  }, exchangeTimeoutMs(cfg, skus.length));
+  const { cfg } = session;
+  return session.exchange(
+    async (client) => {
+      const keys: string[] = [];
+      for (const sku of skus) keys.push(stockKey(cfg.redisKeyPrefix, sku), priceKey(cfg.redisKeyPrefix, sku));
+      const values = await scripted(client).getAllBuffer(keys.length, ...keys);
+      if (!Array.isArray(values) || values.length !== keys.length) {
+        throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${keys.length} reads`);
+      }
+      return skus.map((_, i) => ({ stock: values[2 * i] ?? null, price: values[2 * i + 1] ?? null }));
+    },
+    { timeoutMs: exchangeTimeoutMs(cfg, skus.length) },
+  );
 }
 
 /** Writes records fetched from the region into the edge Redis with a short TTL, so the next read is local. */
-export async function refillRecords(cfg: Config, records: ReadonlyMap<string, RecordPair>, ttlSeconds: number): Promise<void> {
-  await withEdgeRedis(cfg, async (client) => {
-    const pipeline = client.pipeline();
-    for (const [sku, r] of records) {
-      if (r.stock && r.stock.byteLength > 0) pipeline.set(stockKey(cfg.redisKeyPrefix, sku), Buffer.from(r.stock), "EX", ttlSeconds);
-      if (r.price && r.price.byteLength > 0) pipeline.set(priceKey(cfg.redisKeyPrefix, sku), Buffer.from(r.price), "EX", ttlSeconds);
-    }
-    await pipeline.exec();
-  }, exchangeTimeoutMs(cfg, records.size));
+export async function refillRecords(session: EdgeRedisSession, records: ReadonlyMap<string, RecordPair>, ttlSeconds: number): Promise<void> {
+  const { cfg } = session;
+  await session.exchange(
+    async (client) => {
+      const pipeline = client.pipeline();
+      for (const [sku, r] of records) {
+        if (r.stock && r.stock.byteLength > 0) pipeline.set(stockKey(cfg.redisKeyPrefix, sku), Buffer.from(r.stock), "EX", ttlSeconds);
+        if (r.price && r.price.byteLength > 0) pipeline.set(priceKey(cfg.redisKeyPrefix, sku), Buffer.from(r.price), "EX", ttlSeconds);
+      }
+      await pipeline.exec();
+    },
+    { timeoutMs: exchangeTimeoutMs(cfg, records.size) },
+  );
 }

@@ -16,6 +16,7 @@ export const HTTP_ERRORS = {
   unsupported_media_type: 415,
   invalid_record: 502,
   regional_unavailable: 503,
+  store_unavailable: 503,
   internal: 500,
 } as const;
 

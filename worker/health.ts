@@ -1,6 +1,6 @@
 /** GET /healthz: can this node answer? (edge Redis, regional breaker, Wasm, version) */
 import type { Deps } from "./aggregates";
-import { withEdgeRedis } from "./edge-redis";
+
 import { ABI_VERSION } from "./rules-host";
 
 export const VERSION = "0.1.0";
@@ -8,7 +8,7 @@ export const VERSION = "0.1.0";
 export async function healthz(deps: Deps): Promise<Response> {
   let redis: { ok: boolean; error?: string };
   try {
-    await withEdgeRedis(deps.cfg, async (c) => c.ping());
+    await deps.redis.exchange((c) => c.ping(), { counted: false });
     redis = { ok: true };
   } catch (e) {
     redis = { ok: false, error: (e as Error).message };
@@ -26,6 +26,7 @@ export async function healthz(deps: Deps): Promise<Response> {
       status: ok ? "ok" : "degraded",
       version: VERSION,
       region: deps.cfg.edgeRegion,
+      store: deps.cfg.aggregateStore,
       edgeRedis: redis,
       regional: { configured: deps.regional !== null, breaker: deps.regional?.state ?? "closed" },
       wasm,

@@ -1,11 +1,9 @@
 /**
  * The isolate's hot cache: the most recently used aggregate timelines kept
- * in memory, in front of the Cache API, bounded by bytes. A warmed key is
- * then answered without a Cache API round trip (which in local workerd is a
- * hop to Miniflare's cache service, ~1 ms a put), and the Cache API copy,
- * shared by the node's other isolates, is written behind.
+ * in memory, in front of the node's shared store, bounded by bytes. A warmed
+ * key is then answered without a round trip to the store.
  *
- * Freshness is judged exactly as for Cache API entries (`lookupAt`); an entry
+ * Freshness is judged exactly as for stored entries (`lookupAt`); an entry
  * that can no longer be served even stale is dropped when met.
  */
 import type { CachedAggregate } from "./cache";
@@ -65,6 +63,12 @@ export class HotCache {
   /** Whether `entry` is still the one held for `key` (a purge or a newer write replaces it). */
   holds(key: string, entry: CachedAggregate): boolean {
     return this.map.get(key)?.entry === entry;
+  }
+
+  /** Drops every entry (they are not counted as evictions). */
+  clear(): void {
+    this.map.clear();
+    this.used = 0;
   }
 
   delete(key: string): boolean {

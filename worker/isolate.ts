@@ -1,19 +1,22 @@
 /**
  * What one isolate keeps across requests: the Wasm rules instance, the
- * regional breaker (inside its client), the hot cache and the in-flight
- * computations.
- * Nothing with a socket lives here (workerd ties sockets to the request
- * that opened them).
+ * regional breaker (inside its client), the hot cache, the node sync state
+ * and the in-flight computations; and the per-request dependencies built
+ * from them. Nothing with a socket lives here (workerd ties sockets to the
+ * request that opened them): each request gets its own EdgeRedisSession.
  */
 import goStock from "../build/go-stock.wasm";
 import type { Deps, SkuOutcome } from "./aggregates";
 import { EdgeCache, type CachedAggregate } from "./cache";
 import { Coalescer } from "./coalesce";
 import { configOf, type Config } from "./config";
+import { EdgeRedisSession } from "./edge-redis";
 import { HotCache } from "./hot-cache";
-import { WriteBehind } from "./write-behind";
+import { NodeSync } from "./node-sync";
 import { regionalClientFor } from "./regional";
 import { RulesHost } from "./rules-host";
+import { CacheApiStore, RedisStore, type AggregateStore } from "./store";
+import { WriteBehind } from "./write-behind";
 
 export const rulesHost = new RulesHost(goStock);
 
@@ -22,38 +25,51 @@ export const inflight = new Coalescer<SkuOutcome>(100);
 
 /**
  * Cache lookups in flight, by the same keys: a burst of requests for one key
- * costs one Cache API read, and each request still judges freshness at its
- * own millisecond. Nothing is kept once the lookup has answered.
+ * costs one store read, and each request still judges freshness at its own
+ * millisecond. Nothing is kept once the lookup has answered.
  */
 export const lookups = new Coalescer<CachedAggregate | null>();
 
 /**
- * Cache API writes behind the hot cache are queued per request, 8 at a time:
- * workerd forbids one request's I/O objects from being used by another, so a
- * queue shared by the isolate would run request A's writes in request B.
+ * Cache API writes behind read-through computations are queued per request,
+ * 8 at a time: workerd forbids one request's I/O objects from being used by
+ * another, so a queue shared by the isolate would run request A's writes in
+ * request B.
  */
 const MAX_WRITES_WAITING = 4 * 1024;
 
-const hotCaches = new WeakMap<Config, HotCache>();
+interface IsolateState {
+  hot: HotCache;
+  sync: NodeSync;
+}
 
-/** The isolate's hot cache (one per configuration, which is one per isolate outside tests). */
-function hotCacheFor(cfg: Config): HotCache {
-  let h = hotCaches.get(cfg);
-  if (!h) {
-    h = new HotCache(cfg.hotCacheMaxBytes);
-    hotCaches.set(cfg, h);
+const states = new WeakMap<Config, IsolateState>();
+
+/** The isolate's hot cache and sync state (one per configuration, which is one per isolate outside tests). */
+function stateFor(cfg: Config): IsolateState {
+  let s = states.get(cfg);
+  if (!s) {
+    const hot = new HotCache(cfg.hotCacheMaxBytes);
+    s = { hot, sync: new NodeSync(cfg, (key) => (key === "all" ? hot.clear() : hot.delete(key))) };
+    states.set(cfg, s);
   }
-  return h;
+  return s;
 }
 
 export function depsFor(env: Env, ctx: ExecutionContext): Deps {
   const cfg = configOf(env);
+  const { hot, sync } = stateFor(cfg);
   const background = (work: Promise<unknown>): void => ctx.waitUntil(work);
+  const redis = new EdgeRedisSession(cfg);
+  const grace = Math.max(cfg.staleWhileRevalidateSeconds, cfg.staleIfErrorSeconds);
+  const store: AggregateStore = cfg.aggregateStore === "redis" ? new RedisStore(redis, sync, grace) : new CacheApiStore(caches.default, redis, sync, grace);
   return {
     cfg,
     rules: rulesHost,
-    cache: new EdgeCache(caches.default, Math.max(cfg.staleWhileRevalidateSeconds, cfg.staleIfErrorSeconds), hotCacheFor(cfg), new WriteBehind(8, MAX_WRITES_WAITING), cfg.cacheApiWrites, background),
+    cache: new EdgeCache(hot, store, sync, new WriteBehind(8, MAX_WRITES_WAITING), background),
     regional: regionalClientFor(cfg),
+    redis,
+    sync,
     background,
   };
 }

@@ -58,6 +58,7 @@ export function parseBatch(body: unknown, defaults: { region: string; ttlSeconds
 export async function prewarm(request: IRequest, deps: Deps): Promise<Response> {
   const started = Date.now();
   requireBearer(request, deps.cfg.prewarmToken);
+  deps.sync.poke(deps.redis, deps.background);
   const batch = parseBatch(await readBody(request), { region: deps.cfg.edgeRegion, ttlSeconds: deps.cfg.cacheTtlSeconds });
 
   const unique = [...new Set(batch.skus)];
@@ -65,7 +66,12 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
   const failed: PrewarmAnswer["failed"] = unique.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" }));
 
   const outcomes = await computeAggregates(deps, { skus: valid, region: batch.region, ttlSeconds: batch.ttlSeconds }, "prewarm");
-  await storeAggregates(deps.cache, batch.region, outcomes, Date.now());
+  try {
+    await storeAggregates(deps.cache, batch.region, outcomes, Date.now(), "prewarm");
+  } catch (e) {
+    // Nothing is warmed unless the node's shared store has it: the whole batch is retried.
+    throw new HttpError("store_unavailable", `the node's aggregate store did not take the batch: ${(e as Error).message}`, { "Retry-After": "1" });
+  }
 
   let fromEdge = 0;
   let fromRegional = 0;
@@ -85,5 +91,6 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
   };
   metrics.prewarmSkus.inc({ result: "warmed" }, answer.warmed);
   metrics.prewarmSkus.inc({ result: "failed" }, failed.length);
+  metrics.prewarmBatchSeconds.observe(answer.durationMs / 1000);
   return Response.json(answer, { headers: { "Cache-Control": "no-store" } });
 }

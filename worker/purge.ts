@@ -1,14 +1,20 @@
-/** POST /v1/purge (SPEC §5): removes the aggregates of a SKU list from the edge cache. */
+/**
+ * POST /v1/purge (SPEC §5): removes the aggregates of a SKU list from the
+ * node's edge cache: this process's memory and the shared store at once, and
+ * every other process's memory within 1 s (SPEC §7, `node-sync.ts`).
+ */
 import type { IRequest } from "itty-router";
 import type { Deps } from "./aggregates";
 import { requireBearer } from "./auth";
 import { readBody } from "./body";
+import { storeKey } from "./cache";
 import { HttpError } from "./errors";
 import { isValidRegion, isValidSku } from "./ids";
 import { MAX_BATCH } from "./prewarm";
 
 export async function purge(request: IRequest, deps: Deps): Promise<Response> {
   requireBearer(request, deps.cfg.prewarmToken);
+  deps.sync.poke(deps.redis, deps.background);
   const body = await readBody(request);
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw new HttpError("bad_request", "body must be an object {region?, skus}");
   const { region = deps.cfg.edgeRegion, skus } = body as Record<string, unknown>;
@@ -18,7 +24,12 @@ export async function purge(request: IRequest, deps: Deps): Promise<Response> {
   const bad = skus.findIndex((s) => !isValidSku(s));
   if (bad >= 0) throw new HttpError("invalid_sku", `skus[${bad}] is not a SKU id: ${JSON.stringify(skus[bad])}`);
   const unique = [...new Set(skus as string[])];
-  const deleted = await Promise.all(unique.map((sku) => deps.cache.delete(sku, region)));
+  let deleted: boolean[];
+  try {
+    deleted = await deps.cache.deleteMany(unique.map((sku) => storeKey(sku, region)));
+  } catch (e) {
+    throw new HttpError("store_unavailable", `the node's aggregate store could not be purged: ${(e as Error).message}`, { "Retry-After": "1" });
+  }
   return Response.json(
     { region, purged: deleted.filter(Boolean).length, notCached: unique.filter((_, i) => !deleted[i]) },
     { headers: { "Cache-Control": "no-store" } },

@@ -20,7 +20,7 @@ import {
 import { Packr } from "msgpackr";
 import type { Config } from "./config";
 import type { RecordPair } from "./edge-redis";
-import { metrics } from "./metrics";
+import { gauges, metrics } from "./metrics";
 
 export type BreakerState = "closed" | "half-open" | "open";
 export type RegionalFailure = "error" | "timeout" | "rejected";
@@ -92,7 +92,7 @@ export class RegionalClient {
     });
     this.breaker.onStateChange((s) => {
       const state = stateOf(s);
-      metrics.regionalBreakerState.set(STATE_GAUGE[state]);
+      gauges.regionalBreakerState.set(STATE_GAUGE[state]);
       metrics.regionalBreakerTransitions.inc({ to: state });
     });
     this.policy = wrap(this.breaker, timeout(cfg.regionalTimeoutMs, TimeoutStrategy.Aggressive));

@@ -1,17 +1,21 @@
 /**
  * Routes of the edge worker (SPEC §5) and the one place where errors become
- * responses. Every answer is counted by route pattern and status.
+ * responses. Every answer is counted by route pattern and status. Each
+ * request gets its dependencies once (`withDeps`), and its edge Redis
+ * connection is released when it has answered.
  */
 import { Router, type IRequest } from "itty-router";
+import type { Deps } from "./aggregates";
 import { HttpError, errorResponse, isHttpError } from "./errors";
 import { healthz } from "./health";
 import { depsFor } from "./isolate";
-import { metrics, renderMetrics } from "./metrics";
+import { metrics } from "./metrics";
 import { prewarm } from "./prewarm";
 import { purge } from "./purge";
 import { getSku, getSkus } from "./skus";
 
 type Args = [env: Env, ctx: ExecutionContext];
+type Req = IRequest & { deps: Deps };
 
 function toResponse(e: unknown): Response {
   if (isHttpError(e)) return errorResponse(e);
@@ -19,10 +23,26 @@ function toResponse(e: unknown): Response {
   return errorResponse(new HttpError("internal", e instanceof Error ? `${e.name}: ${e.message}` : "internal error"));
 }
 
-export const router = Router<IRequest, Args>({
+const TEXT = { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store" };
+
+async function nodeMetrics(deps: Deps): Promise<Response> {
+  try {
+    return new Response(await deps.sync.renderNodeMetrics(deps.redis), { headers: TEXT });
+  } catch (e) {
+    return new Response(deps.sync.renderLastKnown((e as Error).message), { headers: TEXT });
+  }
+}
+
+export const router = Router<Req, Args>({
+  before: [
+    (req: Req, env: Env, ctx: ExecutionContext) => {
+      req.deps = depsFor(env, ctx);
+    },
+  ],
   catch: toResponse,
   finally: [
-    (response: Response, request: IRequest) => {
+    (response: Response, request: Req) => {
+      request.deps?.redis.release();
       metrics.httpRequests.inc({ route: request.route ?? "unmatched", status: String(response.status) });
       return response;
     },
@@ -30,15 +50,12 @@ export const router = Router<IRequest, Args>({
 });
 
 router
-  .get("/v1/skus/:sku", (req, env, ctx) => getSku(req, depsFor(env, ctx)))
-  .get("/v1/skus", (req, env, ctx) => getSkus(req, depsFor(env, ctx)))
-  .post("/v1/prewarm", (req, env, ctx) => prewarm(req, depsFor(env, ctx)))
-  .post("/v1/purge", (req, env, ctx) => purge(req, depsFor(env, ctx)))
-  .get("/healthz", (_req, env, ctx) => healthz(depsFor(env, ctx)))
-  .get(
-    "/metrics",
-    () => new Response(renderMetrics(), { headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store" } }),
-  )
+  .get("/v1/skus/:sku", (req) => getSku(req, req.deps))
+  .get("/v1/skus", (req) => getSkus(req, req.deps))
+  .post("/v1/prewarm", (req) => prewarm(req, req.deps))
+  .post("/v1/purge", (req) => purge(req, req.deps))
+  .get("/healthz", (req) => healthz(req.deps))
+  .get("/metrics", (req) => nodeMetrics(req.deps))
   .all("*", (req) => {
     throw new HttpError("route_not_found", `no route for ${req.method} ${new URL(req.url).pathname}`);
   });

@@ -10,7 +10,7 @@
  */
 import type { IRequest } from "itty-router";
 import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "./aggregates";
-import { lookupAt, type Lookup, type Segment } from "./cache";
+import { lookupAt, storeKey, type Lookup, type Segment } from "./cache";
 import { HttpError } from "./errors";
 import { segmentEtag } from "./etag";
 import { isValidRegion, isValidSku } from "./ids";
@@ -87,7 +87,7 @@ function computeCoalesced(deps: Deps, skus: readonly string[], region: string): 
         const outcomes = await computeAggregates(deps, { skus: mine, region, ttlSeconds: deps.cfg.cacheTtlSeconds }, "read");
         // Stored before the keys leave the in-flight set: a request arriving in
         // between would otherwise find neither and compute again.
-        await storeAggregates(deps.cache, region, outcomes, Date.now());
+        await storeAggregates(deps.cache, region, outcomes, Date.now(), "read");
         return new Map(outcomes.map((o) => [inflightKey(region, o.sku), o]));
       },
     )
@@ -96,9 +96,13 @@ function computeCoalesced(deps: Deps, skus: readonly string[], region: string): 
 
 /** Answers every SKU: cache lookups, then one coalesced computation for all that need one. */
 async function resolve(deps: Deps, skus: readonly string[], region: string): Promise<Answer[]> {
+  deps.sync.poke(deps.redis, deps.background);
   const entries = await lookups.batch(
     skus.map((sku) => inflightKey(region, sku)),
-    async (keys) => new Map(await Promise.all(keys.map(async (k) => [k, await deps.cache.get(k.slice(region.length + 1), region)] as const))),
+    async (keys) => {
+      const found = await deps.cache.getMany(keys.map((k) => storeKey(k.slice(region.length + 1), region)));
+      return new Map(keys.map((k, i) => [k, found[i]!]));
+    },
   );
   const now = Date.now();
   const looked = skus.map((sku): [string, Lookup] => {

@@ -129,8 +129,12 @@ describe("operational routes", () => {
     expect(text).toMatch(/^edge_http_requests_total\{route="\/v1\/skus\/:sku",status="200"\} \d+$/m);
     expect(text).toMatch(/^edge_cache_lookups_total\{result="hit"\} [1-9]\d*$/m);
     expect(text).toMatch(/^edge_cache_lookups_total\{result="miss"\} [1-9]\d*$/m);
-    expect(text).toMatch(/^edge_rules_batch_seconds_count [1-9]\d*$/m);
+    expect(text).toContain("# TYPE edge_prewarm_batch_seconds histogram");
     expect(text).toContain("# TYPE edge_redis_errors_total counter");
+    // every counter and gauge is there from the start, at 0 before its first event
+    for (const series of ["edge_redis_errors_total", 'edge_regional_requests_total{outcome="rejected"}', 'edge_prewarm_skus_total{result="failed"}', "edge_prewarm_batch_seconds_count", "edge_regional_breaker_state", "edge_node_processes"]) {
+      expect(text.split("\n").some((l) => l.startsWith(`${series} `))).toBe(true);
+    }
   });
 
   it("answers unknown routes with a JSON 404", async () => {

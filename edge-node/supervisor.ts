@@ -1,0 +1,173 @@
+/**
+ * The self-hosted node's supervisor: runs NODE_PROCESSES workerd processes
+ * on the one listening socket it inherited as descriptor 3 (`main.ts` opened
+ * it; the kernel spreads connections over the processes), restarts a process
+ * that dies with backoff while the others keep answering, and on SIGTERM or
+ * SIGINT stops accepting, lets the processes drain and exits, leaving no
+ * workerd behind.
+ *
+ * This process never accepts on the socket itself: it holds the descriptor
+ * only to hand it to new processes (Node would accept on a socket it
+ * listens on, and steal connections).
+ *
+ * Each process also listens on a private probe port of its own on loopback
+ * (reported through workerd's --control-fd): the supervisor checks each
+ * process's /healthz there.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync } from "node:fs";
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { CONFIG_VARS } from "../worker/config";
+import { BUNDLE_DIR, CONFIG_FILE } from "./workerd-config";
+import { workerdBinary } from "./workerd-binary";
+
+const LISTEN_FD = 3;
+/** Backoff of restarts: doubling from RESTART_MIN_MS to RESTART_MAX_MS; a process that lived RESTART_RESET_MS starts again from the minimum. */
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 10_000;
+const RESTART_RESET_MS = 10_000;
+/** How long processes may take to finish in-flight requests after SIGTERM. */
+const DRAIN_MS = 10_000;
+const READY_TIMEOUT_MS = 60_000;
+
+interface Slot {
+  index: number;
+  child: ChildProcess | null;
+  probePort: number | null;
+  startedAt: number;
+  failures: number;
+  restartTimer: NodeJS.Timeout | null;
+}
+
+const host = process.env["NODE_HOST"]!;
+const port = Number(process.env["NODE_PORT"]);
+const count = Number(process.env["NODE_PROCESSES"]);
+const workerd = workerdBinary();
+const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, child: null, probePort: null, startedAt: 0, failures: 0, restartTimer: null }));
+let stopping = false;
+
+/** Only the worker's own variables reach workerd: nothing else of this environment is visible to it. */
+const workerEnv: Record<string, string> = {};
+for (const v of CONFIG_VARS) if (process.env[v] !== undefined) workerEnv[v] = process.env[v]!;
+
+function log(line: string): void {
+  process.stdout.write(`edge node: ${line}\n`);
+}
+
+/** Forwards a process's log lines, prefixed, without workerd's note that nodejs_compat is now a default. */
+function forward(stream: Readable | null, to: NodeJS.WriteStream, index: number): void {
+  if (!stream) return;
+  createInterface({ input: stream }).on("line", (line) => {
+    if (!line.includes("nodejs_compat became the default")) to.write(`[process ${index + 1}] ${line}\n`);
+  });
+}
+
+function start(slot: Slot): Promise<void> {
+  slot.restartTimer = null;
+  slot.probePort = null;
+  slot.startedAt = Date.now();
+  const child = spawn(workerd, ["serve", CONFIG_FILE, "--socket-fd", `http=${LISTEN_FD}`, "--socket-addr", "probe=127.0.0.1:0", "--control-fd", "4"], {
+    cwd: BUNDLE_DIR,
+    env: workerEnv,
+    stdio: ["ignore", "pipe", "pipe", LISTEN_FD, "pipe"],
+  });
+  slot.child = child;
+  forward(child.stdout, process.stdout, slot.index);
+  forward(child.stderr, process.stderr, slot.index);
+  const ready = new Promise<void>((resolve, reject) => {
+    const control = child.stdio[4] as Readable;
+    createInterface({ input: control }).on("line", (line) => {
+      try {
+        const msg = JSON.parse(line) as { event?: string; socket?: string; port?: number };
+        if (msg.event === "listen" && msg.socket === "probe" && typeof msg.port === "number") {
+          slot.probePort = msg.port;
+          resolve();
+        }
+      } catch {
+        // not a control message
+      }
+    });
+    child.once("exit", () => reject(new Error(`process ${slot.index + 1} exited before it was ready`)));
+  });
+  child.once("exit", (code, signal) => {
+    if (slot.child !== child) return;
+    slot.child = null;
+    slot.probePort = null;
+    if (stopping) return;
+    slot.failures = Date.now() - slot.startedAt >= RESTART_RESET_MS ? 0 : slot.failures + 1;
+    const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.max(0, slot.failures - 1));
+    log(`process ${slot.index + 1} (pid ${child.pid}) exited (${signal ?? `code ${code}`}); restarting in ${delay} ms`);
+    slot.restartTimer = setTimeout(() => {
+      start(slot)
+        .then(() => healthy(slot))
+        .then(() => log(`process ${slot.index + 1} (pid ${slot.child?.pid}) restarted`))
+        .catch((e: unknown) => log(`process ${slot.index + 1} did not come back: ${(e as Error).message}`));
+    }, delay);
+  });
+  return ready;
+}
+
+/** Waits until the process answers /healthz on its probe port (any status: 503 means it answers, degraded). */
+async function healthy(slot: Slot): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (slot.probePort === null) throw new Error(`process ${slot.index + 1} is not running`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${slot.probePort}/healthz`);
+      await res.body?.cancel();
+      return;
+    } catch {
+      // not answering yet
+    }
+    if (Date.now() > deadline) throw new Error(`process ${slot.index + 1} did not answer /healthz within ${READY_TIMEOUT_MS / 1000} s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stop(signal: NodeJS.Signals, exitCode = 0): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log(`${signal}: draining ${slots.filter((s) => s.child).length} processes`);
+  for (const s of slots) if (s.restartTimer) clearTimeout(s.restartTimer);
+  // The processes hold their own copies of the socket; this one only fed restarts.
+  try {
+    closeSync(LISTEN_FD);
+  } catch {
+    // already closed
+  }
+  const running = slots.flatMap((s) => (s.child ? [s.child] : []));
+  await Promise.all(
+    running.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const kill = setTimeout(() => child.kill("SIGKILL"), DRAIN_MS);
+          child.once("exit", () => {
+            clearTimeout(kill);
+            resolve();
+          });
+          child.kill("SIGTERM");
+        }),
+    ),
+  );
+  log("stopped");
+  process.exit(exitCode);
+}
+
+process.on("SIGTERM", () => void stop("SIGTERM"));
+process.on("SIGINT", () => void stop("SIGINT"));
+// main.ts gone (killed hard): stop rather than leave workerd processes behind.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) void stop("SIGTERM");
+}, 1000).unref();
+
+try {
+  await Promise.all(slots.map((s) => start(s).then(() => healthy(s))));
+  for (const s of slots) log(`process ${s.index + 1} (pid ${s.child?.pid}) ready, probe port ${s.probePort}`);
+  console.log(`edge node listening on http://${host}:${port} (${count} processes)`);
+} catch (e) {
+  console.error(`edge node: ${(e as Error).message}`);
+  await stop("SIGTERM", 1);
+}
