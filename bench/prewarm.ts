@@ -1,7 +1,7 @@
 /**
- * Prewarm throughput of one edge node: 1,000-SKU batches over HTTP, one after
- * another, end to end (the node's Redis read, the Wasm rules, the hot cache,
- * and the Cache API copies behind it unless they are off), against
+ * Prewarm throughput of one edge node: 1,000-SKU batches over HTTP, end to
+ * end (the node's Redis read, the Wasm rules, the one pipelined write of the
+ * batch to the node's shared store, the answer), against
  * `redis-benchmark`'s pipelined GET rate on the same Redis for keys holding
  * the same record bytes, in the same run. A SKU is two GETs.
  */
@@ -17,8 +17,8 @@ export interface PrewarmBench {
   failed: number;
 }
 
-/** Warms `rounds` batches back to back; SKUs/s over the whole sequence. */
-export async function prewarmRate(edge: EdgeNode, token: string, skus: readonly string[], rounds: number): Promise<PrewarmBench> {
+/** Warms `rounds` batches, `concurrency` at a time (a scheduler's per-node concurrency); SKUs/s over the whole run. */
+export async function prewarmRate(edge: EdgeNode, token: string, skus: readonly string[], rounds: number, concurrency = 1): Promise<PrewarmBench> {
   const post = async (batch: readonly string[]): Promise<{ warmed: number; failed: unknown[] }> => {
     const res = await fetch(`${edge.url}/v1/prewarm`, {
       method: "POST",
@@ -28,16 +28,21 @@ export async function prewarmRate(edge: EdgeNode, token: string, skus: readonly 
     if (res.status !== 200) throw new Error(`prewarm answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
     return (await res.json()) as { warmed: number; failed: unknown[] };
   };
-  await post(skus.slice(0, BATCH)); // warm-up
+  // warm-up: JIT tiers and the Wasm instance of every process
+  await Promise.all(Array.from({ length: concurrency * 2 }, () => post(skus.slice(0, BATCH))));
   let warmed = 0;
   let failed = 0;
+  let next = 0;
   const t0 = performance.now();
-  for (let r = 0; r < rounds; r++) {
-    const off = (r * BATCH) % skus.length;
-    const a = await post(skus.slice(off, off + BATCH));
-    warmed += a.warmed;
-    failed += a.failed.length;
-  }
+  const lane = async (): Promise<void> => {
+    for (let r = next++; r < rounds; r = next++) {
+      const off = (r * BATCH) % skus.length;
+      const a = await post(skus.slice(off, off + BATCH));
+      warmed += a.warmed;
+      failed += a.failed.length;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
   return { skusPerSecond: (warmed / (performance.now() - t0)) * 1000, batches: rounds, failed };
 }
 
@@ -56,18 +61,4 @@ export async function redisBenchmarkGets(redisUrl: string, sample: Uint8Array, k
   const m = /([\d.]+) requests per second/.exec(out);
   if (!m) throw new Error(`no rate in redis-benchmark output:\n${out}`);
   return Number(m[1]);
-}
-
-/** Cache API puts/s of the baseline worker (bench/cache-api-worker): `rounds` requests of 1,000 puts each, back to back. */
-export async function cacheApiPutRate(node: EdgeNode, rounds: number): Promise<number> {
-  const put = async (): Promise<number> => {
-    const res = await fetch(`${node.url}/puts?n=${BATCH}`, { method: "POST" });
-    if (res.status !== 200) throw new Error(`cache API baseline answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
-    return ((await res.json()) as { puts: number }).puts;
-  };
-  await put(); // warm-up
-  let puts = 0;
-  const t0 = performance.now();
-  for (let r = 0; r < rounds; r++) puts += await put();
-  return (puts / (performance.now() - t0)) * 1000;
 }

@@ -1,16 +1,19 @@
 /**
- * `npm run bench:profile`: a CPU profile of the edge worker while it warms
- * 1,000-SKU batches back to back (the same load as the prewarm benchmark),
- * taken through the worker's DevTools inspector (Chrome DevTools Protocol).
- * Prints the functions with the most self time and writes the profile to
- * bench/results/prewarm.cpuprofile (open it in Chrome DevTools).
+ * `npm run bench:profile`: a CPU profile of the edge worker (one workerd
+ * process of a node) while it warms 1,000-SKU batches back to back (the same
+ * load as the prewarm benchmark) or, with `--what reads`, answers warmed
+ * reads from 10 connections for 5 s, taken through the worker's DevTools
+ * inspector (Chrome DevTools Protocol). Prints the functions with the most
+ * self time and writes bench/results/<what>.cpuprofile (open it in Chrome
+ * DevTools).
  *
- *   npm run bench:profile -- [--rounds 20] [--cache-api-writes on|off]
+ *   npm run bench:profile -- [--what prewarm|reads] [--rounds 20]
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import { demoCatalog, seedCatalog } from "../records/demo-catalog";
 import { startEdgeNode } from "../scripts/edge-node";
@@ -70,11 +73,11 @@ function selfTimes(p: Profile): [string, number][] {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { rounds: { type: "string", default: "20" }, "cache-api-writes": { type: "string", default: "off" } } });
+  const { values } = parseArgs({ options: { rounds: { type: "string", default: "20" }, what: { type: "string", default: "prewarm" } } });
+  const what = values.what;
+  if (what !== "prewarm" && what !== "reads") throw new RangeError(`--what must be prewarm or reads, got ${what}`);
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`--rounds must be a positive integer, got ${values.rounds}`);
-  const cacheApiWrites = values["cache-api-writes"] ?? "off";
-  if (cacheApiWrites !== "on" && cacheApiWrites !== "off") throw new RangeError(`--cache-api-writes must be on or off, got ${cacheApiWrites}`);
   const token = randomBytes(8).toString("hex");
   const redis = await startRedis();
   const catalog = demoCatalog(20_000, Date.now(), Date.now() + 3_600_000);
@@ -83,7 +86,9 @@ async function main(): Promise<void> {
   c.disconnect();
   const inspectorPort = await freePort();
   const edge = await startEdgeNode({
-    vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: token, CACHE_API_WRITES: cacheApiWrites },
+    vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: token },
+    // One process, so that every batch lands in the profiled one.
+    processes: 1,
     inspectorPort,
   });
   try {
@@ -93,14 +98,21 @@ async function main(): Promise<void> {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
     await cdp.send("Profiler.start");
-    const rate = await prewarmRate(edge, token, skus, rounds);
+    let summary: string;
+    if (what === "prewarm") {
+      const rate = await prewarmRate(edge, token, skus, rounds);
+      summary = `${Math.round(rate.skusPerSecond)} SKUs/s over ${rounds} batches`;
+    } else {
+      const r = await autocannon({ url: `${edge.url}/v1/skus/${skus[3]}`, connections: 10, duration: 5 });
+      summary = `${Math.round(r.requests.average)} warmed reads/s, p99 ${r.latency.p99} ms, ${r.non2xx} non-2xx`;
+    }
     const { profile } = (await cdp.send("Profiler.stop")) as { profile: Profile };
     cdp.close();
     const dir = path.resolve(import.meta.dirname, "results");
     mkdirSync(dir, { recursive: true });
-    writeFileSync(path.join(dir, "prewarm.cpuprofile"), JSON.stringify(profile));
+    writeFileSync(path.join(dir, `${what}.cpuprofile`), JSON.stringify(profile));
     const total = profile.timeDeltas.reduce((a, b) => a + b, 0) / 1000;
-    console.log(`${Math.round(rate.skusPerSecond)} SKUs/s over ${rounds} batches; profile ${total.toFixed(0)} ms, top self time:`);
+    console.log(`${summary}; profile ${total.toFixed(0)} ms, top self time:`);
     for (const [name, ms] of selfTimes(profile).slice(0, 30)) console.log(`${ms.toFixed(1).padStart(8)} ms ${((ms / total) * 100).toFixed(1).padStart(5)} %  ${name}`);
   } finally {
     await edge.stop();

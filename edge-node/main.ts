@@ -18,7 +18,7 @@ import { createServer } from "node:net";
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import { parseConfig, type RawConfig } from "../worker/config";
-import { CONFIG_FILE, ROOT } from "./workerd-config";
+import { ROOT, bundleDir } from "./workerd-config";
 
 function fail(message: string): never {
   console.error(`edge node: ${message}`);
@@ -42,7 +42,8 @@ try {
 } catch (e) {
   fail((e as Error).message);
 }
-if (!existsSync(CONFIG_FILE)) fail(`${path.relative(ROOT, CONFIG_FILE)} is missing: run npm run build:node (npm run node does)`);
+const configFile = path.join(bundleDir(env), "workerd.capnp");
+if (!existsSync(configFile)) fail(`${path.relative(ROOT, configFile)} is missing: run npm run build:node (npm run node does)`);
 
 const server = createServer();
 server.on("error", (e) => fail(`cannot listen on ${env["NODE_HOST"]}:${port}: ${e.message}`));

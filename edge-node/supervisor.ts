@@ -16,10 +16,11 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync } from "node:fs";
+import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { CONFIG_VARS } from "../worker/config";
-import { BUNDLE_DIR, CONFIG_FILE } from "./workerd-config";
+import { bundleDir } from "./workerd-config";
 import { workerdBinary } from "./workerd-binary";
 
 const LISTEN_FD = 3;
@@ -44,6 +45,9 @@ const host = process.env["NODE_HOST"]!;
 const port = Number(process.env["NODE_PORT"]);
 const count = Number(process.env["NODE_PROCESSES"]);
 const workerd = workerdBinary();
+const dir = bundleDir();
+/** For profiling (bench:profile): the DevTools inspector of process 1. */
+const inspectorPort = process.env["EDGE_NODE_INSPECTOR_PORT"];
 const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, child: null, probePort: null, startedAt: 0, failures: 0, restartTimer: null }));
 let stopping = false;
 
@@ -67,8 +71,10 @@ function start(slot: Slot): Promise<void> {
   slot.restartTimer = null;
   slot.probePort = null;
   slot.startedAt = Date.now();
-  const child = spawn(workerd, ["serve", CONFIG_FILE, "--socket-fd", `http=${LISTEN_FD}`, "--socket-addr", "probe=127.0.0.1:0", "--control-fd", "4"], {
-    cwd: BUNDLE_DIR,
+  const args = ["serve", path.join(dir, "workerd.capnp"), "--socket-fd", `http=${LISTEN_FD}`, "--socket-addr", "probe=127.0.0.1:0", "--control-fd", "4"];
+  if (inspectorPort && slot.index === 0) args.push("--inspector-addr", `127.0.0.1:${inspectorPort}`);
+  const child = spawn(workerd, args, {
+    cwd: dir,
     env: workerEnv,
     stdio: ["ignore", "pipe", "pipe", LISTEN_FD, "pipe"],
   });
@@ -101,7 +107,7 @@ function start(slot: Slot): Promise<void> {
     slot.restartTimer = setTimeout(() => {
       start(slot)
         .then(() => healthy(slot))
-        .then(() => log(`process ${slot.index + 1} (pid ${slot.child?.pid}) restarted`))
+        .then(() => log(`process ${slot.index + 1} (pid ${slot.child?.pid}) restarted, probe port ${slot.probePort}`))
         .catch((e: unknown) => log(`process ${slot.index + 1} did not come back: ${(e as Error).message}`));
     }, delay);
   });

@@ -73,4 +73,12 @@ export function compatibilityOf(wranglerToml: string): { compatibilityDate: stri
 export const ROOT = path.resolve(import.meta.dirname, "..");
 /** Where `npm run build:node` puts the bundle and its config. */
 export const BUNDLE_DIR = path.join(ROOT, "build/node");
-export const CONFIG_FILE = path.join(BUNDLE_DIR, "workerd.capnp");
+
+/**
+ * The bundle a node runs: build/node, or EDGE_NODE_BUNDLE_DIR (another
+ * bundle built by `buildBundle`, e.g. the benchmarks' empty worker, served
+ * the same way).
+ */
+export function bundleDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env["EDGE_NODE_BUNDLE_DIR"] || BUNDLE_DIR;
+}

@@ -1,13 +1,12 @@
 /**
- * The main job on embedded defaults: two edge nodes in two regions (each the
- * worker in workerd with its own private Redis, seeded with 90 % of the demo
- * catalogue), the reference regional aggregator with its own Redis holding
- * all of it, and the scheduler's Redis. A prewarm plan runs through the
- * scheduler's CLI (`prewarm run`, progress bar per node, per-node report),
- * then a few warmed keys are read from each node. Everything it starts, it
- * stops. `npm run demo -- --skus 100000` runs a bigger plan;
- * `--cache-api-writes off` runs the nodes on their hot cache alone, as a
- * self-hosted workerd node with one isolate would.
+ * The main job on embedded defaults: two self-hosted edge nodes in two
+ * regions (each started as `npm run node` starts one: the worker bundle in 2
+ * workerd processes on one port, with its own private Redis seeded with 90 %
+ * of the demo catalogue), the reference regional aggregator with its own
+ * Redis holding all of it, and the scheduler's Redis. A prewarm plan runs
+ * through the scheduler's CLI (`prewarm run`, progress bar per node,
+ * per-node report), then a few warmed keys are read from each node. Everything
+ * it starts, it stops. `npm run demo -- --skus 100000` runs a bigger plan.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -29,11 +28,11 @@ const NODES = [
 ] as const;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { skus: { type: "string", default: "2000" }, "cache-api-writes": { type: "string", default: "on" } } });
+  const { values } = parseArgs({ options: { skus: { type: "string", default: "2000" }, processes: { type: "string", default: "2" } } });
   const skuCount = Number(values.skus);
   if (!Number.isInteger(skuCount) || skuCount < 1) throw new RangeError(`--skus must be a positive integer, got ${values.skus}`);
-  const cacheApiWrites = values["cache-api-writes"] ?? "on";
-  if (cacheApiWrites !== "on" && cacheApiWrites !== "off") throw new RangeError(`--cache-api-writes must be on or off, got ${cacheApiWrites}`);
+  const processes = Number(values.processes);
+  if (!Number.isInteger(processes) || processes < 2) throw new RangeError(`--processes must be an integer ≥ 2, got ${values.processes}`);
   const token = randomBytes(16).toString("hex");
   const dir = mkdtempSync(path.join(tmpdir(), "edge-prewarm-demo-"));
   const started: { stop(): Promise<void> }[] = [];
@@ -58,10 +57,10 @@ async function main(): Promise<void> {
       const redis = await startRedis();
       started.push(redis);
       await seed(redis.url, edgeShare);
-      const node = await startEdgeNode({ vars: { EDGE_REGION: n.region, EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: token, CACHE_API_WRITES: cacheApiWrites } });
+      const node = await startEdgeNode({ vars: { EDGE_REGION: n.region, EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: token }, processes });
       started.push(node);
       edges.push({ ...n, node });
-      console.log(`edge node ${n.name.padEnd(10)} ${node.url} region ${n.region}, workerd via wrangler dev, Redis ${redis.url} (${edgeShare.length} SKUs)`);
+      console.log(`edge node ${n.name.padEnd(10)} ${node.url} region ${n.region}, ${processes} workerd processes (npm run node), Redis ${redis.url} (${edgeShare.length} SKUs)`);
     }
 
     const schedulerRedis = await startRedis();

@@ -1,101 +1,98 @@
 /**
- * Runs the edge worker in workerd through `wrangler dev` (local mode) on a
- * free loopback port, waits until /healthz answers, and stops it again.
- * Used by the demo, the benchmarks and the scheduler's tests.
+ * Starts a self-hosted edge node as deployed (`edge-node/main.ts`, what
+ * `npm run node` runs: the wrangler bundle in workerd processes on one
+ * socket) on a free loopback port, waits for its "listening" line, and stops
+ * it again. Used by the demo, the benchmarks, the load test and the tests.
+ * Builds build/node first when it is missing or older than the worker's
+ * sources (npm scripts build it anyway; a test run straight from vitest may not).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { freePort } from "./redis-server";
+import { buildBundle } from "../edge-node/bundle";
+import { BUNDLE_DIR, ROOT } from "../edge-node/workerd-config";
 
 export interface EdgeNode {
   url: string;
   port: number;
   process: ChildProcess;
+  /** The node's workerd processes now, by process number (1-based): pid, and the URL of the process's own probe port. */
+  processes(): Map<number, { pid: number; url: string }>;
+  /** Everything the node printed so far. */
+  log(): string;
   stop(): Promise<void>;
 }
 
 export interface EdgeNodeOptions {
-  /** wrangler vars (EDGE_REGION, EDGE_REDIS_URL, PREWARM_TOKEN, ...). */
+  /** The worker's variables (EDGE_REGION, EDGE_REDIS_URL, PREWARM_TOKEN, ...). */
   vars: Record<string, string>;
+  /** @default 2 */
+  processes?: number;
+  /** @default a free port */
   port?: number;
-  /** Project root holding wrangler.toml. */
-  root?: string;
-  /** Another wrangler config (e.g. the benchmarks' empty worker), relative to the root. */
-  config?: string;
-  /** DevTools inspector port of the worker (for profiling); a free one by default. */
+  /** Another bundle built with `buildBundle` (e.g. the benchmarks' empty worker). @default build/node */
+  bundleDir?: string;
+  /** DevTools inspector port of the (single) workerd process, for profiling. */
   inspectorPort?: number;
 }
 
-const ROOT = path.resolve(import.meta.dirname, "..");
+/** Whether build/node is missing or older than the worker's sources or the Wasm module (a test run straight from vitest). */
+function bundleOutdated(): boolean {
+  const config = path.join(BUNDLE_DIR, "workerd.capnp");
+  if (!existsSync(config)) return true;
+  const built = statSync(config).mtimeMs;
+  const sources = [path.join(ROOT, "wrangler.toml"), path.join(ROOT, "build/go-stock.wasm"), ...readdirSync(path.join(ROOT, "worker"), { recursive: true, encoding: "utf8" }).map((f) => path.join(ROOT, "worker", f))];
+  return sources.some((f) => existsSync(f) && statSync(f).mtimeMs > built);
+}
 
-/**
- * Where a node's throw-away local state goes (wrangler dev persists its Cache
- * API there): memory (tmpfs) where the machine has it. Miniflare's cache
- * writes a file per entry; on tmpfs a cache.put costs about a third less.
- */
-const STATE_ROOT = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+const STARTED = /^edge node listening on http:\/\/([^:]+):(\d+) \((\d+) processes\)$/m;
+const PROCESS = /process (\d+) \(pid (\d+)\) (?:ready|restarted), probe port (\d+)/g;
 
 export async function startEdgeNode(options: EdgeNodeOptions): Promise<EdgeNode> {
-  const port = options.port ?? (await freePort());
-  const root = options.root ?? ROOT;
-  const persistDir = mkdtempSync(path.join(STATE_ROOT, "edge-prewarm-"));
-  const args = [
-    path.join(root, "node_modules/wrangler/bin/wrangler.js"),
-    "dev",
-    "--ip", "127.0.0.1",
-    "--port", String(port),
-    "--inspector-port", String(options.inspectorPort ?? (await freePort())),
-    "--persist-to", persistDir,
-    "--show-interactive-dev-session=false",
-    "--log-level", "warn",
-  ];
-  if (options.config) args.push("--config", options.config);
-  for (const [k, v] of Object.entries(options.vars)) args.push("--var", `${k}:${v}`);
+  if (!options.bundleDir && bundleOutdated()) buildBundle(path.join(ROOT, "wrangler.toml"), BUNDLE_DIR);
+  const env: Record<string, string> = {
+    PATH: process.env["PATH"] ?? "",
+    ...options.vars,
+    NODE_HOST: "127.0.0.1",
+    NODE_PORT: String(options.port ?? 0),
+    NODE_PROCESSES: String(options.processes ?? 2),
+  };
+  if (options.bundleDir) env["EDGE_NODE_BUNDLE_DIR"] = options.bundleDir;
+  if (options.inspectorPort) env["EDGE_NODE_INSPECTOR_PORT"] = String(options.inspectorPort);
   // process.execPath is the Node running this script: the project's Node 22 under npm scripts.
-  const child = spawn(process.execPath, args, {
-    cwd: root,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "edge-node/main.ts")], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
-  child.stdout?.on("data", (d: Buffer) => (log += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (log += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
-  const stop = (): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const done = (): void => {
-        rmSync(persistDir, { recursive: true, force: true });
-        resolve();
-      };
-      if (child.exitCode !== null || child.signalCode !== null) return done();
-      child.once("exit", done);
-      // wrangler starts workerd as its own child: signal the whole process group.
-      try {
-        process.kill(-child.pid!, "SIGTERM");
-      } catch {
-        child.kill("SIGTERM");
-      }
-    });
+  child.stdout.on("data", (d: Buffer) => (log += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (log += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    await exited;
+    clearTimeout(timer);
+  };
   const deadline = Date.now() + 60_000;
+  let port = 0;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited with code ${child.exitCode}:\n${log}`);
-    try {
-      const res = await fetch(`${url}/healthz`);
-      if (res.status === 200 || res.status === 503) {
-        await res.body?.cancel();
-        break;
-      }
-    } catch {
-      // not listening yet
+    const m = STARTED.exec(log);
+    if (m) {
+      port = Number(m[2]);
+      break;
     }
+    if (child.exitCode !== null) throw new Error(`edge node exited with code ${child.exitCode}:\n${log}`);
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`edge node on port ${port} did not answer /healthz within 60 s:\n${log}`);
+      throw new Error(`edge node did not start within 60 s:\n${log}`);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 50));
   }
-  return { url, port, process: child, stop };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    process: child,
+    processes: () => new Map([...log.matchAll(PROCESS)].map((m) => [Number(m[1]), { pid: Number(m[2]), url: `http://127.0.0.1:${m[3]}` }])),
+    log: () => log,
+    stop,
+  };
 }

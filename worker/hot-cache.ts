@@ -1,11 +1,13 @@
 /**
  * The isolate's hot cache: the most recently used aggregate timelines kept
- * in memory, in front of the node's shared store, bounded by bytes. A warmed
- * key is then answered without a round trip to the store.
+ * in memory, in front of the node's shared store, bounded by bytes
+ * (lru-cache with `maxSize`). A warmed key is then answered without a round
+ * trip to the store.
  *
  * Freshness is judged exactly as for stored entries (`lookupAt`); an entry
  * that can no longer be served even stale is dropped when met.
  */
+import { LRUCache } from "lru-cache";
 import type { CachedAggregate } from "./cache";
 import { ETAG_LENGTH } from "./etag";
 
@@ -17,65 +19,62 @@ export function entryBytes(key: string, entry: CachedAggregate): number {
 }
 
 export class HotCache {
-  private readonly map = new Map<string, { entry: CachedAggregate; bytes: number }>();
-  private used = 0;
+  private readonly lru: LRUCache<string, CachedAggregate> | null;
   /** Entries dropped to stay within the budget since start-up. */
   evictions = 0;
 
   constructor(
     /** Budget in bytes; 0 disables the cache. */
     readonly maxBytes: number,
-  ) {}
+  ) {
+    this.lru =
+      maxBytes > 0
+        ? new LRUCache<string, CachedAggregate>({
+            maxSize: maxBytes,
+            maxEntrySize: maxBytes,
+            sizeCalculation: (entry, key) => entryBytes(key, entry),
+            dispose: (_entry, _key, reason) => {
+              if (reason === "evict") this.evictions++;
+            },
+          })
+        : null;
+  }
 
   get bytes(): number {
-    return this.used;
+    return this.lru?.calculatedSize ?? 0;
   }
 
   get size(): number {
-    return this.map.size;
+    return this.lru?.size ?? 0;
   }
 
+  /** The entry of `key`, which becomes the most recently used. */
   get(key: string): CachedAggregate | undefined {
-    const slot = this.map.get(key);
-    if (!slot) return undefined;
-    // Map order is insertion order: re-inserting makes this the most recent.
-    this.map.delete(key);
-    this.map.set(key, slot);
-    return slot.entry;
+    return this.lru?.get(key);
   }
 
   /** Keeps `entry` as the most recent; false when it does not fit at all (or the cache is off). */
   set(key: string, entry: CachedAggregate): boolean {
-    this.delete(key);
-    const bytes = entryBytes(key, entry);
-    if (bytes > this.maxBytes) return false;
-    this.map.set(key, { entry, bytes });
-    this.used += bytes;
-    for (const [k, slot] of this.map) {
-      if (this.used <= this.maxBytes) break;
-      this.map.delete(k);
-      this.used -= slot.bytes;
-      this.evictions++;
+    if (!this.lru) return false;
+    if (entryBytes(key, entry) > this.maxBytes) {
+      this.lru.delete(key);
+      return false;
     }
+    this.lru.set(key, entry);
     return true;
   }
 
   /** Whether `entry` is still the one held for `key` (a purge or a newer write replaces it). */
   holds(key: string, entry: CachedAggregate): boolean {
-    return this.map.get(key)?.entry === entry;
+    return this.lru?.peek(key) === entry;
   }
 
   /** Drops every entry (they are not counted as evictions). */
   clear(): void {
-    this.map.clear();
-    this.used = 0;
+    this.lru?.clear();
   }
 
   delete(key: string): boolean {
-    const slot = this.map.get(key);
-    if (!slot) return false;
-    this.map.delete(key);
-    this.used -= slot.bytes;
-    return true;
+    return this.lru?.delete(key) ?? false;
   }
 }

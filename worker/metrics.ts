@@ -13,7 +13,21 @@
 
 type Labels = Record<string, string>;
 
+/** Series suffixes already built, by the labels' values in their given order: `inc` is on every request's path. */
+const built = new Map<string, string>();
+
 function labelKey(labels: Labels): string {
+  let raw = "";
+  for (const k in labels) raw += `${k}\u0000${labels[k]}\u0000`;
+  let key = built.get(raw);
+  if (key === undefined) {
+    key = buildLabelKey(labels);
+    if (built.size < 10_000) built.set(raw, key);
+  }
+  return key;
+}
+
+function buildLabelKey(labels: Labels): string {
   const keys = Object.keys(labels).sort();
   if (keys.length === 0) return "";
   return `{${keys.map((k) => `${k}="${labels[k]!.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`).join(",")}}`;

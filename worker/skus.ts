@@ -10,7 +10,7 @@
  */
 import type { IRequest } from "itty-router";
 import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "./aggregates";
-import { lookupAt, storeKey, type Lookup, type Segment } from "./cache";
+import { lookupAt, storeKey, type CachedAggregate, type Lookup, type Segment } from "./cache";
 import { HttpError } from "./errors";
 import { segmentEtag } from "./etag";
 import { isValidRegion, isValidSku } from "./ids";
@@ -34,14 +34,15 @@ type CacheResult = "HIT" | "MISS" | "STALE";
 /** One SKU's answer: a segment to serve, or why there is none. */
 type Answer = { sku: string; segment: Segment; result: CacheResult } | { sku: string; failure: Extract<SkuOutcome, { ok: false }> };
 
-function responseHeaders(segment: Segment, result: CacheResult, now: number): Headers {
-  return new Headers({
+function responseHeaders(segment: Segment, result: CacheResult, now: number): Record<string, string> {
+  // A plain object, not a Headers: the Response makes its own, and each Headers crosses into the runtime.
+  return {
     "Content-Type": "application/json",
     "Cache-Control": `public, max-age=${Math.max(0, Math.floor((segment.validUntil - now) / 1000))}`,
     Age: String(Math.max(0, Math.floor((now - segment.computedAt) / 1000))),
     ETag: segmentEtag(segment),
     "X-Cache": result,
-  });
+  };
 }
 
 function etagMatches(header: string | null, etag: string): boolean {
@@ -97,13 +98,23 @@ function computeCoalesced(deps: Deps, skus: readonly string[], region: string): 
 /** Answers every SKU: cache lookups, then one coalesced computation for all that need one. */
 async function resolve(deps: Deps, skus: readonly string[], region: string): Promise<Answer[]> {
   deps.sync.poke(deps.redis, deps.background);
-  const entries = await lookups.batch(
-    skus.map((sku) => inflightKey(region, sku)),
-    async (keys) => {
+  // Hot entries first, with no I/O; the rest in one coalesced store lookup.
+  const entries = new Map<string, CachedAggregate | null>();
+  const cold: string[] = [];
+  const at = Date.now();
+  for (const sku of skus) {
+    const k = inflightKey(region, sku);
+    const hot = deps.cache.hotEntry(k, at);
+    if (hot) entries.set(k, hot);
+    else cold.push(k);
+  }
+  if (cold.length > 0) {
+    const looked = await lookups.batch(cold, async (keys) => {
       const found = await deps.cache.getMany(keys.map((k) => storeKey(k.slice(region.length + 1), region)));
       return new Map(keys.map((k, i) => [k, found[i]!]));
-    },
-  );
+    });
+    for (const [k, e] of looked) entries.set(k, e);
+  }
   const now = Date.now();
   const looked = skus.map((sku): [string, Lookup] => {
     const entry = entries.get(inflightKey(region, sku));
@@ -121,8 +132,8 @@ async function resolve(deps: Deps, skus: readonly string[], region: string): Pro
     } else compute.push(sku);
   }
   metrics.cacheLookups.inc({ result: "hit" }, skus.length - revalidate.length - compute.length);
-  metrics.cacheLookups.inc({ result: "stale" }, revalidate.length);
-  metrics.cacheLookups.inc({ result: "miss" }, compute.length);
+  if (revalidate.length > 0) metrics.cacheLookups.inc({ result: "stale" }, revalidate.length);
+  if (compute.length > 0) metrics.cacheLookups.inc({ result: "miss" }, compute.length);
   if (revalidate.length > 0) deps.background(computeCoalesced(deps, revalidate, region).catch(() => undefined));
 
   if (compute.length > 0) {

@@ -116,7 +116,7 @@ async function main(): Promise<void> {
       catalogue: `${N} SKUs, Zipf s=1.1, ${HOT} hot SKUs with a flash price from T0 taking 30 % of requests; the edge Redis lacks 5 % (the region has them)`,
       traffic: `autocannon, ${TRAFFIC.steady} connections from T0 − ${LEAD_MS / 1000} s for ${TRAFFIC.seconds} s, plus ${TRAFFIC.burst} connections from T0 − 1 s for 5 s; each request a SKU drawn by popularity`,
       prewarm: `prewarm run (scheduler CLI), top ${PREWARM_TOP} of the hot-SKU sorted set, ttl 120 s, before the traffic`,
-      node: "one edge node (workerd via wrangler dev), its Redis, the reference regional aggregator, all on loopback",
+      node: "one edge node as deployed (npm run node: 2 workerd processes on one port, aggregates in its Redis), its Redis, the reference regional aggregator, all on loopback",
     };
     const out = path.resolve(ROOT, "bench/results");
     mkdirSync(out, { recursive: true });

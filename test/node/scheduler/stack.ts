@@ -1,6 +1,6 @@
 /**
  * A real stack for the scheduler's tests: two edge nodes in two regions (each
- * the worker in workerd via wrangler dev, with its own seeded Redis) and the
+ * a self-hosted node as deployed, with its own seeded Redis) and the
  * scheduler's own Redis. Each test gets its own key prefix, so its queues and
  * runs are its own.
  */

@@ -1,0 +1,198 @@
+/**
+ * The self-hosted edge node as deployed (`npm run node`, SPEC §7): the
+ * wrangler bundle in real workerd processes sharing one socket, a real Redis.
+ * Each process is also reached alone through its probe port, so a test can
+ * warm through one process and read through another.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import autocannon from "autocannon";
+import Redis from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encodeRecord } from "../../records/encode";
+import { startEdgeNode, type EdgeNode } from "../../scripts/edge-node";
+import { startRedis, type RedisProcess } from "../../scripts/redis-server";
+import { BUNDLE_DIR } from "../../edge-node/workerd-config";
+
+const TOKEN = "node-test-token";
+let redis: RedisProcess;
+let client: Redis;
+let node: EdgeNode;
+let n = 0;
+
+function stock(sku: string): Record<string, unknown> {
+  return { sku, warehouses: [{ id: "w1", regions: ["cn-east"], onHand: 50, reserved: 0 }], updatedAt: 1 };
+}
+function price(sku: string, base: number): Record<string, unknown> {
+  return { sku, currency: "CNY", base, updatedAt: Date.now() };
+}
+
+async function seedSku(base = 10_000): Promise<string> {
+  const sku = `node-${process.pid}-${n++}`;
+  await client.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
+  await client.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, base))));
+  return sku;
+}
+
+async function setPrice(sku: string, base: number): Promise<void> {
+  await client.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, base))));
+}
+
+function post(url: string, route: string, body: unknown): Promise<Response> {
+  return fetch(`${url}${route}`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
+}
+
+async function read(url: string, sku: string): Promise<{ status: number; cache: string | null; amount: number | undefined }> {
+  const res = await fetch(`${url}/v1/skus/${sku}`);
+  const body = (await res.json()) as { price?: { amount: number } };
+  return { status: res.status, cache: res.headers.get("X-Cache"), amount: body.price?.amount };
+}
+
+function proc(i: number): string {
+  const p = node.processes().get(i);
+  if (!p) throw new Error(`no process ${i}:\n${node.log()}`);
+  return p.url;
+}
+
+/** Reads `sku` through `url` until it shows `amount`; the ms that took, or null past `withinMs`. */
+async function msUntil(url: string, sku: string, amount: number, since: number, withinMs: number): Promise<number | null> {
+  for (;;) {
+    const r = await read(url, sku);
+    const at = performance.now() - since;
+    if (r.amount === amount) return at;
+    if (at > withinMs) return null;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+async function metricOf(url: string, series: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  if (!line) throw new Error(`${series} is not exported:\n${text}`);
+  return Number(line.slice(series.length + 1));
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = new Redis(redis.url);
+  node = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: TOKEN }, processes: 2 });
+});
+
+afterAll(async () => {
+  await node?.stop();
+  client?.disconnect();
+  await redis?.stop();
+});
+
+describe("npm run node", () => {
+  it("serves reads and prewarms with no Cache API in its workerd config", async () => {
+    expect(readFileSync(path.join(BUNDLE_DIR, "workerd.capnp"), "utf8")).not.toMatch(/^\s*cacheApiOutbound\s*=/m);
+    expect(node.processes().size).toBe(2);
+    const sku = await seedSku();
+    const health = await fetch(`${node.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: "ok", store: "redis" });
+    const warm = await post(node.url, "/v1/prewarm", { skus: [sku] });
+    expect(warm.status).toBe(200);
+    expect(await warm.json()).toMatchObject({ warmed: 1, failed: [] });
+    expect(await read(node.url, sku)).toMatchObject({ status: 200, amount: 10_000 });
+    const cold = await seedSku(7_000);
+    expect(await read(node.url, cold)).toMatchObject({ status: 200, cache: "MISS", amount: 7_000 });
+    const purge = await post(node.url, "/v1/purge", { skus: [sku] });
+    expect(purge.status).toBe(200);
+  });
+
+  it("serves a key warmed through one process as a HIT from the other", async () => {
+    const sku = await seedSku();
+    expect((await post(proc(1), "/v1/prewarm", { skus: [sku] })).status).toBe(200);
+    expect(await read(proc(2), sku)).toMatchObject({ status: 200, cache: "HIT", amount: 10_000 });
+  });
+
+  it("serves the new price from every process within 1 s of a purge", async () => {
+    const sku = await seedSku(10_000);
+    await post(proc(1), "/v1/prewarm", { skus: [sku] });
+    // both processes hold the old aggregate in memory
+    expect(await read(proc(1), sku)).toMatchObject({ cache: "HIT", amount: 10_000 });
+    expect(await read(proc(2), sku)).toMatchObject({ cache: "HIT", amount: 10_000 });
+    await setPrice(sku, 8_000);
+    expect((await post(proc(1), "/v1/purge", { skus: [sku] })).status).toBe(200);
+    const purged = performance.now();
+    const [p1, p2] = await Promise.all([msUntil(proc(1), sku, 8_000, purged, 1000), msUntil(proc(2), sku, 8_000, purged, 1000)]);
+    expect(p1).not.toBeNull();
+    expect(p2).not.toBeNull();
+  });
+
+  it("serves a re-warmed entry from every process within 1 s", async () => {
+    const sku = await seedSku(10_000);
+    await post(proc(1), "/v1/prewarm", { skus: [sku] });
+    expect(await read(proc(2), sku)).toMatchObject({ cache: "HIT", amount: 10_000 });
+    await setPrice(sku, 9_000);
+    expect((await post(proc(1), "/v1/prewarm", { skus: [sku] })).status).toBe(200);
+    const warmed = performance.now();
+    expect(await msUntil(proc(2), sku, 9_000, warmed, 1000)).not.toBeNull();
+    // and an idle process that wakes up after the bound serves the new one at once
+    await setPrice(sku, 9_500);
+    await post(proc(2), "/v1/prewarm", { skus: [sku] });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await read(proc(1), sku)).toMatchObject({ amount: 9_500 });
+  });
+
+  it("gives the node's totals on /metrics whichever process answers, never going backwards", async () => {
+    const sku = await seedSku();
+    await read(proc(1), sku);
+    const before = await metricOf(proc(1), 'edge_http_requests_total{route="/v1/skus/:sku",status="200"}');
+    for (let i = 0; i < 5; i++) await read(proc(1), sku);
+    for (let i = 0; i < 5; i++) await read(proc(2), sku);
+    // process 2 flushed its own count when it answered; process 1 flushes within its sync interval
+    await new Promise((r) => setTimeout(r, 300));
+    await read(proc(1), sku);
+    await new Promise((r) => setTimeout(r, 100));
+    const seen2 = await metricOf(proc(2), 'edge_http_requests_total{route="/v1/skus/:sku",status="200"}');
+    expect(seen2).toBeGreaterThanOrEqual(before + 10);
+    expect(await metricOf(proc(1), "edge_node_processes")).toBe(2);
+    expect(await metricOf(node.url, "edge_redis_errors_total")).toBe(0);
+  });
+});
+
+describe("a process that dies", () => {
+  it("is restarted while the node keeps answering, with errors no more than the requests it had in flight", async () => {
+    const sku = await seedSku();
+    await post(node.url, "/v1/prewarm", { skus: [sku] });
+    const before = node.processes().get(1)!.pid;
+    const counted = await metricOf(node.url, 'edge_prewarm_skus_total{result="warmed"}');
+    const connections = 6;
+    const load = autocannon({ url: `${node.url}/v1/skus/${sku}`, connections, duration: 4 });
+    await new Promise((r) => setTimeout(r, 1500));
+    process.kill(before, "SIGKILL");
+    const result = await load;
+    const failed = result.errors + result.timeouts + result.non2xx;
+    expect(result["2xx"]).toBeGreaterThan(1000);
+    expect(failed).toBeLessThanOrEqual(connections);
+    for (let i = 0; i < 100 && node.processes().get(1)!.pid === before; i++) await new Promise((r) => setTimeout(r, 50));
+    const after = node.processes().get(1)!;
+    expect(after.pid).not.toBe(before);
+    expect((await fetch(`${after.url}/healthz`)).status).toBe(200);
+    // the node's counters survive the process
+    expect(await metricOf(after.url, 'edge_prewarm_skus_total{result="warmed"}')).toBeGreaterThanOrEqual(counted);
+  });
+});
+
+describe("SIGTERM", () => {
+  it("stops the node and leaves no workerd process behind", async () => {
+    const extra = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: TOKEN }, processes: 2 });
+    const pids = [...extra.processes().values()].map((p) => p.pid);
+    expect(pids).toHaveLength(2);
+    await extra.stop();
+    expect(extra.process.exitCode).toBe(0);
+    const alive = pids.filter((pid) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    expect(alive).toEqual([]);
+    await expect(fetch(`${extra.url}/healthz`)).rejects.toThrow();
+  });
+});
