@@ -7,7 +7,7 @@
  */
 import { storeKey, type CachedAggregate, type EdgeCache, type WriteCause } from "./cache";
 import type { Config } from "./config";
-import { EdgeRedisError, readRecords, refillRecords, type EdgeRedisSession, type RecordPair } from "./edge-redis";
+import { EdgeRedisError, readRecords, refillRecords, takeLeases, type EdgeRedisSession, type RecordPair } from "./edge-redis";
 import type { SkuFailureCode } from "./errors";
 import { metrics } from "./metrics";
 import type { NodeSync } from "./node-sync";
@@ -75,7 +75,7 @@ export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: 
   const failures = new Map<string, Failure>();
   if (pending.length > 0 && deps.regional) {
     try {
-      const fetched = await deps.regional.fetchRecords(req.region, pending.map((f) => f.sku));
+      const fetched = await fetchOncePerNode(deps, deps.regional, req.region, pending, edge !== null);
       const found = pending.filter((f) => fetched.has(f.sku));
       const at = Date.now();
       const results = runRules(rules, found.map((f) => input(f.sku, req.region, at, ttlMs, "regional", fetched.get(f.sku)!)));
@@ -112,6 +112,61 @@ function input(sku: string, region: string, now: number, ttlMs: number, source: 
 
 function runRules(rules: RulesHost, inputs: RulesInput[]): RulesOutput[] {
   return inputs.length === 0 ? [] : rules.run(inputs);
+}
+
+/** How often a process waiting for another's regional fetch looks for the refilled records. */
+const REFILL_POLL_MS = 10;
+
+/**
+ * Fetches records from the region so that concurrent misses of one SKU on
+ * all the node's processes cost one regional request, not one per process
+ * (coalescing within a process is `Coalescer`'s job). For SKUs the edge lacks
+ * outright, each process first takes a short lease in the edge Redis (SET NX,
+ * one round trip for the batch); a process that does not get one waits, up to
+ * the regional budget, for the records the lease holder refills, and fetches
+ * what has not come by then itself. Without an edge Redis, it simply fetches.
+ */
+async function fetchOncePerNode(deps: Deps, regional: RegionalClient, region: string, pending: readonly Failure[], edgeUp: boolean): Promise<Map<string, RecordPair>> {
+  const fetch = (skus: string[]): Promise<Map<string, RecordPair>> => (skus.length === 0 ? Promise.resolve(new Map()) : regional.fetchRecords(region, skus));
+  const missing = pending.filter((f) => f.code === "not_found").map((f) => f.sku);
+  const direct = pending.filter((f) => f.code !== "not_found").map((f) => f.sku);
+  if (!edgeUp || missing.length === 0) return fetch(pending.map((f) => f.sku));
+  const budgetMs = deps.cfg.regionalTimeoutMs + 100;
+  let leased: boolean[];
+  try {
+    leased = await takeLeases(deps.redis, region, missing, budgetMs + 50);
+  } catch (e) {
+    if (!(e instanceof EdgeRedisError)) throw e;
+    return fetch(pending.map((f) => f.sku));
+  }
+  const mine = [...direct, ...missing.filter((_, i) => leased[i])];
+  const theirs = missing.filter((_, i) => !leased[i]);
+  const [fetched, refilled] = await Promise.all([fetch(mine), awaitRefill(deps.redis, theirs, Date.now() + budgetMs)]);
+  const late = theirs.filter((sku) => !refilled.has(sku));
+  const more = await fetch(late);
+  return new Map([...fetched, ...refilled, ...more]);
+}
+
+/** Polls the edge Redis until the records of `skus` appear (another process refilled them) or the deadline passes. */
+async function awaitRefill(session: EdgeRedisSession, skus: readonly string[], deadline: number): Promise<Map<string, RecordPair>> {
+  const found = new Map<string, RecordPair>();
+  let left = [...skus];
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, REFILL_POLL_MS));
+    let pairs: RecordPair[];
+    try {
+      pairs = await readRecords(session, left);
+    } catch {
+      break;
+    }
+    left = left.filter((sku, i) => {
+      const p = pairs[i]!;
+      if (p.stock === null && p.price === null) return true;
+      found.set(sku, p);
+      return false;
+    });
+  }
+  return found;
 }
 
 async function refill(session: EdgeRedisSession, cfg: Config, fetched: Map<string, RecordPair>): Promise<void> {

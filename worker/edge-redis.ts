@@ -40,6 +40,11 @@ export function aggregateKey(prefix: string, sku: string, region: string): strin
   return `${prefix}${sku}:agg:${region}`;
 }
 
+/** A process's short claim to fetch a SKU from the region for the whole node. */
+export function leaseKey(prefix: string, sku: string, region: string): string {
+  return `${prefix}${sku}:lease:${region}`;
+}
+
 /**
  * Keys of the node's own state. SKU ids cannot start with `_`, so these never
  * meet a `{prefix}{sku}:…` key.
@@ -200,4 +205,16 @@ export async function refillRecords(session: EdgeRedisSession, records: Readonly
     },
     { timeoutMs: exchangeTimeoutMs(cfg, records.size) },
   );
+}
+
+/** Takes a lease of `ttlMs` on each SKU for this region (SET NX PX, one round trip); true where this process got it. */
+export async function takeLeases(session: EdgeRedisSession, region: string, skus: readonly string[], ttlMs: number): Promise<boolean[]> {
+  const { cfg } = session;
+  return session.exchange(async (client) => {
+    const p = client.pipeline();
+    for (const sku of skus) p.set(leaseKey(cfg.redisKeyPrefix, sku, region), "1", "PX", ttlMs, "NX");
+    const out = await p.exec();
+    if (!out) throw new EdgeRedisError("edge Redis discarded the lease pipeline");
+    return out.map(([err, v]) => err === null && v === "OK");
+  });
 }

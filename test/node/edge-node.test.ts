@@ -12,10 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeRecord } from "../../records/encode";
 import { startEdgeNode, type EdgeNode } from "../../scripts/edge-node";
 import { startRedis, type RedisProcess } from "../../scripts/redis-server";
+import { startRegional, type Regional } from "../../regional/server";
 import { BUNDLE_DIR } from "../../edge-node/workerd-config";
 
 const TOKEN = "node-test-token";
 let redis: RedisProcess;
+let regionalRedis: RedisProcess;
+let regional: Regional;
 let client: Redis;
 let node: EdgeNode;
 let n = 0;
@@ -74,13 +77,17 @@ async function metricOf(url: string, series: string): Promise<number> {
 
 beforeAll(async () => {
   redis = await startRedis();
+  regionalRedis = await startRedis();
+  regional = await startRegional({ redisUrl: regionalRedis.url });
   client = new Redis(redis.url);
-  node = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: TOKEN }, processes: 2 });
+  node = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: TOKEN }, processes: 2 });
 });
 
 afterAll(async () => {
   await node?.stop();
   client?.disconnect();
+  await regional?.close();
+  await regionalRedis?.stop();
   await redis?.stop();
 });
 
@@ -151,6 +158,21 @@ describe("npm run node", () => {
     expect(seen2).toBeGreaterThanOrEqual(before + 10);
     expect(await metricOf(proc(1), "edge_node_processes")).toBe(2);
     expect(await metricOf(node.url, "edge_redis_errors_total")).toBe(0);
+  });
+});
+
+describe("a cold key read by every process at once", () => {
+  it("costs the node one regional request, not one per process", async () => {
+    const sku = `region-only-${process.pid}`;
+    const r = new Redis(regionalRedis.url);
+    await r.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
+    await r.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, 4_200))));
+    r.disconnect();
+    const before = [...regional.counters.requests.values()].reduce((a, b) => a + b, 0);
+    const reads = await Promise.all([...Array.from({ length: 50 }, () => read(proc(1), sku)), ...Array.from({ length: 50 }, () => read(proc(2), sku))]);
+    expect(reads.every((x) => x.status === 200 && x.amount === 4_200)).toBe(true);
+    const after = [...regional.counters.requests.values()].reduce((a, b) => a + b, 0);
+    expect(after - before).toBe(1);
   });
 });
 
