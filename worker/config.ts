@@ -40,6 +40,12 @@ export interface Config {
   aggregateStore: AggregateStoreKind;
   /** Memory budget of the isolate's hot cache in front of the store; 0 = off. @default 50331648 (48 MiB) */
   hotCacheMaxBytes: number;
+  /**
+   * Requests of the API (/v1/…) an isolate works on at once; past it, new
+   * ones are answered 503 `overloaded` with Retry-After at once, instead of
+   * queueing until their edge Redis or regional budgets run out. @default 256
+   */
+  maxInflightRequests: number;
   /** Bearer token of POST /v1/prewarm and /v1/purge; empty = those routes refuse everyone. */
   prewarmToken: string;
 }
@@ -57,6 +63,7 @@ export const DEFAULTS = {
   redisKeyPrefix: "sku:",
   hotCacheMaxBytes: 48 * 1024 * 1024,
   aggregateStore: "cache-api",
+  maxInflightRequests: 256,
 } as const;
 
 export type AggregateStoreKind = "redis" | "cache-api";
@@ -85,6 +92,7 @@ export const CONFIG_VARS = [
   "REDIS_KEY_PREFIX",
   "AGGREGATE_STORE",
   "HOT_CACHE_MAX_BYTES",
+  "MAX_INFLIGHT_REQUESTS",
   "PREWARM_TOKEN",
 ] as const;
 
@@ -149,6 +157,7 @@ export function parseConfig(raw: RawConfig): Config {
     redisKeyPrefix: str(raw.REDIS_KEY_PREFIX, DEFAULTS.redisKeyPrefix),
     prewarmToken: str(raw.PREWARM_TOKEN, ""),
     aggregateStore: storeKind(raw.AGGREGATE_STORE),
+    maxInflightRequests: positiveInt("MAX_INFLIGHT_REQUESTS", raw.MAX_INFLIGHT_REQUESTS, DEFAULTS.maxInflightRequests, 100_000),
     // An isolate has 128 MB in all.
     hotCacheMaxBytes: intIn("HOT_CACHE_MAX_BYTES", raw.HOT_CACHE_MAX_BYTES, DEFAULTS.hotCacheMaxBytes, 0, 96 * 1024 * 1024),
   };

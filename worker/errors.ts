@@ -17,6 +17,7 @@ export const HTTP_ERRORS = {
   invalid_record: 502,
   regional_unavailable: 503,
   store_unavailable: 503,
+  overloaded: 503,
   internal: 500,
 } as const;
 

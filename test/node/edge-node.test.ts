@@ -199,6 +199,31 @@ describe("a process that dies", () => {
   });
 });
 
+describe("past its capacity", () => {
+  it("sheds API requests at the door with 503 and Retry-After, and still answers /healthz", async () => {
+    const small = await startEdgeNode({
+      vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: TOKEN, MAX_INFLIGHT_REQUESTS: "2", REGIONAL_TIMEOUT_MS: "2000" },
+      processes: 1,
+    });
+    try {
+      regional.faults.latencyMs = 300;
+      // misses the edge lacks: each waits on the slow region while holding a slot
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => fetch(`${small.url}/v1/skus/absent-${process.pid}-${i}`)));
+      const shed = answers.filter((r) => r.status === 503);
+      expect(shed.length).toBeGreaterThanOrEqual(4);
+      for (const r of shed) {
+        expect(r.headers.get("Retry-After")).toBe("1");
+        expect(((await r.json()) as { error: { code: string } }).error.code).toBe("overloaded");
+      }
+      expect((await fetch(`${small.url}/healthz`)).status).toBe(200);
+      expect(await metricOf(small.url, "edge_requests_shed_total")).toBeGreaterThanOrEqual(shed.length);
+    } finally {
+      regional.faults.latencyMs = 0;
+      await small.stop();
+    }
+  });
+});
+
 describe("SIGTERM", () => {
   it("stops the node and leaves no workerd process behind", async () => {
     const extra = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: TOKEN }, processes: 2 });
