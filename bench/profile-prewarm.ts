@@ -2,12 +2,13 @@
  * `npm run bench:profile`: a CPU profile of the edge worker (one workerd
  * process of a node) while it warms 1,000-SKU batches back to back (the same
  * load as the prewarm benchmark) or, with `--what reads`, answers warmed
- * reads from 10 connections for 5 s, taken through the worker's DevTools
+ * reads from 10 connections for 5 s (`--what misses`: reads of keys never
+ * read before), taken through the worker's DevTools
  * inspector (Chrome DevTools Protocol). Prints the functions with the most
  * self time and writes bench/results/<what>.cpuprofile (open it in Chrome
  * DevTools).
  *
- *   npm run bench:profile -- [--what prewarm|reads] [--rounds 20]
+ *   npm run bench:profile -- [--what prewarm|reads|misses] [--rounds 20]
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -18,6 +19,7 @@ import { Redis } from "ioredis";
 import { demoCatalog, seedCatalog } from "../records/demo-catalog";
 import { startEdgeNode } from "../scripts/edge-node";
 import { freePort, startRedis } from "../scripts/redis-server";
+import { inspect } from "./cdp";
 import { prewarmRate } from "./prewarm";
 
 interface ProfileNode {
@@ -29,35 +31,6 @@ interface Profile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
-}
-
-/** A minimal CDP session over the inspector's WebSocket. */
-async function inspect(port: number): Promise<{ send(method: string, params?: object): Promise<unknown>; close(): void }> {
-  const targets = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
-  const target = targets[0];
-  if (!target) throw new Error(`no inspector target on port ${port}`);
-  // wrangler's inspector proxy wants an Origin of localhost; Node's WebSocket
-  // (undici) takes extra handshake headers in its non-standard init object.
-  const init = { headers: { Origin: "http://127.0.0.1" } } as unknown as string[];
-  const ws = new WebSocket(target.webSocketDebuggerUrl, init);
-  await new Promise((resolve, reject) => {
-    ws.addEventListener("open", resolve, { once: true });
-    ws.addEventListener("error", reject, { once: true });
-  });
-  let id = 0;
-  const waiting = new Map<number, (v: unknown) => void>();
-  ws.addEventListener("message", (ev) => {
-    const msg = JSON.parse(String(ev.data)) as { id?: number; result?: unknown };
-    if (msg.id !== undefined) waiting.get(msg.id)?.(msg.result);
-  });
-  return {
-    send: (method, params = {}) =>
-      new Promise((resolve) => {
-        waiting.set(++id, resolve);
-        ws.send(JSON.stringify({ id, method, params }));
-      }),
-    close: () => ws.close(),
-  };
 }
 
 /** Self time by function (ms), most first. */
@@ -75,7 +48,7 @@ function selfTimes(p: Profile): [string, number][] {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { rounds: { type: "string", default: "20" }, what: { type: "string", default: "prewarm" } } });
   const what = values.what;
-  if (what !== "prewarm" && what !== "reads") throw new RangeError(`--what must be prewarm or reads, got ${what}`);
+  if (what !== "prewarm" && what !== "reads" && what !== "misses") throw new RangeError(`--what must be prewarm, reads or misses, got ${what}`);
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`--rounds must be a positive integer, got ${values.rounds}`);
   const token = randomBytes(8).toString("hex");
@@ -102,9 +75,19 @@ async function main(): Promise<void> {
     if (what === "prewarm") {
       const rate = await prewarmRate(edge, token, skus, rounds);
       summary = `${Math.round(rate.skusPerSecond)} SKUs/s over ${rounds} batches`;
-    } else {
+    } else if (what === "reads") {
       const r = await autocannon({ url: `${edge.url}/v1/skus/${skus[3]}`, connections: 10, duration: 5 });
       summary = `${Math.round(r.requests.average)} warmed reads/s, p99 ${r.latency.p99} ms, ${r.non2xx} non-2xx`;
+    } else {
+      // keys never read before: each a miss computed read-through
+      let next = 5000;
+      const r = await autocannon({
+        url: edge.url,
+        connections: 10,
+        duration: 5,
+        requests: [{ setupRequest: (req) => ({ ...req, path: `/v1/skus/${skus[next++ % skus.length]}` }) }],
+      });
+      summary = `${Math.round(r.requests.average)} misses/s, p99 ${r.latency.p99} ms, ${r.non2xx} non-2xx`;
     }
     const { profile } = (await cdp.send("Profiler.stop")) as { profile: Profile };
     cdp.close();

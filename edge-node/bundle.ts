@@ -1,14 +1,15 @@
 /**
  * Builds what a self-hosted node runs: the wrangler bundle of a worker
- * (`wrangler deploy --dry-run --outdir`, the bundle Cloudflare would run)
- * and the workerd config generated beside it.
+ * (`wrangler deploy --dry-run --outdir`, the bundle Cloudflare would run),
+ * with the worker's compatibility settings beside it (`compat.json`) for the
+ * workerd config the supervisor writes at start.
  */
 import { execFileSync } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { ROOT, compatibilityOf, workerdConfig } from "./workerd-config";
+import { COMPAT_FILE, ROOT, compatibilityOf } from "./workerd-config";
 
-/** Bundles the worker of `wranglerToml` into `outDir` and writes `outDir/workerd.capnp`. */
+/** Bundles the worker of `wranglerToml` into `outDir`. */
 export function buildBundle(wranglerToml: string, outDir: string): void {
   rmSync(outDir, { recursive: true, force: true });
   execFileSync(process.execPath, [path.join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outDir, "--config", wranglerToml], {
@@ -17,5 +18,5 @@ export function buildBundle(wranglerToml: string, outDir: string): void {
     // WRANGLER_LOG keeps wrangler quiet but for errors.
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_LOG: "error", CI: "true", NO_COLOR: "1" },
   });
-  writeFileSync(path.join(outDir, "workerd.capnp"), workerdConfig({ bundleDir: outDir, ...compatibilityOf(wranglerToml) }));
+  writeFileSync(path.join(outDir, COMPAT_FILE), `${JSON.stringify(compatibilityOf(wranglerToml))}\n`);
 }

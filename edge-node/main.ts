@@ -8,13 +8,14 @@
  * configuration is checked before anything starts, with the worker's own
  * parser, so a bad value stops the node with a message naming the variable.
  *
- * It opens the node's port once and hands the listening socket to the
- * supervisor (`supervisor.ts`), which runs the workerd processes on it; this
- * process then only forwards signals and exits with the supervisor's code.
+ * It opens the node's port (one SO_REUSEPORT socket per process) and hands
+ * the listening sockets to the supervisor (`supervisor.ts`), which runs the
+ * workerd processes on them; this process then only forwards signals and
+ * exits with the supervisor's code.
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import { parseConfig, type RawConfig } from "../worker/config";
@@ -42,26 +43,46 @@ try {
 } catch (e) {
   fail((e as Error).message);
 }
-const configFile = path.join(bundleDir(env), "workerd.capnp");
-if (!existsSync(configFile)) fail(`${path.relative(ROOT, configFile)} is missing: run npm run build:node (npm run node does)`);
+const bundle = path.join(bundleDir(env), "index.js");
+if (!existsSync(bundle)) fail(`${path.relative(ROOT, bundle)} is missing: run npm run build:node (npm run node does)`);
 
-const server = createServer();
-server.on("error", (e) => fail(`cannot listen on ${env["NODE_HOST"]}:${port}: ${e.message}`));
-server.listen({ host: env["NODE_HOST"], port, backlog: 1024 }, () => {
-  const address = server.address();
-  if (address === null || typeof address === "string") fail("no TCP address");
-  env["NODE_PORT"] = String(address.port);
-  // Synchronously, before this process's event loop could accept a connection:
-  // the supervisor gets the socket as descriptor 3, and this process lets go of it.
-  // The listening descriptor (Node keeps it on the server's handle; on Unix a plain number).
-  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
-  // `node --import tsx`, not the tsx CLI: that runs the script in a grandchild, which would not inherit descriptor 3.
-  const supervisor = spawn(process.execPath, ["--import", "tsx", path.join(import.meta.dirname, "supervisor.ts")], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", "inherit", "inherit", fd],
+/** Listens on host:port with SO_REUSEPORT; resolves once listening. */
+function listen(host: string, p: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen({ host, port: p, backlog: 1024, reusePort: true }, () => resolve(server));
   });
-  server.close();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => supervisor.kill(signal));
-  supervisor.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+}
+
+/** The listening descriptor of a server (Node keeps it on the server's handle; on Unix a plain number). */
+function fdOf(server: Server): number {
+  return (server as unknown as { _handle: { fd: number } })._handle.fd;
+}
+
+// One listening socket per process, all on the one port (SO_REUSEPORT): the
+// kernel spreads new connections evenly over them. (With one shared socket,
+// whichever process wakes first accepts a whole burst of connections, and
+// keep-alive clients then load one process while the others idle.)
+const host = env["NODE_HOST"]!;
+const servers: Server[] = [];
+try {
+  servers.push(await listen(host, port));
+  const bound = (servers[0]!.address() as AddressInfo).port;
+  while (servers.length < processes) servers.push(await listen(host, bound));
+  env["NODE_PORT"] = String(bound);
+} catch (e) {
+  fail(`cannot listen on ${host}:${port}: ${(e as Error).message}`);
+}
+// Synchronously, before this process's event loop turns again and could
+// accept a connection: the supervisor gets socket i as descriptor 3 + i, and
+// this process lets go of them.
+// `node --import tsx`, not the tsx CLI: that runs the script in a grandchild, which would not inherit the descriptors.
+const supervisor = spawn(process.execPath, ["--import", "tsx", path.join(import.meta.dirname, "supervisor.ts")], {
+  cwd: ROOT,
+  env,
+  stdio: ["ignore", "inherit", "inherit", ...servers.map(fdOf)],
 });
+for (const server of servers) server.close();
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => supervisor.kill(signal));
+supervisor.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

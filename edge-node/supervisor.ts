@@ -1,13 +1,15 @@
 /**
- * The self-hosted node's supervisor: runs NODE_PROCESSES workerd processes
- * on the one listening socket it inherited as descriptor 3 (`main.ts` opened
- * it; the kernel spreads connections over the processes), restarts a process
- * that dies with backoff while the others keep answering, and on SIGTERM or
- * SIGINT stops accepting, lets the processes drain and exits, leaving no
- * workerd behind.
+ * The self-hosted node's supervisor: runs NODE_PROCESSES workerd processes,
+ * process i on the listening socket it inherited as descriptor 3 + i
+ * (`main.ts` opened them, all on the node's port with SO_REUSEPORT: the
+ * kernel spreads connections over them), restarts a process that dies with
+ * backoff while the others keep answering (connections that meanwhile land
+ * on its socket wait in its backlog, not refused), and on SIGTERM or SIGINT
+ * stops accepting, lets the processes drain and exits, leaving no workerd
+ * behind.
  *
- * This process never accepts on the socket itself: it holds the descriptor
- * only to hand it to new processes (Node would accept on a socket it
+ * This process never accepts on the sockets itself: it holds the descriptors
+ * only to hand them to new processes (Node would accept on a socket it
  * listens on, and steal connections).
  *
  * Each process also listens on a private probe port of its own on loopback
@@ -15,15 +17,17 @@
  * process's /healthz there.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync } from "node:fs";
+import { closeSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { CONFIG_VARS } from "../worker/config";
-import { bundleDir } from "./workerd-config";
+import { parseConfig, type RawConfig } from "../worker/config";
+import { bundleDir, nodeConfig } from "./workerd-config";
 import { workerdBinary } from "./workerd-binary";
 
-const LISTEN_FD = 3;
+/** Process i's listening socket is descriptor FIRST_LISTEN_FD + i here, and 3 in the process. */
+const FIRST_LISTEN_FD = 3;
 /** Backoff of restarts: doubling from RESTART_MIN_MS to RESTART_MAX_MS; a process that lived RESTART_RESET_MS starts again from the minimum. */
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 10_000;
@@ -46,6 +50,9 @@ const port = Number(process.env["NODE_PORT"]);
 const count = Number(process.env["NODE_PROCESSES"]);
 const workerd = workerdBinary();
 const dir = bundleDir();
+// This node's config, beside the bundle it embeds (main.ts has checked the variables).
+const configFile = path.join(dir, `workerd.${process.pid}.capnp`);
+writeFileSync(configFile, nodeConfig(dir, parseConfig(process.env as RawConfig).hotCacheMaxBytes));
 /** For profiling (bench:profile): the DevTools inspector of process 1. */
 const inspectorPort = process.env["EDGE_NODE_INSPECTOR_PORT"];
 const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, child: null, probePort: null, startedAt: 0, failures: 0, restartTimer: null }));
@@ -71,12 +78,12 @@ function start(slot: Slot): Promise<void> {
   slot.restartTimer = null;
   slot.probePort = null;
   slot.startedAt = Date.now();
-  const args = ["serve", path.join(dir, "workerd.capnp"), "--socket-fd", `http=${LISTEN_FD}`, "--socket-addr", "probe=127.0.0.1:0", "--control-fd", "4"];
+  const args = ["serve", configFile, "--socket-fd", "http=3", "--socket-addr", "probe=127.0.0.1:0", "--control-fd", "4"];
   if (inspectorPort && slot.index === 0) args.push("--inspector-addr", `127.0.0.1:${inspectorPort}`);
   const child = spawn(workerd, args, {
     cwd: dir,
     env: workerEnv,
-    stdio: ["ignore", "pipe", "pipe", LISTEN_FD, "pipe"],
+    stdio: ["ignore", "pipe", "pipe", FIRST_LISTEN_FD + slot.index, "pipe"],
   });
   slot.child = child;
   forward(child.stdout, process.stdout, slot.index);
@@ -136,11 +143,13 @@ async function stop(signal: NodeJS.Signals, exitCode = 0): Promise<void> {
   stopping = true;
   log(`${signal}: draining ${slots.filter((s) => s.child).length} processes`);
   for (const s of slots) if (s.restartTimer) clearTimeout(s.restartTimer);
-  // The processes hold their own copies of the socket; this one only fed restarts.
-  try {
-    closeSync(LISTEN_FD);
-  } catch {
-    // already closed
+  // The processes hold their own copies of the sockets; these only fed restarts.
+  for (const s of slots) {
+    try {
+      closeSync(FIRST_LISTEN_FD + s.index);
+    } catch {
+      // already closed
+    }
   }
   const running = slots.flatMap((s) => (s.child ? [s.child] : []));
   await Promise.all(
@@ -157,6 +166,7 @@ async function stop(signal: NodeJS.Signals, exitCode = 0): Promise<void> {
         }),
     ),
   );
+  rmSync(configFile, { force: true });
   log("stopped");
   process.exit(exitCode);
 }

@@ -6,8 +6,10 @@
  * configured by its environment alone and no secret is ever written to disk.
  *
  * Sockets have no address in the config: the supervisor hands every process
- * the node's one listening socket (`--socket-fd http=3`) and a private probe
- * port of its own (`--socket-addr probe=127.0.0.1:0`).
+ * its listening socket on the node's port (`--socket-fd http=3`) and a
+ * private probe port of its own (`--socket-addr probe=127.0.0.1:0`). The
+ * supervisor writes the config at start, since the V8 heap limit follows
+ * HOT_CACHE_MAX_BYTES.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -18,11 +20,18 @@ export interface WorkerdConfigOptions {
   bundleDir: string;
   compatibilityDate: string;
   compatibilityFlags: readonly string[];
+  /** The V8 heap's old generation limit of each process (MiB): the memory budget that holds. */
+  maxOldSpaceMiB: number;
 }
+
+/** V8's young generation semi-space (MiB): small, so that garbage between collections stays small. */
+const SEMI_SPACE_MIB = 4;
+/** What a process's JS heap may hold beyond its hot cache's budget: the bundle, the Wasm host, requests in flight. */
+export const HEAP_OVERHEAD_MIB = 64;
 
 const capnpString = (s: string): string => JSON.stringify(s);
 
-/** The Cap'n Proto text of the config; `embed` paths are relative to the config file, written into `bundleDir`. */
+/** The Cap'n Proto text of the config; `embed` paths are relative to the config file, written into `bundleDir` by the supervisor at start. */
 export function workerdConfig(o: WorkerdConfigOptions): string {
   const files = readdirSync(o.bundleDir);
   if (!files.includes("index.js")) throw new Error(`${o.bundleDir} holds no index.js: build the bundle first (npm run build:node)`);
@@ -35,6 +44,8 @@ export function workerdConfig(o: WorkerdConfigOptions): string {
 using Workerd = import "/workerd/workerd.capnp";
 
 const config :Workerd.Config = (
+  # The memory budget: past it V8 collects garbage harder, and a process that still does not fit dies and is restarted.
+  v8Flags = ["--max-old-space-size=${o.maxOldSpaceMiB}", "--max-semi-space-size=${SEMI_SPACE_MIB}"],
   services = [
     (name = "edge", worker = .edgeWorker),
     # The edge Redis and the regional aggregator are usually on this host or a private network.
@@ -71,6 +82,8 @@ export function compatibilityOf(wranglerToml: string): { compatibilityDate: stri
 }
 
 export const ROOT = path.resolve(import.meta.dirname, "..");
+/** The worker's compatibility date and flags, written beside its bundle. */
+export const COMPAT_FILE = "compat.json";
 /** Where `npm run build:node` puts the bundle and its config. */
 export const BUNDLE_DIR = path.join(ROOT, "build/node");
 
@@ -81,4 +94,10 @@ export const BUNDLE_DIR = path.join(ROOT, "build/node");
  */
 export function bundleDir(env: NodeJS.ProcessEnv = process.env): string {
   return env["EDGE_NODE_BUNDLE_DIR"] || BUNDLE_DIR;
+}
+
+/** The config of one node's processes, from the bundle in `dir` and the node's hot cache budget. */
+export function nodeConfig(dir: string, hotCacheMaxBytes: number): string {
+  const compat = JSON.parse(readFileSync(path.join(dir, COMPAT_FILE), "utf8")) as { compatibilityDate: string; compatibilityFlags: string[] };
+  return workerdConfig({ bundleDir: dir, ...compat, maxOldSpaceMiB: Math.ceil(hotCacheMaxBytes / (1024 * 1024)) + HEAP_OVERHEAD_MIB });
 }

@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { buildBundle } from "../edge-node/bundle";
-import { BUNDLE_DIR, ROOT } from "../edge-node/workerd-config";
+import { BUNDLE_DIR, COMPAT_FILE, ROOT } from "../edge-node/workerd-config";
 
 export interface EdgeNode {
   url: string;
@@ -38,7 +38,7 @@ export interface EdgeNodeOptions {
 
 /** Whether build/node is missing or older than the worker's sources or the Wasm module (a test run straight from vitest). */
 function bundleOutdated(): boolean {
-  const config = path.join(BUNDLE_DIR, "workerd.capnp");
+  const config = path.join(BUNDLE_DIR, COMPAT_FILE);
   if (!existsSync(config)) return true;
   const built = statSync(config).mtimeMs;
   const sources = [path.join(ROOT, "wrangler.toml"), path.join(ROOT, "build/go-stock.wasm"), ...readdirSync(path.join(ROOT, "worker"), { recursive: true, encoding: "utf8" }).map((f) => path.join(ROOT, "worker", f))];

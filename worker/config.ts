@@ -41,11 +41,13 @@ export interface Config {
   /** Memory budget of the isolate's hot cache in front of the store; 0 = off. @default 50331648 (48 MiB) */
   hotCacheMaxBytes: number;
   /**
-   * Requests of the API (/v1/…) an isolate works on at once; past it, new
-   * ones are answered 503 `overloaded` with Retry-After at once, instead of
-   * queueing until their edge Redis or regional budgets run out. @default 256
+   * Requests an isolate lets work with the edge Redis at once (misses,
+   * prewarms, purges: each holds one connection). Past it, a request that
+   * needs Redis is answered 503 `overloaded` with Retry-After before any I/O,
+   * instead of queueing until its budgets run out. Hits from memory and
+   * requests waiting on another's computation are never refused. @default 32
    */
-  maxInflightRequests: number;
+  edgeRedisMaxSessions: number;
   /** Bearer token of POST /v1/prewarm and /v1/purge; empty = those routes refuse everyone. */
   prewarmToken: string;
 }
@@ -63,7 +65,7 @@ export const DEFAULTS = {
   redisKeyPrefix: "sku:",
   hotCacheMaxBytes: 48 * 1024 * 1024,
   aggregateStore: "cache-api",
-  maxInflightRequests: 256,
+  edgeRedisMaxSessions: 32,
 } as const;
 
 export type AggregateStoreKind = "redis" | "cache-api";
@@ -92,7 +94,7 @@ export const CONFIG_VARS = [
   "REDIS_KEY_PREFIX",
   "AGGREGATE_STORE",
   "HOT_CACHE_MAX_BYTES",
-  "MAX_INFLIGHT_REQUESTS",
+  "EDGE_REDIS_MAX_SESSIONS",
   "PREWARM_TOKEN",
 ] as const;
 
@@ -157,7 +159,7 @@ export function parseConfig(raw: RawConfig): Config {
     redisKeyPrefix: str(raw.REDIS_KEY_PREFIX, DEFAULTS.redisKeyPrefix),
     prewarmToken: str(raw.PREWARM_TOKEN, ""),
     aggregateStore: storeKind(raw.AGGREGATE_STORE),
-    maxInflightRequests: positiveInt("MAX_INFLIGHT_REQUESTS", raw.MAX_INFLIGHT_REQUESTS, DEFAULTS.maxInflightRequests, 100_000),
+    edgeRedisMaxSessions: positiveInt("EDGE_REDIS_MAX_SESSIONS", raw.EDGE_REDIS_MAX_SESSIONS, DEFAULTS.edgeRedisMaxSessions, 100_000),
     // An isolate has 128 MB in all.
     hotCacheMaxBytes: intIn("HOT_CACHE_MAX_BYTES", raw.HOT_CACHE_MAX_BYTES, DEFAULTS.hotCacheMaxBytes, 0, 96 * 1024 * 1024),
   };

@@ -12,6 +12,7 @@
  */
 import Redis from "ioredis";
 import type { Config } from "./config";
+import { HttpError } from "./errors";
 import { metrics } from "./metrics";
 
 export interface RecordPair {
@@ -64,9 +65,17 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export interface ExchangeOptions {
   /** Bound on the exchange (connect included). @default cfg.edgeRedisTimeoutMs */
   timeoutMs?: number;
-  /** Counted in edge_redis_roundtrips_total / edge_redis_errors_total. @default true */
+  /**
+   * A request's own work with records and aggregates: counted in
+   * edge_redis_roundtrips_total / edge_redis_errors_total, and refused when
+   * the isolate is at EDGE_REDIS_MAX_SESSIONS. The node's housekeeping (sync,
+   * health) is neither. @default true
+   */
   counted?: boolean;
 }
+
+/** Sessions of this isolate that hold (or are opening) a connection for a request's own work. */
+let busySessions = 0;
 
 /** The request's connection to the edge Redis, opened on first use. */
 export class EdgeRedisSession {
@@ -74,6 +83,14 @@ export class EdgeRedisSession {
   private connecting: Promise<Redis> | null = null;
   private active = 0;
   private released = false;
+  /** Whether this session counts in `busySessions`. */
+  private busy = false;
+  /**
+   * Records read along with the aggregates they would feed (a store lookup
+   * that missed), by SKU: a read-through computation in the same request
+   * uses them instead of a second round trip.
+   */
+  readonly prefetched = new Map<string, RecordPair>();
 
   constructor(readonly cfg: Config) {}
 
@@ -85,6 +102,15 @@ export class EdgeRedisSession {
    */
   async exchange<T>(fn: (client: Redis) => Promise<T>, options: ExchangeOptions = {}): Promise<T> {
     const { timeoutMs = this.cfg.edgeRedisTimeoutMs, counted = true } = options;
+    if (counted && !this.busy) {
+      // Admission: past its capacity an isolate says so before any I/O, rather than let requests time out inside.
+      if (busySessions >= this.cfg.edgeRedisMaxSessions) {
+        metrics.shed.inc();
+        throw new HttpError("overloaded", `this node is at capacity (${this.cfg.edgeRedisMaxSessions} requests at work with its Redis per process); retry shortly`, { "Retry-After": "1" });
+      }
+      busySessions++;
+      this.busy = true;
+    }
     if (counted) metrics.redisRoundtrips.inc();
     this.active++;
     try {
@@ -132,6 +158,10 @@ export class EdgeRedisSession {
     this.client?.disconnect();
     this.client = null;
     this.connecting = null;
+    if (this.busy && this.active === 0) {
+      busySessions--;
+      this.busy = false;
+    }
   }
 }
 
@@ -164,7 +194,6 @@ return out`;
 /** ioredis's typing of the commands `defineCommand` adds (their Buffer variants). */
 interface ScriptedClient {
   getAllBuffer(numKeys: number, ...keys: string[]): Promise<(Buffer | null)[]>;
-  getAll(numKeys: number, ...keys: string[]): Promise<(string | null)[]>;
 }
 
 /** The client with the GET_ALL script defined (EVALSHA, falling back to EVAL once when the server lacks it). */
@@ -173,9 +202,14 @@ export function scripted(client: Redis): Redis & ScriptedClient {
   return client as Redis & ScriptedClient;
 }
 
-/** Reads both records of every SKU in one round trip. */
+/** Reads both records of every SKU in one round trip (none when this request has just read them all). */
 export async function readRecords(session: EdgeRedisSession, skus: readonly string[]): Promise<RecordPair[]> {
   if (skus.length === 0) return [];
+  if (skus.every((sku) => session.prefetched.has(sku))) {
+    const pairs = skus.map((sku) => session.prefetched.get(sku)!);
+    for (const sku of skus) session.prefetched.delete(sku);
+    return pairs;
+  }
   const { cfg } = session;
   return session.exchange(
     async (client) => {

@@ -148,7 +148,7 @@ export class Gauge {
 
 export const metrics = {
   httpRequests: new Counter("edge_http_requests_total", "Requests answered, by route and status.", []),
-  shed: new Counter("edge_requests_shed_total", "API requests answered 503 overloaded at the door: the process already had MAX_INFLIGHT_REQUESTS in progress."),
+  shed: new Counter("edge_requests_shed_total", "Requests answered 503 overloaded before any I/O: the process already had EDGE_REDIS_MAX_SESSIONS requests working with the edge Redis."),
   cacheLookups: new Counter("edge_cache_lookups_total", "Edge cache outcomes on reads.", [{ result: "hit" }, { result: "miss" }, { result: "stale" }]),
   cacheLayerHits: new Counter("edge_cache_layer_hits_total", "Entries found on reads, by layer: the process's memory (hot cache) or the node's shared store.", [
     { layer: "memory" },

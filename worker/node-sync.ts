@@ -34,14 +34,19 @@ const MAX_ENTRIES = 1000;
 const REMEMBERED_GENERATIONS = 50;
 /** A process's gauges are part of the node's for this long after its last sync. */
 const PROCESS_TTL_MS = 60_000;
+/** How long a process's gauge hash (and its delta sequence number) outlives its last sync. */
+const PROCESS_STATE_TTL_MS = 24 * 3_600_000;
 
 /**
  * One round trip: reads the log after the cursor (or finds its end), records
  * the process as live with its gauges, and adds its counter deltas to the
- * node's totals.
+ * node's totals, exactly once: a batch of deltas carries the process's
+ * sequence number, kept in its gauge hash (`_seq`), and a batch sent again
+ * after a timeout (which Redis may have applied) is not applied twice.
  * KEYS: changes, metrics, procs, this process's gauges.
- * ARGV: cursor ('' = start at the end), max entries, process id, now, gauge
- * TTL ms, G, G gauge (field, value) pairs, then (series, delta) pairs.
+ * ARGV: cursor ('' = start at the end), max entries, process id, now, liveness
+ * window ms, gauge hash TTL ms, delta batch seq, G, G gauge (field, value)
+ * pairs, then (series, delta) pairs.
  */
 const SYNC = `local cursor, entries
 if ARGV[1] == '' then
@@ -55,14 +60,15 @@ end
 local now = tonumber(ARGV[4])
 redis.call('ZADD', KEYS[3], now, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[5]))
-local g = tonumber(ARGV[6])
-local i = 7
-if g > 0 then
-  redis.call('HSET', KEYS[4], unpack(ARGV, i, i + 2 * g - 1))
-  redis.call('PEXPIRE', KEYS[4], ARGV[5])
-end
+local seq = tonumber(ARGV[7])
+local fresh = seq > tonumber(redis.call('HGET', KEYS[4], '_seq') or '0')
+local g = tonumber(ARGV[8])
+local i = 9
+if g > 0 then redis.call('HSET', KEYS[4], unpack(ARGV, i, i + 2 * g - 1)) end
+if fresh then redis.call('HSET', KEYS[4], '_seq', seq) end
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
 i = i + 2 * g
-while i < #ARGV do
+while fresh and i < #ARGV do
   redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
@@ -95,9 +101,24 @@ function withScripts(client: Redis): Redis & NodeScripts {
 /** `${region}\n${sku}`: the key of an aggregate in memory and in the change log. */
 export type MemKey = string;
 
+/**
+ * This isolate's identity in the node and its counter flushes. They belong to
+ * the isolate, as the metrics do, not to one configuration: in tests several
+ * configurations share an isolate and its one set of counters.
+ */
+const isolate = {
+  /** This isolate's id in the log and the process list (random values may not be made at start-up in workerd: made on first use). */
+  id: "",
+  seq: 0,
+  /** The counter deltas being flushed, resent as they are (same seq) until a flush is known to have landed. */
+  outstanding: null as { seq: number; deltas: [string, number][]; commit(): void } | null,
+};
+
 export class NodeSync {
   /** This isolate's id in the log and the process list. */
-  readonly processId = crypto.randomUUID();
+  get processId(): string {
+    return (isolate.id ||= crypto.randomUUID());
+  }
   /** Bumped by every sync that dropped keys. */
   generation = 0;
   private cursor = "";
@@ -134,7 +155,7 @@ export class NodeSync {
   async sync(session: EdgeRedisSession, then?: (client: Redis) => Promise<void>): Promise<void> {
     this.running = true;
     const sentAt = Date.now();
-    const pending = pendingDeltas();
+    const pending = (isolate.outstanding ??= { seq: ++isolate.seq, ...pendingDeltas() });
     // A process that has not synced for longer than the log keeps cannot know what it missed.
     const cursor = sentAt - this.lastSentAt > LOG_KEEP_MS - 10_000 ? "" : this.cursor;
     const gauges = gaugeValues();
@@ -145,7 +166,7 @@ export class NodeSync {
           const p = this.prefix;
           const result = c.nodeSync(
             nodeKey(p, "changes"), nodeKey(p, "metrics"), nodeKey(p, "procs"), nodeKey(p, `proc:${this.processId}`),
-            cursor, MAX_ENTRIES, this.processId, sentAt, PROCESS_TTL_MS, gauges.length,
+            cursor, MAX_ENTRIES, this.processId, sentAt, PROCESS_TTL_MS, PROCESS_STATE_TTL_MS, pending.seq, gauges.length,
             ...gauges.flat(), ...pending.deltas.flat(),
           );
           const out = await result;
@@ -154,7 +175,11 @@ export class NodeSync {
         },
         { counted: false },
       );
-      pending.commit();
+      // Two syncs may carry the same batch (a /metrics read while a background sync runs): Redis applied it once, and it is committed once.
+      if (isolate.outstanding === pending) {
+        pending.commit();
+        isolate.outstanding = null;
+      }
       if (cursor === "" || entries.length >= MAX_ENTRIES) this.clear();
       else this.apply(entries);
       this.cursor = next;
@@ -224,6 +249,7 @@ export class NodeSync {
   /** When the edge Redis cannot be reached: the node's totals as last read, plus what this isolate counted since. */
   renderLastKnown(reason: string): string {
     const totals = new Map(this.lastNode.totals);
+    // What was counted since the last flush that landed (an outstanding batch is not yet committed either).
     for (const [k, d] of pendingDeltas().deltas) totals.set(k, (totals.get(k) ?? 0) + d);
     const own = Object.fromEntries(gaugeValues()) as ProcessGauges;
     return renderMetrics(totals, this.lastNode.processes.length > 0 ? this.lastNode.processes : [own], `# node totals as last read; the edge Redis is unreachable: ${reason.replace(/\n/g, " ")}\n`);

@@ -15,10 +15,7 @@ import { purge } from "./purge";
 import { getSku, getSkus } from "./skus";
 
 type Args = [env: Env, ctx: ExecutionContext];
-type Req = IRequest & { deps: Deps; admitted?: boolean };
-
-/** API requests this isolate is working on now (admission control at the door). */
-let inflight = 0;
+type Req = IRequest & { deps: Deps };
 
 function toResponse(e: unknown): Response {
   if (isHttpError(e)) return errorResponse(e);
@@ -40,22 +37,12 @@ export const router = Router<Req, Args>({
   before: [
     (req: Req, env: Env, ctx: ExecutionContext) => {
       req.deps = depsFor(env, ctx);
-      // Past its capacity an isolate says so at once, rather than let requests time out inside.
-      // /healthz and /metrics always answer: they are how ops see it.
-      if (!req.url.startsWith("/v1/", req.url.indexOf("/", req.url.indexOf("//") + 2))) return;
-      if (inflight >= req.deps.cfg.maxInflightRequests) {
-        metrics.shed.inc();
-        throw new HttpError("overloaded", `this node is at capacity (${req.deps.cfg.maxInflightRequests} requests in progress per process); retry shortly`, { "Retry-After": "1" });
-      }
-      inflight++;
-      req.admitted = true;
     },
   ],
   catch: toResponse,
   finally: [
     (response: Response, request: Req) => {
       request.deps?.redis.release();
-      if (request.admitted) inflight--;
       metrics.httpRequests.inc({ route: request.route ?? "unmatched", status: String(response.status) });
       return response;
     },

@@ -14,7 +14,7 @@
  */
 import type { CachedAggregate, Segment } from "./cache";
 import type { AggregateStoreKind } from "./config";
-import { aggregateKey, EdgeRedisError, exchangeTimeoutMs, scripted, type EdgeRedisSession } from "./edge-redis";
+import { aggregateKey, EdgeRedisError, exchangeTimeoutMs, priceKey, scripted, stockKey, type EdgeRedisSession } from "./edge-redis";
 import type { MemKey, NodeSync } from "./node-sync";
 
 export interface StoreKey {
@@ -95,12 +95,25 @@ export class RedisStore implements AggregateStore {
     return aggregateKey(this.session.cfg.redisKeyPrefix, k.sku, k.region);
   }
 
+  /**
+   * Reads each key's aggregate and, in the same round trip, the SKU's records:
+   * where the aggregate is missing, the read-through computation that follows
+   * finds them in `session.prefetched` instead of asking Redis again.
+   */
   async getMany(keys: readonly StoreKey[]): Promise<(CachedAggregate | null)[]> {
     if (keys.length === 0) return [];
-    const values = await this.session.exchange((c) => scripted(c).getAll(keys.length, ...keys.map((k) => this.redisKey(k))), {
+    const p = this.session.cfg.redisKeyPrefix;
+    const redisKeys = keys.flatMap((k) => [this.redisKey(k), stockKey(p, k.sku), priceKey(p, k.sku)]);
+    const values = await this.session.exchange((c) => scripted(c).getAllBuffer(redisKeys.length, ...redisKeys), {
       timeoutMs: exchangeTimeoutMs(this.session.cfg, keys.length),
     });
-    return keys.map((_, i) => (typeof values[i] === "string" && values[i] !== "" ? decodeEntry(values[i]!) : null));
+    if (!Array.isArray(values) || values.length !== redisKeys.length) throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${redisKeys.length} reads`);
+    return keys.map((k, i) => {
+      const agg = values[3 * i];
+      const entry = agg && agg.length > 0 ? decodeEntry(agg.toString("utf8")) : null;
+      if (!entry) this.session.prefetched.set(k.sku, { stock: values[3 * i + 1] ?? null, price: values[3 * i + 2] ?? null });
+      return entry;
+    });
   }
 
   async putMany(items: readonly StoreItem[], now: number, announce: boolean): Promise<void> {

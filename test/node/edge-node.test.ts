@@ -4,8 +4,6 @@
  * Each process is also reached alone through its probe port, so a test can
  * warm through one process and read through another.
  */
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import autocannon from "autocannon";
 import Redis from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +11,7 @@ import { encodeRecord } from "../../records/encode";
 import { startEdgeNode, type EdgeNode } from "../../scripts/edge-node";
 import { startRedis, type RedisProcess } from "../../scripts/redis-server";
 import { startRegional, type Regional } from "../../regional/server";
-import { BUNDLE_DIR } from "../../edge-node/workerd-config";
+import { BUNDLE_DIR, nodeConfig } from "../../edge-node/workerd-config";
 
 const TOKEN = "node-test-token";
 let redis: RedisProcess;
@@ -93,7 +91,10 @@ afterAll(async () => {
 
 describe("npm run node", () => {
   it("serves reads and prewarms with no Cache API in its workerd config", async () => {
-    expect(readFileSync(path.join(BUNDLE_DIR, "workerd.capnp"), "utf8")).not.toMatch(/^\s*cacheApiOutbound\s*=/m);
+    const config = nodeConfig(BUNDLE_DIR, 48 * 1024 * 1024);
+    expect(config).not.toMatch(/^\s*cacheApiOutbound\s*=/m);
+    // the memory budget: V8's old generation capped at the hot cache's budget + 64 MiB
+    expect(config).toContain('"--max-old-space-size=112"');
     expect(node.processes().size).toBe(2);
     const sku = await seedSku();
     const health = await fetch(`${node.url}/healthz`);
@@ -200,15 +201,20 @@ describe("a process that dies", () => {
 });
 
 describe("past its capacity", () => {
-  it("sheds API requests at the door with 503 and Retry-After, and still answers /healthz", async () => {
+  it("refuses work with 503 overloaded and Retry-After before any I/O, and still answers /healthz and hits", async () => {
     const small = await startEdgeNode({
-      vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: TOKEN, MAX_INFLIGHT_REQUESTS: "2", REGIONAL_TIMEOUT_MS: "2000" },
+      vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: TOKEN, EDGE_REDIS_MAX_SESSIONS: "2", REGIONAL_TIMEOUT_MS: "2000" },
       processes: 1,
     });
     try {
+      const warm = await seedSku(3_300);
+      await post(small.url, "/v1/prewarm", { skus: [warm] });
       regional.faults.latencyMs = 300;
       // misses the edge lacks: each waits on the slow region while holding a slot
-      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => fetch(`${small.url}/v1/skus/absent-${process.pid}-${i}`)));
+      const misses = Promise.all(Array.from({ length: 8 }, (_, i) => fetch(`${small.url}/v1/skus/absent-${process.pid}-${i}`)));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await read(small.url, warm)).toMatchObject({ status: 200, cache: "HIT", amount: 3_300 });
+      const answers = await misses;
       const shed = answers.filter((r) => r.status === 503);
       expect(shed.length).toBeGreaterThanOrEqual(4);
       for (const r of shed) {
