@@ -17,13 +17,14 @@
  * process's /healthz there.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { CONFIG_VARS } from "../worker/config";
 import { parseConfig, type RawConfig } from "../worker/config";
-import { bundleDir, nodeConfig } from "./workerd-config";
+import { COMPAT_FILE, bundleDir, nodeConfig } from "./workerd-config";
 import { workerdBinary } from "./workerd-binary";
 
 /** Process i's listening socket is descriptor FIRST_LISTEN_FD + i here, and 3 in the process. */
@@ -49,9 +50,12 @@ const host = process.env["NODE_HOST"]!;
 const port = Number(process.env["NODE_PORT"]);
 const count = Number(process.env["NODE_PROCESSES"]);
 const workerd = workerdBinary();
-const dir = bundleDir();
-// This node's config, beside the bundle it embeds (main.ts has checked the variables).
-const configFile = path.join(dir, `workerd.${process.pid}.capnp`);
+// The node runs from its own copy of the bundle, so that a rebuild cannot pull
+// it from under a process being restarted; the config sits beside the files it
+// embeds (main.ts has checked the variables).
+const dir = mkdtempSync(path.join(tmpdir(), "edge-node-"));
+for (const f of readdirSync(bundleDir())) if (f === COMPAT_FILE || f === "index.js" || f.endsWith(".wasm")) copyFileSync(path.join(bundleDir(), f), path.join(dir, f));
+const configFile = path.join(dir, "workerd.capnp");
 writeFileSync(configFile, nodeConfig(dir, parseConfig(process.env as RawConfig).hotCacheMaxBytes));
 /** For profiling (bench:profile): the DevTools inspector of process 1. */
 const inspectorPort = process.env["EDGE_NODE_INSPECTOR_PORT"];
@@ -166,7 +170,7 @@ async function stop(signal: NodeJS.Signals, exitCode = 0): Promise<void> {
         }),
     ),
   );
-  rmSync(configFile, { force: true });
+  rmSync(dir, { recursive: true, force: true });
   log("stopped");
   process.exit(exitCode);
 }
@@ -179,8 +183,22 @@ setInterval(() => {
   if (process.ppid !== parent) void stop("SIGTERM");
 }, 1000).unref();
 
+/** Asks each running process for /healthz every second: an idle process then still flushes its metrics to the node's totals. */
+const HEARTBEAT_MS = 1000;
+function heartbeat(): void {
+  setInterval(() => {
+    for (const s of slots) {
+      if (s.probePort === null || stopping) continue;
+      fetch(`http://127.0.0.1:${s.probePort}/healthz`, { signal: AbortSignal.timeout(HEARTBEAT_MS) })
+        .then((res) => res.body?.cancel())
+        .catch(() => undefined);
+    }
+  }, HEARTBEAT_MS).unref();
+}
+
 try {
   await Promise.all(slots.map((s) => start(s).then(() => healthy(s))));
+  heartbeat();
   for (const s of slots) log(`process ${s.index + 1} (pid ${s.child?.pid}) ready, probe port ${s.probePort}`);
   console.log(`edge node listening on http://${host}:${port} (${count} processes)`);
 } catch (e) {

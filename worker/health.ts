@@ -6,6 +6,8 @@ import { ABI_VERSION } from "./rules-host";
 export const VERSION = "0.1.0";
 
 export async function healthz(deps: Deps): Promise<Response> {
+  // The supervisor asks every process each second: an idle one still flushes its counters and reads the change log.
+  deps.sync.poke(deps.redis, deps.background);
   let redis: { ok: boolean; error?: string };
   try {
     await deps.redis.exchange((c) => c.ping(), { counted: false });

@@ -231,6 +231,27 @@ describe("past its capacity", () => {
 });
 
 describe("SIGTERM", () => {
+  it("lets a request in flight finish before the node exits", async () => {
+    const sku = `drain-${process.pid}`;
+    const r = new Redis(regionalRedis.url);
+    await r.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
+    await r.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, 1_234))));
+    r.disconnect();
+    const draining = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, REGIONAL_TIMEOUT_MS: "5000", PREWARM_TOKEN: TOKEN }, processes: 1 });
+    regional.faults.latencyMs = 1000;
+    try {
+      const inFlight = read(draining.url, sku);
+      await new Promise((res) => setTimeout(res, 300));
+      const stopped = draining.stop();
+      expect(await inFlight).toMatchObject({ status: 200, amount: 1_234 });
+      await stopped;
+      expect(draining.process.exitCode).toBe(0);
+    } finally {
+      regional.faults.latencyMs = 0;
+      await draining.stop();
+    }
+  });
+
   it("stops the node and leaves no workerd process behind", async () => {
     const extra = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: TOKEN }, processes: 2 });
     const pids = [...extra.processes().values()].map((p) => p.pid);
