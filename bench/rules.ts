@@ -9,7 +9,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { encodeRecord } from "../records/encode";
 import { demoCatalog } from "../records/demo-catalog";
@@ -20,6 +20,8 @@ const ROOT = path.resolve(import.meta.dirname, "..");
 const BATCH = 1000;
 
 export interface RulesBench {
+  /** The CPU the figures were taken on (they differ by CPU; see README). */
+  cpu: string;
   /** aggregate_batch alone. */
   wasmNsPerSku: number;
   /** RulesHost.run: frame in, aggregate_batch, results out. */
@@ -46,9 +48,16 @@ function benchItems(): RulesInput[] {
 
 const wasmModule = (): WebAssembly.Module => new WebAssembly.Module(readFileSync(path.join(ROOT, "build/go-stock.wasm")));
 
-/** Median ns per SKU of `call` (one 1,000-SKU batch), after a warm-up for the JIT tiers. */
+/**
+ * Median ns per SKU of `call` (one 1,000-SKU batch), after a warm-up of at
+ * least 2 s: V8 runs new Wasm code in its baseline tier (Liftoff) and tiers
+ * hot functions up to TurboFan on background threads, which on a busy 2-core
+ * machine can take longer than a fixed 50 calls; timing before that measures
+ * Liftoff, about twice as slow.
+ */
 function nsPerSku(call: () => void): number {
-  for (let i = 0; i < 50; i++) call();
+  const warm = performance.now() + 2000;
+  for (let i = 0; i < 50 || performance.now() < warm; i++) call();
   const samples: number[] = [];
   for (let round = 0; round < 15; round++) {
     const n = 20;
@@ -101,5 +110,5 @@ export function benchRules(): RulesBench {
   const wasm = exportNsPerSku(items);
   const hostCall = hostCallNsPerSku(items);
   const native = nativeNsPerSku(items);
-  return { wasmNsPerSku: wasm, hostCallNsPerSku: hostCall, nativeNsPerSku: native, ratio: wasm / native, hostCallRatio: hostCall / native };
+  return { cpu: cpus()[0]?.model ?? "unknown", wasmNsPerSku: wasm, hostCallNsPerSku: hostCall, nativeNsPerSku: native, ratio: wasm / native, hostCallRatio: hostCall / native };
 }

@@ -38,7 +38,7 @@ export const lookups = new Coalescer<CachedAggregate | null>();
  */
 const MAX_WRITES_WAITING = 4 * 1024;
 
-interface IsolateState {
+export interface IsolateState {
   hot: HotCache;
   sync: NodeSync;
 }
@@ -46,7 +46,7 @@ interface IsolateState {
 const states = new WeakMap<Config, IsolateState>();
 
 /** The isolate's hot cache and sync state (one per configuration, which is one per isolate outside tests). */
-function stateFor(cfg: Config): IsolateState {
+export function stateFor(cfg: Config): IsolateState {
   let s = states.get(cfg);
   if (!s) {
     const hot = new HotCache(cfg.hotCacheMaxBytes);

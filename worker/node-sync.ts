@@ -146,9 +146,14 @@ export class NodeSync {
     return at === undefined || at <= since;
   }
 
+  /** Whether a background sync is due at `now`. */
+  due(now: number): boolean {
+    return !this.running && now - this.lastSentAt >= SYNC_EVERY_MS;
+  }
+
   /** Starts a background sync when one is due. */
   poke(session: EdgeRedisSession, background: (work: Promise<unknown>) => void): void {
-    if (!this.running && Date.now() - this.lastSentAt >= SYNC_EVERY_MS) background(this.sync(session).catch(() => undefined));
+    if (this.due(Date.now())) background(this.sync(session).catch(() => undefined));
   }
 
   /** Reads the change log, publishes gauges and flushes counters, in one round trip. */

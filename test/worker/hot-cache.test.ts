@@ -2,6 +2,7 @@
  * The isolate's hot cache in front of the Cache API: an LRU bounded by bytes,
  * answering warmed keys from memory, with the Cache API copy written behind.
  */
+import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { CachedAggregate } from "../../worker/cache";
 import { parseConfig } from "../../worker/config";
@@ -81,6 +82,24 @@ describe("reads of warmed keys", () => {
       now = await metric('edge_cache_writes_total{result="ok"}');
     }
     expect(now).toBe(written + 1);
+  });
+});
+
+describe("the warmed read's fast path", () => {
+  it("gives the same answer as the router, 304 included", async () => {
+    const sku = uniqueSku("fast");
+    await seed(sku, stockRecord(sku), priceRecord(sku));
+    await prewarmRequest({ skus: [sku] });
+    const fast = await getSku(sku); // plain GET /v1/skus/:sku: the fast path
+    const routed = await SELF.fetch(`https://edge.test/v1/skus/${sku}?region=cn-east&via=router`); // an extra parameter: the router
+    expect(fast.status).toBe(200);
+    expect(routed.status).toBe(200);
+    expect(await fast.text()).toBe(await routed.text());
+    for (const h of ["X-Cache", "ETag", "Content-Type", "Cache-Control"]) expect(fast.headers.get(h), h).toBe(routed.headers.get(h));
+    const etag = fast.headers.get("ETag")!;
+    const again = await SELF.fetch(`https://edge.test/v1/skus/${sku}`, { headers: { "If-None-Match": etag } });
+    expect(again.status).toBe(304);
+    expect(again.headers.get("X-Cache")).toBe("HIT");
   });
 });
 
