@@ -27,8 +27,6 @@ export interface Segment {
   nextAt: number | null;
   /** Its strong ETag, computed on first use (`segmentEtag`): a prewarm need not hash what may never be read. */
   etag?: string;
-  /** The headers of its last HIT answer, with the `Age` and `max-age` they carry (both change by the second). */
-  hitHeaders?: { age: number; maxAge: number; headers: Headers };
 }
 
 /** Segments in time order; each starts where the previous one ends. */

@@ -11,17 +11,14 @@ import { LRUCache } from "lru-cache";
 import type { CachedAggregate } from "./cache";
 import { ETAG_LENGTH } from "./etag";
 
-/** What a served segment's cached HIT headers (a runtime Headers of five values) cost, roughly. */
-const HIT_HEADERS_BYTES = 256;
-
 /**
  * Rough bytes an entry holds, on the high side: its JSON as UTF-16 (V8 keeps
- * ASCII in one byte a char), the segment metadata with its ETag and HIT
- * headers once served, and the map slot.
+ * ASCII in one byte a char), the segment metadata with its ETag once served,
+ * and the map slot.
  */
 export function entryBytes(key: string, entry: CachedAggregate): number {
   let n = 2 * key.length + 64;
-  for (const s of entry.segments) n += 2 * (s.json.length + ETAG_LENGTH) + 48 + HIT_HEADERS_BYTES;
+  for (const s of entry.segments) n += 2 * (s.json.length + ETAG_LENGTH) + 48;
   return n;
 }
 

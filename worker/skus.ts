@@ -9,6 +9,7 @@
  * since is never served.
  */
 import type { IRequest } from "itty-router";
+import { LRUCache } from "lru-cache";
 import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "./aggregates";
 import { lookupAt, storeKey, type CachedAggregate, type Lookup, type Segment } from "./cache";
 import { HttpError } from "./errors";
@@ -53,18 +54,22 @@ function etagMatches(header: string | null, etag: string): boolean {
 }
 
 /**
- * A HIT's headers, built once per segment and second and shared by the
- * requests of that second (a Headers is plain data, not an I/O object):
- * turning five header values into the runtime's Headers cost about a tenth
- * of a warmed read.
+ * HIT headers of the most recently served segments, with the `Age` and
+ * `max-age` they carry (both change by the second), shared by the requests of
+ * that second (a Headers is plain data, not an I/O object): turning five
+ * header values into the runtime's Headers cost about a tenth of a warmed
+ * read. Bounded by count: a Headers lives outside the JS heap, and one per
+ * hot-cache entry cost a process 10+ MiB of RSS in the soak.
  */
+const hitHeadersCache = new LRUCache<Segment, { age: number; maxAge: number; headers: Headers }>({ max: 2048 });
+
 function hitHeaders(segment: Segment, now: number): Headers {
   const age = ageOf(segment, now);
   const maxAge = maxAgeOf(segment, now);
-  const cached = segment.hitHeaders;
+  const cached = hitHeadersCache.get(segment);
   if (cached && cached.age === age && cached.maxAge === maxAge) return cached.headers;
   const headers = new Headers(responseHeaders(segment, "HIT", now));
-  segment.hitHeaders = { age, maxAge, headers };
+  hitHeadersCache.set(segment, { age, maxAge, headers });
   return headers;
 }
 
