@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     row(
       "warmed read (HIT), 10 connections",
       `${Math.round(vsEmpty.subject.reqPerSec)} req/s, p99 ${vsEmpty.subject.p99} ms, ${vsEmpty.subject.non2xx + vsEmpty.subject.errors} errors`,
-      `empty worker ${Math.round(vsEmpty.baseline.reqPerSec)} req/s, p99 ${vsEmpty.baseline.p99} ms`,
+      `an empty worker served the same way (same supervisor, ${PROCESSES} processes): ${Math.round(vsEmpty.baseline.reqPerSec)} req/s, p99 ${vsEmpty.baseline.p99} ms`,
       `${rps.toFixed(2)}x req/s, ${p99.toFixed(2)}x p99`,
       "≥ 0.8x req/s, p99 ≤ 2x",
       rps >= 0.8 && p99 <= 2 && vsEmpty.subject.non2xx + vsEmpty.subject.errors === 0,
