@@ -225,15 +225,19 @@ export async function readRecords(session: EdgeRedisSession, skus: readonly stri
   );
 }
 
-/** Writes records fetched from the region into the edge Redis with a short TTL, so the next read is local. */
+/**
+ * Fills what the edge lacks, and only that: each record is SET NX EX, so a
+ * record the edge holds (written by the feed, with no TTL, perhaps newer than
+ * the region's copy) is never replaced nor given a TTL. One round trip.
+ */
 export async function refillRecords(session: EdgeRedisSession, records: ReadonlyMap<string, RecordPair>, ttlSeconds: number): Promise<void> {
   const { cfg } = session;
   await session.exchange(
     async (client) => {
       const pipeline = client.pipeline();
       for (const [sku, r] of records) {
-        if (r.stock && r.stock.byteLength > 0) pipeline.set(stockKey(cfg.redisKeyPrefix, sku), Buffer.from(r.stock), "EX", ttlSeconds);
-        if (r.price && r.price.byteLength > 0) pipeline.set(priceKey(cfg.redisKeyPrefix, sku), Buffer.from(r.price), "EX", ttlSeconds);
+        if (r.stock && r.stock.byteLength > 0) pipeline.set(stockKey(cfg.redisKeyPrefix, sku), Buffer.from(r.stock), "EX", ttlSeconds, "NX");
+        if (r.price && r.price.byteLength > 0) pipeline.set(priceKey(cfg.redisKeyPrefix, sku), Buffer.from(r.price), "EX", ttlSeconds, "NX");
       }
       await pipeline.exec();
     },

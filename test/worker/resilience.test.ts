@@ -45,6 +45,23 @@ afterEach(async () => {
 });
 
 describe("regional fallback", () => {
+  it("refills only what the edge lacks: the feed's own record keeps its bytes and gets no TTL", async () => {
+    const sku = uniqueSku("clobber");
+    // The feed wrote a newer stock record at the edge, with no TTL; the price is missing there.
+    const feedStock = encodeRecord(stockRecord(sku, 99, { updatedAt: 2_000 }));
+    await seed(sku, feedStock, null);
+    await seedRegional(sku, stockRecord(sku, 5, { updatedAt: 1_000 }), priceRecord(sku, 7_000));
+    const res = await getSku(sku);
+    expect(res.status).toBe(200);
+    // the price is refilled (after the answer, in waitUntil): wait for it
+    let priceTtl = -2;
+    for (let i = 0; i < 40 && priceTtl < 0; i++, await sleep(25)) priceTtl = await withRedis((r) => r.ttl(`sku:${sku}:price`));
+    expect(priceTtl).toBeGreaterThan(0);
+    const [stockBytes, stockTtl] = await withRedis(async (r) => [await r.getBuffer(`sku:${sku}:stock`), await r.ttl(`sku:${sku}:stock`)] as const);
+    expect(Buffer.compare(stockBytes!, Buffer.from(feedStock))).toBe(0);
+    expect(stockTtl).toBe(-1);
+  });
+
   it("reads what the edge lacks from the region, serves it as source regional, and refills the edge Redis", async () => {
     const sku = await regionalOnly();
     const res = await getSku(sku);
