@@ -9,6 +9,8 @@ import { isValidRegion } from "./ids";
 export interface Config {
   /** Region served by this node; the default `region` of every request. */
   edgeRegion: string;
+  /** The regions this node answers for (EDGE_REGIONS, comma-separated); null = any region name. */
+  edgeRegions: readonly string[] | null;
   /** @default "redis://127.0.0.1:6379" */
   edgeRedisUrl: string;
   /**
@@ -86,6 +88,7 @@ export const MAX_TTL_SECONDS = 86_400;
  */
 export const CONFIG_VARS = [
   "EDGE_REGION",
+  "EDGE_REGIONS",
   "EDGE_REDIS_URL",
   "EDGE_REDIS_TIMEOUT_MS",
   "REGIONAL_URL",
@@ -149,8 +152,16 @@ export function parseConfig(raw: RawConfig): Config {
   if (regionalUrl !== "" && !/^https?:\/\//.test(regionalUrl)) {
     throw new RangeError(`REGIONAL_URL must be an http(s) URL, got ${JSON.stringify(regionalUrl)}`);
   }
+  let edgeRegions: string[] | null = null;
+  if (!unset(raw.EDGE_REGIONS)) {
+    edgeRegions = String(raw.EDGE_REGIONS).split(",").map((r) => r.trim()).filter((r) => r !== "");
+    const bad = edgeRegions.find((r) => !isValidRegion(r));
+    if (bad !== undefined || edgeRegions.length === 0) throw new RangeError(`EDGE_REGIONS must be a comma-separated list of region names, got ${JSON.stringify(raw.EDGE_REGIONS)}`);
+    if (!edgeRegions.includes(edgeRegion)) throw new RangeError(`EDGE_REGIONS must include EDGE_REGION (${edgeRegion}), got ${JSON.stringify(raw.EDGE_REGIONS)}`);
+  }
   const c: Config = {
     edgeRegion,
+    edgeRegions,
     edgeRedisUrl,
     edgeRedisTimeoutMs: positiveInt("EDGE_REDIS_TIMEOUT_MS", raw.EDGE_REDIS_TIMEOUT_MS, DEFAULTS.edgeRedisTimeoutMs, 60_000),
     regionalUrl,

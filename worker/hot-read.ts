@@ -35,7 +35,7 @@ export function hotRead(request: Request, env: Env, ctx: ExecutionContext): Resp
   if (q >= 0) {
     if (!url.startsWith("region=", q + 1) || url.includes("&", q)) return null;
     region = url.slice(q + 8);
-    if (!isValidRegion(region)) return null;
+    if (!isValidRegion(region) || (cfg.edgeRegions !== null && !cfg.edgeRegions.includes(region))) return null;
   }
   const { hot, sync } = stateFor(cfg);
   const now = Date.now();

@@ -7,9 +7,10 @@ import type { IRequest } from "itty-router";
 import { computeAggregates, storeAggregates, type Deps } from "./aggregates";
 import { requireBearer } from "./auth";
 import { readBody } from "./body";
-import { MAX_TTL_SECONDS } from "./config";
+import { MAX_TTL_SECONDS, type Config } from "./config";
 import { HttpError, type SkuFailureCode } from "./errors";
-import { isValidRegion, isValidSku } from "./ids";
+import { isValidSku } from "./ids";
+import { requestRegion } from "./region";
 import { metrics } from "./metrics";
 
 /** The most SKUs one prewarm batch may carry. */
@@ -37,10 +38,10 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 /** Validates the decoded body; field errors name the field. */
-export function parseBatch(body: unknown, defaults: { region: string; ttlSeconds: number }): PrewarmBatch {
+export function parseBatch(body: unknown, cfg: Config): PrewarmBatch {
   if (!isRecord(body)) throw new HttpError("bad_request", "body must be an object {region?, skus, ttl?, jobId?}");
-  const { region = defaults.region, skus, ttl = defaults.ttlSeconds, jobId } = body;
-  if (!isValidRegion(region)) throw new HttpError("bad_request", `region must be a region name, got ${JSON.stringify(region)}`);
+  const { skus, ttl = cfg.cacheTtlSeconds, jobId } = body;
+  const region = requestRegion(cfg, body["region"]);
   if (!Array.isArray(skus)) throw new HttpError("bad_request", "skus must be an array of SKU ids");
   if (skus.length === 0) throw new HttpError("bad_request", "skus must not be empty");
   if (skus.length > MAX_BATCH) throw new HttpError("payload_too_large", `at most ${MAX_BATCH} SKUs per batch, got ${skus.length}`);
@@ -59,7 +60,7 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
   const started = Date.now();
   requireBearer(request, deps.cfg.prewarmToken);
   deps.sync.poke(deps.redis, deps.background);
-  const batch = parseBatch(await readBody(request), { region: deps.cfg.edgeRegion, ttlSeconds: deps.cfg.cacheTtlSeconds });
+  const batch = parseBatch(await readBody(request), deps.cfg);
 
   const unique = [...new Set(batch.skus)];
   const valid = unique.filter(isValidSku);

@@ -9,7 +9,8 @@ import { requireBearer } from "./auth";
 import { readBody } from "./body";
 import { storeKey } from "./cache";
 import { HttpError } from "./errors";
-import { isValidRegion, isValidSku } from "./ids";
+import { isValidSku } from "./ids";
+import { requestRegion } from "./region";
 import { MAX_BATCH } from "./prewarm";
 
 export async function purge(request: IRequest, deps: Deps): Promise<Response> {
@@ -17,8 +18,8 @@ export async function purge(request: IRequest, deps: Deps): Promise<Response> {
   deps.sync.poke(deps.redis, deps.background);
   const body = await readBody(request);
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw new HttpError("bad_request", "body must be an object {region?, skus}");
-  const { region = deps.cfg.edgeRegion, skus } = body as Record<string, unknown>;
-  if (!isValidRegion(region)) throw new HttpError("bad_request", `region must be a region name, got ${JSON.stringify(region)}`);
+  const { skus } = body as Record<string, unknown>;
+  const region = requestRegion(deps.cfg, (body as Record<string, unknown>)["region"]);
   if (!Array.isArray(skus) || skus.length === 0) throw new HttpError("bad_request", "skus must be a non-empty array of SKU ids");
   if (skus.length > MAX_BATCH) throw new HttpError("payload_too_large", `at most ${MAX_BATCH} SKUs per purge, got ${skus.length}`);
   const bad = skus.findIndex((s) => !isValidSku(s));

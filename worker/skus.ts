@@ -14,7 +14,8 @@ import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "
 import { lookupAt, storeKey, type CachedAggregate, type Lookup, type Segment } from "./cache";
 import { HttpError } from "./errors";
 import { segmentEtag } from "./etag";
-import { isValidRegion, isValidSku } from "./ids";
+import { isValidSku } from "./ids";
+import { requestRegion } from "./region";
 import { inflight, lookups } from "./isolate";
 import { metrics } from "./metrics";
 
@@ -22,12 +23,7 @@ import { metrics } from "./metrics";
 export const MAX_IDS = 100;
 
 export function regionOf(request: IRequest, deps: Deps): string {
-  const r = request.query["region"];
-  if (r === undefined || r === "") return deps.cfg.edgeRegion;
-  if (typeof r !== "string" || !isValidRegion(r)) {
-    throw new HttpError("bad_request", `region must be one region name matching ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, got ${JSON.stringify(r)}`);
-  }
-  return r;
+  return requestRegion(deps.cfg, request.query["region"]);
 }
 
 export type CacheResult = "HIT" | "MISS" | "STALE";

@@ -230,6 +230,29 @@ describe("past its capacity", () => {
   });
 });
 
+describe("EDGE_REGIONS", () => {
+  it("refuses any other region with 400 on reads, prewarms and purges, and serves its own", async () => {
+    const regions = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REGIONS: "cn-east,cn-north", EDGE_REDIS_URL: redis.url, PREWARM_TOKEN: TOKEN }, processes: 1 });
+    try {
+      const sku = await seedSku(2_500);
+      const bad = [
+        await fetch(`${regions.url}/v1/skus/${sku}?region=junk-1`),
+        await fetch(`${regions.url}/v1/skus?ids=${sku}&region=junk-2`),
+        await post(regions.url, "/v1/prewarm", { region: "junk-3", skus: [sku] }),
+        await post(regions.url, "/v1/purge", { region: "junk-4", skus: [sku] }),
+      ];
+      for (const res of bad) {
+        expect(res.status).toBe(400);
+        expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "bad_request", message: expect.stringMatching(/EDGE_REGIONS/) });
+      }
+      expect((await post(regions.url, "/v1/prewarm", { region: "cn-north", skus: [sku] })).status).toBe(200);
+      expect(await read(regions.url, sku)).toMatchObject({ status: 200, amount: 2_500 });
+    } finally {
+      await regions.stop();
+    }
+  });
+});
+
 describe("SIGTERM", () => {
   it("lets a request in flight finish before the node exits", async () => {
     const sku = `drain-${process.pid}`;

@@ -109,11 +109,15 @@ describe("hot cache configuration", () => {
     expect(parseConfig(base)).toMatchObject({ hotCacheMaxBytes: 48 * 1024 * 1024, aggregateStore: "cache-api" });
     expect(parseConfig({ ...base, HOT_CACHE_MAX_BYTES: "0" })).toMatchObject({ hotCacheMaxBytes: 0 });
     expect(parseConfig({ ...base, AGGREGATE_STORE: "redis" })).toMatchObject({ aggregateStore: "redis" });
+    expect(parseConfig(base).edgeRegions).toBeNull();
+    expect(parseConfig({ ...base, EDGE_REGIONS: " cn-east, cn-north " }).edgeRegions).toEqual(["cn-east", "cn-north"]);
   });
   const bad: [Record<string, string>, RegExp][] = [
     [{ HOT_CACHE_MAX_BYTES: "-1" }, /HOT_CACHE_MAX_BYTES must be an integer in 0\.\.100663296, got "-1"/],
     [{ HOT_CACHE_MAX_BYTES: "lots" }, /HOT_CACHE_MAX_BYTES must be an integer/],
     [{ AGGREGATE_STORE: "memory" }, /AGGREGATE_STORE must be redis or cache-api, got "memory"/],
+    [{ EDGE_REGIONS: "cn-north,us-west" }, /EDGE_REGIONS must include EDGE_REGION \(cn-east\)/],
+    [{ EDGE_REGIONS: "cn-east,no spaces" }, /EDGE_REGIONS must be a comma-separated list of region names/],
   ];
   for (const [vars, message] of bad) {
     it(`refuses ${JSON.stringify(vars)} with a message naming the variable`, () => {
