@@ -4,6 +4,7 @@
  * answers the raw records of a list of SKUs, read from its own Redis in one
  * pipelined round trip and returned byte for byte as stored.
  */
+import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import Redis from "ioredis";
 import { Packr } from "msgpackr";
@@ -76,7 +77,10 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 function checkBearer(req: IncomingMessage, token: string): void {
   if (token === "") return;
-  if (req.headers.authorization !== `Bearer ${token}`) throw new HttpFailure(401, "unauthorized", "missing or invalid bearer token");
+  // Compared in constant time: an attacker learns nothing from how long a wrong token takes.
+  const got = Buffer.from(req.headers.authorization ?? "");
+  const want = Buffer.from(`Bearer ${token}`);
+  if (got.length !== want.length || !timingSafeEqual(got, want)) throw new HttpFailure(401, "unauthorized", "missing or invalid bearer token");
 }
 
 function parseRequest(body: Buffer): { region: string; skus: string[] } {

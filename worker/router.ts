@@ -17,10 +17,12 @@ import { getSku, getSkus } from "./skus";
 type Args = [env: Env, ctx: ExecutionContext];
 type Req = IRequest & { deps: Deps };
 
+/** Errors become responses here; an unexpected one is logged with a request id, and the client gets only the id (no internal text). */
 function toResponse(e: unknown): Response {
   if (isHttpError(e)) return errorResponse(e);
-  console.error("unhandled error", e);
-  return errorResponse(new HttpError("internal", e instanceof Error ? `${e.name}: ${e.message}` : "internal error"));
+  const id = crypto.randomUUID();
+  console.error(`internal error, request ${id}:`, e);
+  return errorResponse(new HttpError("internal", `internal error; the node's log has the details under request ${id}`));
 }
 
 const TEXT = { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store" };

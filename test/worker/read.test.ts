@@ -1,6 +1,7 @@
 /** GET /v1/skus/:sku, GET /v1/skus?ids=…, /healthz, /metrics in workerd on real Redis. */
-import { SELF } from "cloudflare:test";
+import { SELF, createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { router } from "../../worker/router";
 import { getSku, prewarmRequest, priceRecord, stockRecord, uniqueSku } from "./fixtures";
 import { redisGetCalls, seed } from "./redis";
 
@@ -141,5 +142,19 @@ describe("operational routes", () => {
     const res = await SELF.fetch("https://edge.test/nope");
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ error: { code: "route_not_found" } });
+  });
+});
+
+describe("an unexpected error", () => {
+  it("answers 500 with a request id and no internal text (the detail goes to the log)", async () => {
+    // A configuration this worker cannot run with: parsing it throws inside the router.
+    const ctx = createExecutionContext();
+    const res = await router.fetch(new Request("https://edge.test/v1/skus/abc") as never, { EDGE_REGION: "not a region" } as unknown as Env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("internal");
+    expect(body.error.message).toMatch(/request [0-9a-f-]{36}/);
+    expect(body.error.message).not.toMatch(/EDGE_REGION|RangeError|not a region/);
   });
 });
