@@ -133,6 +133,7 @@ export class Histogram extends Counting {
 /** A per-process value; the node's value combines the live processes' values. */
 export class Gauge {
   private value = 0;
+  private sampler: (() => number) | null = null;
   constructor(
     readonly name: string,
     readonly help: string,
@@ -142,8 +143,12 @@ export class Gauge {
   set(v: number): void {
     this.value = v;
   }
+  /** Reads the value from `fn` whenever it is asked for, instead of what was last set. */
+  sampleWith(fn: () => number): void {
+    this.sampler = fn;
+  }
   get(): number {
-    return this.value;
+    return this.sampler ? this.sampler() : this.value;
   }
   /** The family, from the values of every live process. */
   render(values: readonly number[]): string {

@@ -92,14 +92,23 @@ export class RegionalClient {
     });
     this.breaker.onStateChange((s) => {
       const state = stateOf(s);
-      gauges.regionalBreakerState.set(STATE_GAUGE[state]);
+      if (state === "open") this.openedAt = Date.now();
       metrics.regionalBreakerTransitions.inc({ to: state });
     });
     this.policy = wrap(this.breaker, timeout(cfg.regionalTimeoutMs, TimeoutStrategy.Aggressive));
   }
 
+  /** When the breaker last opened. */
+  private openedAt = 0;
+
+  /**
+   * The breaker's state as of now. cockatiel moves from open to half-open
+   * only when the next call comes; past REGIONAL_BREAKER_HALF_OPEN_MS the
+   * next call is a probe, so the breaker is reported half-open already.
+   */
   get state(): BreakerState {
-    return stateOf(this.breaker.state);
+    const s = stateOf(this.breaker.state);
+    return s === "open" && Date.now() - this.openedAt >= this.cfg.regionalBreakerHalfOpenMs ? "half-open" : s;
   }
 
   /** Raw records of `skus` in `region`; SKUs the region does not know are absent. */
@@ -134,6 +143,9 @@ export class RegionalClient {
 }
 
 const clients = new Map<string, RegionalClient>();
+
+// The gauge is the worst state of the isolate's breakers, as of the moment it is read.
+gauges.regionalBreakerState.sampleWith(() => Math.max(0, ...[...clients.values()].map((c) => STATE_GAUGE[c.state])));
 
 /** The isolate's client for this configuration (one breaker per region URL), or null without a region. */
 export function regionalClientFor(cfg: Config): RegionalClient | null {

@@ -152,13 +152,14 @@ async function resolve(deps: Deps, skus: readonly string[], region: string): Pro
   }
   metrics.cacheLookups.inc({ result: "hit" }, skus.length - revalidate.length - compute.length);
   if (revalidate.length > 0) metrics.cacheLookups.inc({ result: "stale" }, revalidate.length);
-  if (compute.length > 0) metrics.cacheLookups.inc({ result: "miss" }, compute.length);
   if (revalidate.length > 0) deps.background(computeCoalesced(deps, revalidate, region).catch(() => undefined));
 
   if (compute.length > 0) {
     const computed = await computeCoalesced(deps, compute, region);
     const at = Date.now();
     const sieMs = deps.cfg.staleIfErrorSeconds * 1000;
+    // Each lookup counts once: a miss, or stale when stale-if-error answers it.
+    let staleIfError = 0;
     for (const [sku, l] of looked) {
       const o = computed.get(sku);
       if (!o) continue;
@@ -168,10 +169,12 @@ async function resolve(deps: Deps, skus: readonly string[], region: string): Pro
         else answers.set(sku, { sku, failure: { sku, ok: false, code: "regional_unavailable", detail: "computed aggregate already expired" } });
       } else if (o.code === "regional_unavailable" && l.state === "stale" && l.staleForMs <= sieMs) {
         // Stale-if-error: nothing fresh can be had, and the stale price is still the one in force.
-        metrics.cacheLookups.inc({ result: "stale" });
+        staleIfError++;
         answers.set(sku, { sku, segment: l.segment, result: "STALE" });
       } else answers.set(sku, { sku, failure: o });
     }
+    if (staleIfError > 0) metrics.cacheLookups.inc({ result: "stale" }, staleIfError);
+    if (compute.length > staleIfError) metrics.cacheLookups.inc({ result: "miss" }, compute.length - staleIfError);
   }
   return skus.map((sku) => answers.get(sku)!);
 }

@@ -5,7 +5,7 @@
  * Real edge Redis (stopped and restarted), real regional aggregator over HTTP.
  */
 import { SELF } from "cloudflare:test";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, inject, it } from "vitest";
 import { encodeRecord } from "../../records/encode";
 import { metrics } from "../../worker/metrics";
 import { getSku, prewarmRequest, priceRecord, sleep, stockRecord, uniqueSku } from "./fixtures";
@@ -141,6 +141,10 @@ describe("circuit breaker", () => {
 
     await regional.resetFaults();
     await sleep(1_050);
+    // half-open as of now, before any call has let cockatiel notice
+    const waiting = (await (await SELF.fetch("https://edge.test/healthz")).json()) as { regional: { breaker: string } };
+    expect(waiting.regional.breaker).toBe("half-open");
+    expect(await metric("edge_regional_breaker_state")).toBe(1);
     const probe = await getSku(skus[3]!);
     expect(probe.status).toBe(200);
     expect(await metric("edge_regional_breaker_state")).toBe(0);
@@ -180,10 +184,14 @@ describe("edge Redis down", () => {
     await sleep(warm.validUntil - Date.now() + 2_100); // past the stale-while-revalidate grace
     await edgeRedis.stop();
     await regional.setFaults({ outage: true });
+    const [stale, miss] = [metrics.cacheLookups.get({ result: "stale" }), metrics.cacheLookups.get({ result: "miss" })];
     const res = await getSku(sku);
     expect(res.status).toBe(200);
     expect(res.headers.get("X-Cache")).toBe("STALE");
     expect(await res.json()).toMatchObject({ sku, price: { amount: 3_000 }, computedAt: warm.computedAt });
+    // counted once, as what it was answered with (this isolate's counters: the node's live in the stopped Redis)
+    expect(metrics.cacheLookups.get({ result: "stale" })).toBe(stale + 1);
+    expect(metrics.cacheLookups.get({ result: "miss" })).toBe(miss);
   });
 
   it("answers 503 with Retry-After and a JSON error only when nothing stale exists", async () => {
@@ -233,15 +241,16 @@ describe("POST /v1/purge", () => {
   });
 
   it("requires the token and valid SKU ids", async () => {
-    const unauth = await SELF.fetch("https://edge.test/v1/purge", { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"skus":["a"]}' });
-    expect(unauth.status).toBe(401);
-    const bad = await prewarmRequest({ skus: ["bad id"] }).then(() =>
+    const purge = (body: string, token?: string): Promise<Response> =>
       SELF.fetch("https://edge.test/v1/purge", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Authorization: "Bearer wrong" },
-        body: '{"skus":["a"]}',
-      }),
-    );
-    expect(bad.status).toBe(401);
+        headers: { "Content-Type": "application/json", ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }) },
+        body,
+      });
+    expect((await purge('{"skus":["a"]}')).status).toBe(401);
+    expect((await purge('{"skus":["a"]}', "wrong")).status).toBe(401);
+    const bad = await purge('{"skus":["fine-1","bad id"]}', inject("prewarmToken"));
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: { code: "invalid_sku", message: expect.stringContaining("skus[1]") } });
   });
 });
