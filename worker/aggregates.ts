@@ -5,7 +5,7 @@
  * call per source), and per-SKU outcomes. Shared by prewarm and by
  * read-through on a cache miss.
  */
-import { storeKey, type CachedAggregate, type EdgeCache, type WriteCause } from "./cache";
+import { notFoundEntry, storeKey, type CachedAggregate, type EdgeCache, type WriteCause } from "./cache";
 import type { Config } from "./config";
 import { EdgeRedisError, readRecords, refillRecords, takeLeases, type EdgeRedisSession, type RecordPair } from "./edge-redis";
 import type { SkuFailureCode } from "./errors";
@@ -213,8 +213,16 @@ function timelinesOf(deps: Deps, region: string, ttlMs: number, computed: Map<st
   return timelines;
 }
 
-/** Writes every successful outcome to the edge cache, all at once. */
-export async function storeAggregates(cache: EdgeCache, region: string, outcomes: readonly SkuOutcome[], now: number, cause: WriteCause): Promise<void> {
-  const items = outcomes.flatMap((o) => (o.ok ? [{ key: storeKey(o.sku, region), entry: o.entry }] : []));
+/**
+ * Writes every successful outcome to the edge cache, all at once, and, when
+ * `negativeTtlSeconds` > 0, a `not_found` for that long (so that reads of an
+ * unknown SKU do not each cost an edge Redis and a regional request).
+ */
+export async function storeAggregates(cache: EdgeCache, region: string, outcomes: readonly SkuOutcome[], now: number, cause: WriteCause, negativeTtlSeconds = 0): Promise<void> {
+  const items = outcomes.flatMap((o) => {
+    if (o.ok) return [{ key: storeKey(o.sku, region), entry: o.entry }];
+    if (o.code === "not_found" && negativeTtlSeconds > 0) return [{ key: storeKey(o.sku, region), entry: notFoundEntry(now, negativeTtlSeconds * 1000) }];
+    return [];
+  });
   await cache.putMany(items, now, cause);
 }

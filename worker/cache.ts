@@ -27,6 +27,8 @@ export interface Segment {
   nextAt: number | null;
   /** Its strong ETag, computed on first use (`segmentEtag`): a prewarm need not hash what may never be read. */
   etag?: string;
+  /** A cached `not_found` (NEGATIVE_TTL_SECONDS): no body, never served stale. */
+  notFound?: true;
 }
 
 /** Segments in time order; each starts where the previous one ends. */
@@ -44,11 +46,16 @@ export type Lookup =
 export function lookupAt(entry: CachedAggregate, now: number): Lookup {
   for (const s of entry.segments) if (s.computedAt <= now && now < s.validUntil) return { state: "fresh", segment: s };
   const last = entry.segments[entry.segments.length - 1];
-  // Stale is allowed only when no price change has happened since: never a wrong price.
-  if (last && now >= last.validUntil && (last.nextAt === null || now < last.nextAt)) {
+  // Stale is allowed only when no price change has happened since: never a wrong price; never for a cached not_found.
+  if (last && !last.notFound && now >= last.validUntil && (last.nextAt === null || now < last.nextAt)) {
     return { state: "stale", segment: last, staleForMs: now - last.validUntil };
   }
   return { state: "absent" };
+}
+
+/** A cached `not_found` answer for `ttlMs` from `now`. */
+export function notFoundEntry(now: number, ttlMs: number): CachedAggregate {
+  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, notFound: true }] };
 }
 
 export function storeKey(sku: string, region: string): StoreKey {

@@ -86,6 +86,11 @@ export class Coalescer<T> {
     return out;
   }
 
+  /** Forgets settled results of `keys` (their data changed: a purge, a prewarm), so that no newcomer gets them in their grace. */
+  forget(keys: readonly string[]): void {
+    for (const k of keys) if (this.inflight.get(k)?.settled) this.inflight.delete(k);
+  }
+
   /** Drops settled slots past their grace. */
   private sweep(): void {
     const now = Date.now();

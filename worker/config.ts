@@ -38,6 +38,8 @@ export interface Config {
   staleIfErrorSeconds: number;
   /** Default TTL of a warmed aggregate. @default 30 */
   cacheTtlSeconds: number;
+  /** How long a `not_found` answer is cached; a prewarm or purge of the SKU clears it; 0 = not cached. @default 5 */
+  negativeTtlSeconds: number;
   /** @default "sku:" */
   redisKeyPrefix: string;
   /**
@@ -70,6 +72,7 @@ export const DEFAULTS = {
   staleWhileRevalidateSeconds: 10,
   staleIfErrorSeconds: 300,
   cacheTtlSeconds: 30,
+  negativeTtlSeconds: 5,
   redisKeyPrefix: "sku:",
   hotCacheMaxBytes: 48 * 1024 * 1024,
   aggregateStore: "cache-api",
@@ -100,6 +103,7 @@ export const CONFIG_VARS = [
   "STALE_WHILE_REVALIDATE_SECONDS",
   "STALE_IF_ERROR_SECONDS",
   "CACHE_TTL_SECONDS",
+  "NEGATIVE_TTL_SECONDS",
   "REDIS_KEY_PREFIX",
   "AGGREGATE_STORE",
   "HOT_CACHE_MAX_BYTES",
@@ -173,6 +177,7 @@ export function parseConfig(raw: RawConfig): Config {
     staleWhileRevalidateSeconds: intIn("STALE_WHILE_REVALIDATE_SECONDS", raw.STALE_WHILE_REVALIDATE_SECONDS, DEFAULTS.staleWhileRevalidateSeconds, 0, MAX_TTL_SECONDS),
     staleIfErrorSeconds: intIn("STALE_IF_ERROR_SECONDS", raw.STALE_IF_ERROR_SECONDS, DEFAULTS.staleIfErrorSeconds, 0, MAX_TTL_SECONDS),
     cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", raw.CACHE_TTL_SECONDS, DEFAULTS.cacheTtlSeconds, MAX_TTL_SECONDS),
+    negativeTtlSeconds: intIn("NEGATIVE_TTL_SECONDS", raw.NEGATIVE_TTL_SECONDS, DEFAULTS.negativeTtlSeconds, 0, MAX_TTL_SECONDS),
     redisKeyPrefix: str(raw.REDIS_KEY_PREFIX, DEFAULTS.redisKeyPrefix),
     prewarmToken: str(raw.PREWARM_TOKEN, ""),
     aggregateStore: storeKind(raw.AGGREGATE_STORE),

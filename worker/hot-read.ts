@@ -43,7 +43,7 @@ export function hotRead(request: Request, env: Env, ctx: ExecutionContext): Resp
   const entry = hot.get(`${region}\n${sku}`);
   if (entry === undefined) return null;
   const found = lookupAt(entry, now);
-  if (found.state !== "fresh") return null;
+  if (found.state !== "fresh" || found.segment.notFound) return null;
   if (sync.due(now)) {
     const session = new EdgeRedisSession(cfg);
     ctx.waitUntil(

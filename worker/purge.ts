@@ -8,6 +8,7 @@ import type { Deps } from "./aggregates";
 import { requireBearer } from "./auth";
 import { readBody } from "./body";
 import { storeKey } from "./cache";
+import { inflight } from "./isolate";
 import { HttpError } from "./errors";
 import { isValidSku } from "./ids";
 import { requestRegion } from "./region";
@@ -27,7 +28,9 @@ export async function purge(request: IRequest, deps: Deps): Promise<Response> {
   const unique = [...new Set(skus as string[])];
   let deleted: boolean[];
   try {
-    deleted = await deps.cache.deleteMany(unique.map((sku) => storeKey(sku, region)));
+    const keys = unique.map((sku) => storeKey(sku, region));
+    deleted = await deps.cache.deleteMany(keys);
+    inflight.forget(keys.map((k) => k.mem));
   } catch (e) {
     throw new HttpError("store_unavailable", `the node's aggregate store could not be purged: ${(e as Error).message}`, { "Retry-After": "1" });
   }

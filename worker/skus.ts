@@ -107,7 +107,7 @@ function computeCoalesced(deps: Deps, skus: readonly string[], region: string): 
         const outcomes = await computeAggregates(deps, { skus: mine, region, ttlSeconds: deps.cfg.cacheTtlSeconds }, "read");
         // Stored before the keys leave the in-flight set: a request arriving in
         // between would otherwise find neither and compute again.
-        await storeAggregates(deps.cache, region, outcomes, Date.now(), "read");
+        await storeAggregates(deps.cache, region, outcomes, Date.now(), "read", deps.cfg.negativeTtlSeconds);
         return new Map(outcomes.map((o) => [inflightKey(region, o.sku), o]));
       },
     )
@@ -144,7 +144,8 @@ async function resolve(deps: Deps, skus: readonly string[], region: string): Pro
   const revalidate: string[] = [];
   const compute: string[] = [];
   for (const [sku, l] of looked) {
-    if (l.state === "fresh") answers.set(sku, { sku, segment: l.segment, result: "HIT" });
+    if (l.state === "fresh" && l.segment.notFound) answers.set(sku, { sku, failure: { sku, ok: false, code: "not_found", detail: "neither the edge nor the region has it (cached not_found)" } });
+    else if (l.state === "fresh") answers.set(sku, { sku, segment: l.segment, result: "HIT" });
     else if (l.state === "stale" && l.staleForMs <= swrMs) {
       answers.set(sku, { sku, segment: l.segment, result: "STALE" });
       revalidate.push(sku);

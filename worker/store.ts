@@ -41,8 +41,9 @@ export interface AggregateStore {
 
 type SegmentMeta = [computedAt: number, validUntil: number, nextAt: number | null, length: number];
 
+/** A segment's metadata; a cached not_found has length -1 (and no body). */
 function metaOf(entry: CachedAggregate): SegmentMeta[] {
-  return entry.segments.map((s) => [s.computedAt, s.validUntil, s.nextAt, s.json.length]);
+  return entry.segments.map((s) => [s.computedAt, s.validUntil, s.nextAt, s.notFound ? -1 : s.json.length]);
 }
 
 function parseMeta(text: string | null): SegmentMeta[] | null {
@@ -61,6 +62,10 @@ function entryOf(meta: SegmentMeta[] | null, body: string): CachedAggregate | nu
   const segments: Segment[] = [];
   let o = 0;
   for (const [computedAt, validUntil, nextAt, length] of meta) {
+    if (length === -1) {
+      segments.push({ json: "", computedAt, validUntil, nextAt: null, notFound: true });
+      continue;
+    }
     segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt });
     o += length;
   }
@@ -77,9 +82,10 @@ export function decodeEntry(text: string): CachedAggregate | null {
   return nl < 0 ? null : entryOf(parseMeta(text.slice(0, nl)), text.slice(nl + 1));
 }
 
-/** How long the store keeps an entry's bytes (ms): to its last validUntil, plus the stale grace. */
+/** How long the store keeps an entry's bytes (ms): to its last validUntil, plus the stale grace (none for a cached not_found). */
 function keepMs(entry: CachedAggregate, now: number, graceSeconds: number): number {
-  return Math.max(1, entry.segments[entry.segments.length - 1]!.validUntil - now + graceSeconds * 1000);
+  const last = entry.segments[entry.segments.length - 1]!;
+  return Math.max(1, last.validUntil - now + (last.notFound ? 0 : graceSeconds * 1000));
 }
 
 export class RedisStore implements AggregateStore {

@@ -119,6 +119,44 @@ describe("regional fallback", () => {
   });
 });
 
+describe("negative caching", () => {
+  it("caches not_found for NEGATIVE_TTL_SECONDS: reads of an unknown SKU spread over a second cost one computation and one regional request", async () => {
+    const sku = uniqueSku("unknown");
+    // This isolate's own counts: the reference aggregator's counters are shared with whatever else the pool runs.
+    const calls = (): number => ["ok", "error", "timeout", "rejected"].reduce((n, outcome) => n + metrics.regionalRequests.get({ outcome }), 0);
+    const before = calls();
+    const computations = metrics.computations.get({ trigger: "read" });
+    for (let i = 0; i < 6; i++) {
+      const res = await getSku(sku);
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("not_found");
+      await sleep(150); // past the 100 ms in which a settled computation still answers newcomers
+    }
+    expect(calls() - before).toBe(1);
+    expect(metrics.computations.get({ trigger: "read" })).toBe(computations + 1);
+  });
+
+  it("is cleared by a prewarm of the SKU and by a purge", async () => {
+    const sku = uniqueSku("later");
+    expect((await getSku(sku)).status).toBe(404);
+    await seed(sku, stockRecord(sku), priceRecord(sku, 4_400));
+    expect((await getSku(sku)).status).toBe(404); // still cached
+    await prewarmRequest({ skus: [sku] });
+    expect(await (await getSku(sku)).json()).toMatchObject({ price: { amount: 4_400 } });
+
+    const other = uniqueSku("purged");
+    expect((await getSku(other)).status).toBe(404);
+    await seed(other, stockRecord(other), priceRecord(other, 4_500));
+    const purge = await SELF.fetch("https://edge.test/v1/purge", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${inject("prewarmToken")}` },
+      body: JSON.stringify({ skus: [other] }),
+    });
+    expect(purge.status).toBe(200);
+    expect(await (await getSku(other)).json()).toMatchObject({ price: { amount: 4_500 } });
+  });
+});
+
 describe("circuit breaker", () => {
   it("opens after 3 consecutive failures, fails fast without calling the region, half-opens, and closes again", async () => {
     await regional.setFaults({ errorRate: 1 });
