@@ -135,12 +135,27 @@ withCommon(program.command("worker").description("process plan expansions and ba
   await untilSignal(engine, "prewarm worker");
 });
 
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 withCommon(program.command("serve").description("the ops HTTP API and job dashboard, with workers"))
   .addOption(new Option("-p, --port <port>", "port").default("8790"))
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--no-work", "API only, no workers")
-  .action(async (o: Common & { port: string; host: string; work: boolean }) => {
-    const engine = new Engine(config(o));
+  .option("--no-auth", "serve without an opsToken (refused on any host but loopback)")
+  .action(async (o: Common & { port: string; host: string; work: boolean; auth: boolean }) => {
+    const cfg = config(o);
+    // Closed by default: an open API and dashboard only when asked for, and only on this machine.
+    if (cfg.opsToken === "" && o.auth) {
+      console.error("prewarm serve: opsToken is not set in the config; the ops API will not start open (set opsToken, or pass --no-auth on a loopback host)");
+      process.exit(2);
+    }
+    if (!o.auth && !isLoopback(o.host)) {
+      console.error(`prewarm serve: --no-auth is refused for host ${o.host}: only a loopback host (127.0.0.1, ::1, localhost) may serve without a token`);
+      process.exit(2);
+    }
+    const engine = new Engine(o.auth ? cfg : { ...cfg, opsToken: "" });
     if (o.work) engine.startWorkers();
     const server = await serveOps(engine, Number(o.port), o.host);
     console.error(`prewarm ops API on http://${o.host}:${o.port} (dashboard /admin/queues)`);

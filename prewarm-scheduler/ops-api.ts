@@ -41,7 +41,7 @@ export function opsApp(engine: Engine): Hono {
     }
     const plan = typeof body === "object" && body !== null && "plan" in body ? (body as { plan: unknown }).plan : undefined;
     if (plan === undefined) throw new HTTPException(400, { message: "body must be JSON {plan: {...}}" });
-    return parsePlan(plan, "plan");
+    return parsePlan(plan, "plan", "api");
   };
 
   app.post("/v1/runs", async (c) => {

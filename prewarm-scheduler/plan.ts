@@ -137,7 +137,8 @@ function readSkuFile(file: string, source: string): string[] {
   text.split(/\r?\n/).forEach((line, i) => {
     const sku = line.replace(/#.*/, "").trim();
     if (sku === "") return;
-    if (!isValidSku(sku)) problems.push(`skus.file ${file}:${i + 1}: not a SKU id: ${JSON.stringify(sku)}`);
+    // The file and the line, never the line's text: a plan must not be a way to print a file.
+    if (!isValidSku(sku)) problems.push(`skus.file ${file}:${i + 1}: not a SKU id`);
     else skus.push(sku);
   });
   if (problems.length > 0) throw new InvalidFileError(source, problems.slice(0, 20));
@@ -145,13 +146,24 @@ function readSkuFile(file: string, source: string): string[] {
   return skus;
 }
 
-/** Validates a plan document; `baseDir` resolves a relative `skus.file`. */
-export function parsePlan(doc: unknown, source = "plan", baseDir = process.cwd()): Plan {
+/**
+ * Validates a plan document. `baseDir` resolves a relative `skus.file`; a plan
+ * that came over the ops API (`baseDir` "api") may neither read a file on the
+ * scheduler host nor name a Redis server: only the operator's files and
+ * configuration do.
+ */
+export function parsePlan(doc: unknown, source = "plan", baseDir: string | "api" = process.cwd()): Plan {
   const r = planSchema.safeParse(doc);
   if (!r.success) throw new InvalidFileError(source, describeIssues(r.error));
   const p = r.data;
   const { list, file, hot } = p.skus;
-  if (file !== undefined) return { ...p, skus: { list: readSkuFile(path.resolve(baseDir, file), source) } };
+  if (baseDir === "api") {
+    const refused: string[] = [];
+    if (file !== undefined) refused.push("skus.file: a plan posted to the ops API may not read files on the scheduler host; send skus.list, or run the plan file with the CLI");
+    if (hot?.redis !== undefined) refused.push("skus.hot.redis: a plan posted to the ops API may not name a Redis server; the scheduler reads hot SKUs from its configured Redis");
+    if (refused.length > 0) throw new InvalidFileError(source, refused);
+  }
+  if (file !== undefined && baseDir !== "api") return { ...p, skus: { list: readSkuFile(path.resolve(baseDir, file), source) } };
   return { ...p, skus: hot !== undefined ? { hot } : { list: list! } };
 }
 

@@ -3,7 +3,7 @@
  * with its own real Redis) and a real Redis for BullMQ, over HTTP.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { stringify } from "yaml";
@@ -234,6 +234,66 @@ describe("ops API", () => {
     const board = await app.request("/admin/queues");
     expect(board.status).toBe(200);
     expect(await board.text()).toContain("<html");
+  });
+});
+
+describe("ops API, closed", () => {
+  it("refuses a posted plan that would read a file on the scheduler host or name a Redis server, without quoting anything", async () => {
+    const app = opsApp(engine(stack.config()));
+    const post = (plan: unknown): Response | Promise<Response> =>
+      app.request("/v1/runs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan }) });
+    for (const file of ["/proc/self/environ", "/etc/passwd", "../../../etc/hostname"]) {
+      const res = await post({ name: "x", skus: { file } });
+      expect(res.status).toBe(400);
+      const text = await res.text();
+      expect(text).toMatch(/skus\.file: a plan posted to the ops API may not read files/);
+      expect(text).not.toMatch(/root:|PATH=|PREWARM_TOKEN|sched-test-token/);
+    }
+    const hot = await post({ name: "x", skus: { hot: { key: "hot-skus", top: 10, redis: "redis://10.0.0.1:6379" } } });
+    expect(hot.status).toBe(400);
+    expect(await hot.text()).toMatch(/skus\.hot\.redis: a plan posted to the ops API may not name a Redis server/);
+  });
+
+  it("prewarm serve refuses to start without an opsToken, and --no-auth anywhere but loopback", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "prewarm-serve-"));
+    const configFile = path.join(dir, "config.yaml");
+    writeFileSync(configFile, stringify({ ...stack.config(), opsToken: "" }));
+    const serve = (...args: string[]): Promise<{ code: number | null; err: string }> =>
+      new Promise((resolve) => {
+        const child = spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), path.join(ROOT, "prewarm-scheduler/cli.ts"), "serve", "--config", configFile, "--no-work", "--port", "0", ...args], {
+          cwd: ROOT,
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        let err = "";
+        child.stderr.on("data", (d: Buffer) => {
+          err += d.toString();
+          if (err.includes("prewarm ops API on")) child.kill("SIGTERM"); // it started: that case is allowed
+        });
+        child.on("exit", (code) => resolve({ code, err }));
+      });
+    try {
+      const open = await serve();
+      expect(open.code).toBe(2);
+      expect(open.err).toMatch(/opsToken is not set/);
+      const wide = await serve("--no-auth", "--host", "0.0.0.0");
+      expect(wide.code).toBe(2);
+      expect(wide.err).toMatch(/--no-auth is refused for host 0\.0\.0\.0/);
+      const local = await serve("--no-auth", "--host", "127.0.0.1");
+      expect(local.err).toMatch(/prewarm ops API on http:\/\/127\.0\.0\.1/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("names the file and the line of a bad SKU in a plan file, never the line's text", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "plan-"));
+    writeFileSync(path.join(dir, "skus.txt"), "good-1\nSECRET=hunter2 not an id\n");
+    try {
+      expect(() => parsePlan({ name: "x", skus: { file: "skus.txt" } }, "plan.yaml", dir)).toThrow(/skus\.file .*skus\.txt:2: not a SKU id/);
+      expect(() => parsePlan({ name: "x", skus: { file: "skus.txt" } }, "plan.yaml", dir)).not.toThrow(/hunter2/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
