@@ -8,7 +8,9 @@ import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { HonoAdapter } from "@bull-board/hono";
 import { serve, type ServerType } from "@hono/node-server";
 import { serveStatic } from "@hono/node-server/serve-static";
+import { randomUUID } from "node:crypto";
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { bearerAuth } from "hono/bearer-auth";
 import { HTTPException } from "hono/http-exception";
 import type { Engine } from "./engine";
@@ -20,17 +22,23 @@ function errorBody(code: string, message: string, details?: readonly string[]) {
   return { error: { code, message, ...(details ? { details } : {}) } };
 }
 
+/** The largest request body the ops API reads (a plan with a long SKU list fits). */
+const MAX_BODY_BYTES = 1024 * 1024;
+
 export function opsApp(engine: Engine): Hono {
   const app = new Hono();
   app.onError((e, c) => {
     if (isInvalidFileError(e)) return c.json(errorBody("invalid_plan", e.message, e.problems), 400);
     if (e instanceof HTTPException) return c.json(errorBody(e.status === 401 ? "unauthorized" : "bad_request", e.message), e.status);
-    console.error(e);
-    return c.json(errorBody("internal", (e as Error).message), 500);
+    // The detail goes to the log under an id; the caller gets the id only.
+    const id = randomUUID();
+    console.error(`ops API internal error, request ${id}:`, e);
+    return c.json(errorBody("internal", `internal error; the scheduler's log has the details under request ${id}`), 500);
   });
   app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
   app.get("/healthz", async (c) => c.json({ ok: (await engine.redis.ping()) === "PONG" }));
   if (engine.cfg.opsToken !== "") app.use("/*", bearerAuth({ token: engine.cfg.opsToken }));
+  app.use("/v1/*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody("payload_too_large", `bodies are limited to ${MAX_BODY_BYTES} bytes`), 413) }));
 
   const readPlan = async (c: { req: { json(): Promise<unknown> } }) => {
     let body: unknown;
@@ -49,7 +57,10 @@ export function opsApp(engine: Engine): Hono {
     return c.json({ runId, status: `/v1/runs/${runId}` }, 202);
   });
   app.get("/v1/runs", async (c) => {
-    const ids = await engine.store.list(Number(c.req.query("limit") ?? 20));
+    const raw = c.req.query("limit") ?? "20";
+    const limit = Number(raw);
+    if (!/^\d+$/.test(raw) || limit < 1 || limit > 1000) throw new HTTPException(400, { message: `limit must be an integer in 1..1000, got ${JSON.stringify(raw)}` });
+    const ids = await engine.store.list(limit);
     const reports = await Promise.all(ids.map((id) => engine.store.report(id)));
     return c.json({ runs: reports.filter((r) => r !== null).map(({ nodes: _n, ...r }) => r) });
   });

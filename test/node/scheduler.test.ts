@@ -254,6 +254,20 @@ describe("ops API, closed", () => {
     expect(await hot.text()).toMatch(/skus\.hot\.redis: a plan posted to the ops API may not name a Redis server/);
   });
 
+  it("answers 400 to bad query parameters and 413 to an oversize body", async () => {
+    const app = opsApp(engine(stack.config()));
+    for (const q of ["abc", "0", "-1", "1.5", "100000"]) {
+      const res = await app.request(`/v1/runs?limit=${q}`);
+      expect(res.status, q).toBe(400);
+      expect(await res.json()).toMatchObject({ error: { code: "bad_request", message: expect.stringMatching(/^limit must be an integer in 1\.\.1000/) } });
+    }
+    expect((await app.request("/v1/runs?limit=5")).status).toBe(200);
+    const big = JSON.stringify({ plan: { name: "big", skus: { list: Array.from({ length: 60_000 }, (_, i) => `sku-${String(i).padStart(12, "0")}`) } } });
+    const res = await app.request("/v1/runs", { method: "POST", headers: { "Content-Type": "application/json", "Content-Length": String(big.length) }, body: big });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ error: { code: "payload_too_large" } });
+  });
+
   it("prewarm serve refuses to start without an opsToken, and --no-auth anywhere but loopback", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "prewarm-serve-"));
     const configFile = path.join(dir, "config.yaml");
