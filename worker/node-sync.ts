@@ -252,12 +252,12 @@ export class NodeSync {
   }
 
   /** When the edge Redis cannot be reached: the node's totals as last read, plus what this isolate counted since. */
-  renderLastKnown(reason: string): string {
+  renderLastKnown(): string {
     const totals = new Map(this.lastNode.totals);
     // What was counted since the last flush that landed (an outstanding batch is not yet committed either).
     for (const [k, d] of pendingDeltas().deltas) totals.set(k, (totals.get(k) ?? 0) + d);
     const own = Object.fromEntries(gaugeValues()) as ProcessGauges;
-    return renderMetrics(totals, this.lastNode.processes.length > 0 ? this.lastNode.processes : [own], `# node totals as last read; the edge Redis is unreachable: ${reason.replace(/\n/g, " ")}\n`);
+    return renderMetrics(totals, this.lastNode.processes.length > 0 ? this.lastNode.processes : [own], "# node totals as last read, plus this process's counts since: the edge Redis could not be reached\n");
   }
 
   private lastNode: { totals: Map<string, number>; processes: ProcessGauges[] } = { totals: new Map(), processes: [] };

@@ -1,8 +1,9 @@
 /**
  * Routes of the edge worker (SPEC §5) and the one place where errors become
  * responses. Every answer is counted by route pattern and status. Each
- * request gets its dependencies once (`withDeps`), and its edge Redis
- * connection is released when it has answered.
+ * request gets its dependencies once (the `before` step), and its edge Redis
+ * connection is released when it has answered. (A warmed read is usually
+ * answered before the router, by `hot-read.ts`.)
  */
 import { Router, type IRequest } from "itty-router";
 import type { Deps } from "./aggregates";
@@ -31,7 +32,8 @@ async function nodeMetrics(deps: Deps): Promise<Response> {
   try {
     return new Response(await deps.sync.renderNodeMetrics(deps.redis), { headers: TEXT });
   } catch (e) {
-    return new Response(deps.sync.renderLastKnown((e as Error).message), { headers: TEXT });
+    console.error("node metrics: the edge Redis could not be read", e);
+    return new Response(deps.sync.renderLastKnown(), { headers: TEXT });
   }
 }
 
