@@ -32,6 +32,13 @@ export class Coalescer<T> {
      * their own millisecond, so a grace never serves anything expired. @default 0
      */
     private readonly graceMs = 0,
+    /**
+     * How long a waiter waits for another request's computation (ms) before
+     * it gives up on it and computes the keys itself: a leader whose request
+     * was cancelled (its client gone) must not strand every later read of its
+     * keys. @default Infinity
+     */
+    private readonly waitMs = Number.POSITIVE_INFINITY,
   ) {}
 
   /**
@@ -76,13 +83,22 @@ export class Coalescer<T> {
         out.set(k, slot.value as T);
       }
     }
-    for (let delay = 1; waiting.some(([, s]) => !s.settled); delay = Math.min(MAX_POLL_MS, delay * 2)) {
+    const deadline = Date.now() + this.waitMs;
+    for (let delay = 1; waiting.some(([, s]) => !s.settled) && Date.now() < deadline; delay = Math.min(MAX_POLL_MS, delay * 2)) {
       await new Promise((r) => setTimeout(r, delay));
     }
+    const abandoned: string[] = [];
     for (const [k, slot] of waiting) {
+      if (!slot.settled) {
+        // Past the deadline: that computation is not coming; the slot is dropped and the key computed here.
+        if (this.inflight.get(k) === slot) this.inflight.delete(k);
+        abandoned.push(k);
+        continue;
+      }
       if (slot.error !== undefined) throw slot.error;
       out.set(k, slot.value as T);
     }
+    if (abandoned.length > 0) for (const [k, v] of await this.batch(abandoned, compute)) out.set(k, v);
     return out;
   }
 

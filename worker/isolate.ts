@@ -20,15 +20,20 @@ import { WriteBehind } from "./write-behind";
 
 export const rulesHost = new RulesHost(goStock);
 
-/** Read-through computations in flight, by `${region}\n${sku}`. */
-export const inflight = new Coalescer<SkuOutcome>(100);
+/**
+ * Read-through computations in flight, by `${region}\n${sku}`. A waiter gives
+ * up on another request's computation after STRANDED_MS (well past the edge
+ * Redis and regional budgets of a read) and computes the key itself.
+ */
+const STRANDED_MS = 5_000;
+export const inflight = new Coalescer<SkuOutcome>(100, STRANDED_MS);
 
 /**
  * Cache lookups in flight, by the same keys: a burst of requests for one key
  * costs one store read, and each request still judges freshness at its own
  * millisecond. Nothing is kept once the lookup has answered.
  */
-export const lookups = new Coalescer<CachedAggregate | null>();
+export const lookups = new Coalescer<CachedAggregate | null>(0, STRANDED_MS);
 
 /**
  * Cache API writes behind read-through computations are queued per request,

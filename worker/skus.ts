@@ -156,7 +156,11 @@ async function resolve(deps: Deps, skus: readonly string[], region: string): Pro
   if (revalidate.length > 0) deps.background(computeCoalesced(deps, revalidate, region).catch(() => undefined));
 
   if (compute.length > 0) {
-    const computed = await computeCoalesced(deps, compute, region);
+    // Under waitUntil too: if this request is cancelled (its client gone), the
+    // computation others may be waiting on still finishes and stores its result.
+    const computing = computeCoalesced(deps, compute, region);
+    deps.background(computing.catch(() => undefined));
+    const computed = await computing;
     const at = Date.now();
     const sieMs = deps.cfg.staleIfErrorSeconds * 1000;
     // Each lookup counts once: a miss, or stale when stale-if-error answers it.
