@@ -29,9 +29,12 @@ const duration = (what: string) =>
     return ms;
   });
 
+/** An ISO-8601 date-time that says its zone (Z or an offset): without one, it would be read in whatever zone the scheduler host is in. */
+const ZONED_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i;
+
 const instant = z.union([z.string(), z.date()]).transform((v, ctx) => {
   const ms = v instanceof Date ? v.getTime() : Date.parse(v);
-  if (!Number.isFinite(ms) || (typeof v === "string" && !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(v))) {
+  if (!Number.isFinite(ms) || (typeof v === "string" && !ZONED_DATE_TIME.test(v))) {
     ctx.addIssue({ code: "custom", message: `must be an ISO-8601 date-time with a zone, like "2026-11-11T00:00:00+08:00", got ${JSON.stringify(v)}` });
     return z.NEVER;
   }
@@ -95,13 +98,25 @@ const campaignSchema = z
     }
   });
 
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const scheduleSchema = z.preprocess(
   (v) => (v === undefined || v === "once" ? { once: true } : v),
   z
     .strictObject({
       once: z.literal(true).optional(),
       cron: z.string().min(1).optional(),
-      tz: z.string().optional(),
+      tz: z
+        .string()
+        .refine(isTimeZone, { error: (i) => `must be an IANA time zone name, like "Asia/Shanghai", got ${JSON.stringify(i.input)}` })
+        .optional(),
       campaign: campaignSchema.optional(),
     }, { error: 'must be "once", {cron: "<pattern>", tz?} or {campaign: {t0, lead, refreshEvery, until}}' })
     .superRefine(exactlyOne(["once", "cron", "campaign"])),

@@ -173,9 +173,18 @@ describe("plans", () => {
     { name: "a ttl out of range", doc: { name: "p", skus: { list: ["a"] }, ttl: 0 }, problem: /^ttl: / },
     { name: "an unknown field", doc: { name: "p", skus: { list: ["a"] }, tll: 30 }, problem: /tll/ },
     { name: "a bad campaign T0", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "tomorrow", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.t0: must be an ISO-8601/ },
+    { name: "a campaign T0 without a zone", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "2026-11-11T00:00:00", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.t0: must be an ISO-8601 date-time with a zone/ },
+    { name: "a cron tz that is no time zone", doc: { name: "p", skus: { list: ["a"] }, schedule: { cron: "0 3 * * *", tz: "Mars/Olympus_Mons" } }, problem: /^schedule\.tz: must be an IANA time zone name/ },
     { name: "a bad duration", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "2026-11-11T00:00:00Z", lead: "5 minutes", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.lead: lead must be a duration/ },
     { name: "a hot set without top", doc: { name: "p", skus: { hot: { key: "hot" } } }, problem: /^skus\.hot\.top: / },
   ];
+  it("accepts a cron with an IANA tz and a campaign T0 with a zone, as absolute instants", () => {
+    const cron = parsePlan({ name: "p", skus: { list: ["a"] }, schedule: { cron: "0 3 * * *", tz: "Asia/Shanghai" } });
+    expect(cron.schedule).toMatchObject({ cron: "0 3 * * *", tz: "Asia/Shanghai" });
+    const zoned = parsePlan({ name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "2026-11-11T00:00:00+08:00", lead: "5m", refreshEvery: "30s", until: "10m" } } });
+    expect((zoned.schedule as { campaign: { t0: number } }).campaign.t0).toBe(Date.UTC(2026, 10, 10, 16, 0, 0));
+  });
+
   for (const c of cases) {
     it(`rejects ${c.name} with an error naming the field`, () => {
       let problems: readonly string[] = [];
