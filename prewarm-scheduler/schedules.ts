@@ -34,19 +34,23 @@ export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now())
   targetNodes(plan, engine.cfg.nodes);
   const s = plan.schedule;
   if (s.once) throw new InvalidFileError(plan.name, ['schedule: is "once"; use `prewarm run` for it, or give {cron} or {campaign}']);
-  // A plan re-registered with other times replaces its old schedule.
-  await unschedulePlan(engine, plan.name);
+  // A plan re-registered with other times replaces its old schedule, but only
+  // once the new one is known to be good: a bad update leaves the working one.
   let entry: ScheduleEntry;
   if (s.cron !== undefined) {
+    const old = await engine.redis.hget(registryKey(engine), plan.name);
     try {
+      // An upsert under the plan's id replaces a cron schedule in place, and changes nothing when the pattern is bad.
       const job = await engine.runs.upsertJobScheduler(cronId(plan.name), { pattern: s.cron, ...(s.tz ? { tz: s.tz } : {}) }, { name: "run", data: { plan, trigger: "cron" } });
       entry = { plan: plan.name, kind: "cron", cron: s.cron, ...(s.tz ? { tz: s.tz } : {}), registeredAt: now, next: job?.timestamp !== undefined ? job.timestamp + (job.opts.delay ?? 0) : null };
     } catch (e) {
       throw new InvalidFileError(plan.name, [`schedule.cron: ${(e as Error).message}`]);
     }
+    if (old !== null && (JSON.parse(old) as ScheduleEntry).kind === "campaign") await removeCampaignJobs(engine, JSON.parse(old) as ScheduleEntry);
   } else {
     const fires = campaignFireTimes(s.campaign!).filter((t) => t > now - 1000);
     if (fires.length === 0) throw new InvalidFileError(plan.name, ["schedule.campaign: every fire time (T0 − lead .. T0 + until) is in the past"]);
+    await unschedulePlan(engine, plan.name);
     await engine.runs.addBulk(
       fires.map((t) => ({
         name: "run",
@@ -65,14 +69,18 @@ export async function unschedulePlan(engine: Engine, planName: string): Promise<
   const raw = await engine.redis.hget(registryKey(engine), planName);
   const removedCron = await engine.runs.removeJobScheduler(cronId(planName));
   if (raw !== null) {
-    const entry = JSON.parse(raw) as ScheduleEntry;
-    for (const t of entry.fireTimes ?? []) {
-      const job = await engine.runs.getJob(campaignJobId(planName, t));
-      if (job && (await job.isDelayed())) await job.remove();
-    }
+    await removeCampaignJobs(engine, JSON.parse(raw) as ScheduleEntry);
     await engine.redis.hdel(registryKey(engine), planName);
   }
   return raw !== null || removedCron;
+}
+
+/** Removes a campaign's runs that have not fired yet. */
+async function removeCampaignJobs(engine: Engine, entry: ScheduleEntry): Promise<void> {
+  for (const t of entry.fireTimes ?? []) {
+    const job = await engine.runs.getJob(campaignJobId(entry.plan, t));
+    if (job && (await job.isDelayed())) await job.remove();
+  }
 }
 
 export async function listSchedules(engine: Engine, now = Date.now()): Promise<ScheduleEntry[]> {

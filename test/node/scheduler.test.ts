@@ -323,6 +323,18 @@ describe("ops API, closed", () => {
 describe("schedules", () => {
   const small = (): Record<string, unknown> => ({ skus: { list: stack.skus.slice(0, 10) } });
 
+  it("keeps a working schedule when a bad update of it is refused", async () => {
+    const e = engine(stack.config());
+    await schedulePlan(e, plan({ name: "nightly", ...small(), schedule: { cron: "0 3 * * *", tz: "Asia/Shanghai" } }));
+    await expect(schedulePlan(e, plan({ name: "nightly", ...small(), schedule: { cron: "every night please" } }))).rejects.toThrow(/schedule\.cron/);
+    await expect(
+      schedulePlan(e, plan({ name: "nightly", ...small(), schedule: { campaign: { t0: "2020-01-01T00:00:00Z", lead: "1m", refreshEvery: "30s", until: "1m" } } })),
+    ).rejects.toThrow(/in the past/);
+    expect(await listSchedules(e)).toMatchObject([{ plan: "nightly", kind: "cron", cron: "0 3 * * *", tz: "Asia/Shanghai" }]);
+    expect(await e.runs.getJobScheduler("plan-nightly")).toBeTruthy();
+    expect(await unschedulePlan(e, "nightly")).toBe(true);
+  });
+
   it("fires a cron plan on its schedule, registered idempotently, until it is unscheduled", async () => {
     const e = engine(stack.config());
     const p = plan({ name: "every-two-seconds", ...small(), schedule: { cron: "*/2 * * * * *" } });
