@@ -133,6 +133,12 @@ export const planSchema = z.strictObject({
   deadline: duration("deadline").default(600_000),
   /** `prewarm run` exits non-zero when failed SKUs / all SKUs exceed this. @default 0 */
   failureThreshold: z.number().min(0).max(1).default(0),
+}).superRefine((p, ctx) => {
+  // Warmed keys would expire between two refreshes: the campaign would leave holes in its own window.
+  const c = p.schedule.campaign;
+  if (c && p.ttl !== undefined && p.ttl * 1000 < c.refreshEvery) {
+    ctx.addIssue({ code: "custom", path: ["ttl"], message: `must be at least the campaign's refreshEvery (${c.refreshEvery / 1000} s), or keys expire between refreshes; got ${p.ttl} s` });
+  }
 });
 
 /** A plan as validated; `skus.file` is already read into `list`. */

@@ -175,6 +175,7 @@ describe("plans", () => {
     { name: "a bad campaign T0", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "tomorrow", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.t0: must be an ISO-8601/ },
     { name: "a campaign T0 without a zone", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "2026-11-11T00:00:00", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.t0: must be an ISO-8601 date-time with a zone/ },
     { name: "a cron tz that is no time zone", doc: { name: "p", skus: { list: ["a"] }, schedule: { cron: "0 3 * * *", tz: "Mars/Olympus_Mons" } }, problem: /^schedule\.tz: must be an IANA time zone name/ },
+    { name: "a campaign whose ttl is shorter than refreshEvery", doc: { name: "p", skus: { list: ["a"] }, ttl: 20, schedule: { campaign: { t0: "2026-11-11T00:00:00Z", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^ttl: must be at least the campaign's refreshEvery \(30 s\)/ },
     { name: "a bad duration", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "2026-11-11T00:00:00Z", lead: "5 minutes", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.lead: lead must be a duration/ },
     { name: "a hot set without top", doc: { name: "p", skus: { hot: { key: "hot" } } }, problem: /^skus\.hot\.top: / },
   ];
