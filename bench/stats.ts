@@ -1,4 +1,4 @@
-/** Small statistics for benchmark samples: medians and percentiles. */
+/** Small statistics for benchmark samples: medians, percentiles and spreads. */
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -8,4 +8,9 @@ export function percentile(sorted: readonly number[], p: number): number {
 
 export function median(xs: readonly number[]): number {
   return percentile([...xs].sort((a, b) => a - b), 50);
+}
+
+/** "min–max" of repeated samples, each shown by `format`: the spread of a noisy figure. */
+export function spread(xs: readonly number[], format: (x: number) => string = (x) => String(Math.round(x))): string {
+  return `${format(Math.min(...xs))}–${format(Math.max(...xs))}`;
 }

@@ -58,8 +58,30 @@ export function notFoundEntry(now: number, ttlMs: number): CachedAggregate {
   return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, notFound: true }] };
 }
 
+/** The key of a SKU's aggregate in memory, in coalescing and in the change log. */
+export function memKey(region: string, sku: string): MemKey {
+  return `${region}\n${sku}`;
+}
+
 export function storeKey(sku: string, region: string): StoreKey {
-  return { sku, region, mem: `${region}\n${sku}` };
+  return { sku, region, mem: memKey(region, sku) };
+}
+
+/**
+ * The hot entry of `mem` and what it means at `now`, when the hot cache may
+ * answer (the process is in step with the node) and the entry can still be
+ * served; an entry past any use is dropped. No I/O.
+ */
+export function trustedHot(hot: HotCache, sync: NodeSync, mem: MemKey, now: number): { entry: CachedAggregate; found: Exclude<Lookup, { state: "absent" }> } | undefined {
+  if (!sync.trusted(now)) return undefined;
+  const entry = hot.get(mem);
+  if (entry === undefined) return undefined;
+  const found = lookupAt(entry, now);
+  if (found.state === "absent") {
+    hot.delete(mem);
+    return undefined;
+  }
+  return { entry, found };
 }
 
 /** Why a write is made: a prewarm tells the node's other processes; a read-through computation need not. */
@@ -81,15 +103,9 @@ export class EdgeCache {
    * still be served (fresh or stale): a read's fast path, with no I/O.
    */
   hotEntry(mem: MemKey, now: number): CachedAggregate | undefined {
-    if (!this.sync.trusted(now)) return undefined;
-    const e = this.hot.get(mem);
-    if (e === undefined) return undefined;
-    if (lookupAt(e, now).state === "absent") {
-      this.hot.delete(mem);
-      return undefined;
-    }
-    metrics.cacheLayerHits.inc({ layer: "memory" });
-    return e;
+    const held = trustedHot(this.hot, this.sync, mem, now);
+    if (held) metrics.cacheLayerHits.inc({ layer: "memory" });
+    return held?.entry;
   }
 
   /** The entry of every key: from the hot cache while it is trusted, else from the shared store (one round trip for all). */

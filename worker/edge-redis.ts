@@ -196,10 +196,14 @@ interface ScriptedClient {
   getAllBuffer(numKeys: number, ...keys: string[]): Promise<(Buffer | null)[]>;
 }
 
-/** The client with the GET_ALL script defined (EVALSHA, falling back to EVAL once when the server lacks it). */
-export function scripted(client: Redis): Redis & ScriptedClient {
+/** The values of `keys` as stored, in one command (EVALSHA of GET_ALL, falling back to EVAL once when the server lacks it). */
+export async function getAll(client: Redis, keys: readonly string[]): Promise<(Buffer | null)[]> {
   if (!("getAll" in client)) client.defineCommand("getAll", { lua: GET_ALL });
-  return client as Redis & ScriptedClient;
+  const values = await (client as Redis & ScriptedClient).getAllBuffer(keys.length, ...keys);
+  if (!Array.isArray(values) || values.length !== keys.length) {
+    throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${keys.length} reads`);
+  }
+  return values;
 }
 
 /** Reads both records of every SKU in one round trip (none when this request has just read them all). */
@@ -215,10 +219,7 @@ export async function readRecords(session: EdgeRedisSession, skus: readonly stri
     async (client) => {
       const keys: string[] = [];
       for (const sku of skus) keys.push(stockKey(cfg.redisKeyPrefix, sku), priceKey(cfg.redisKeyPrefix, sku));
-      const values = await scripted(client).getAllBuffer(keys.length, ...keys);
-      if (!Array.isArray(values) || values.length !== keys.length) {
-        throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${keys.length} reads`);
-      }
+      const values = await getAll(client, keys);
       return skus.map((_, i) => ({ stock: values[2 * i] ?? null, price: values[2 * i + 1] ?? null }));
     },
     { timeoutMs: exchangeTimeoutMs(cfg, skus.length) },

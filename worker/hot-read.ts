@@ -6,12 +6,13 @@
  * does not read plainly, a miss, a stale entry, an untrusted cache) returns
  * null and goes through the router, which gives the same answer the slow way.
  */
-import { lookupAt } from "./cache";
+import { memKey, trustedHot } from "./cache";
 import { configOf } from "./config";
 import { EdgeRedisSession } from "./edge-redis";
 import { isValidRegion, isValidSku } from "./ids";
 import { stateFor } from "./isolate";
 import { metrics } from "./metrics";
+import { answersFor } from "./region";
 import { serve } from "./skus";
 
 const PREFIX = "/v1/skus/";
@@ -35,15 +36,12 @@ export function hotRead(request: Request, env: Env, ctx: ExecutionContext): Resp
   if (q >= 0) {
     if (!url.startsWith("region=", q + 1) || url.includes("&", q)) return null;
     region = url.slice(q + 8);
-    if (!isValidRegion(region) || (cfg.edgeRegions !== null && !cfg.edgeRegions.includes(region))) return null;
+    if (!isValidRegion(region) || !answersFor(cfg, region)) return null;
   }
   const { hot, sync } = stateFor(cfg);
   const now = Date.now();
-  if (!sync.trusted(now)) return null;
-  const entry = hot.get(`${region}\n${sku}`);
-  if (entry === undefined) return null;
-  const found = lookupAt(entry, now);
-  if (found.state !== "fresh" || found.segment.notFound) return null;
+  const found = trustedHot(hot, sync, memKey(region, sku), now)?.found;
+  if (found?.state !== "fresh" || found.segment.notFound) return null;
   if (sync.due(now)) {
     const session = new EdgeRedisSession(cfg);
     ctx.waitUntil(

@@ -34,22 +34,13 @@ function buildLabelKey(labels: Labels): string {
 }
 
 /** A metric whose counts are flushed to the node's totals. */
-interface Flushable {
-  readonly name: string;
-  /** Series (`name{labels}`) with what they counted since the last flush. */
-  pending(): [series: string, delta: number][];
-  /** Those deltas reached the node's totals. */
-  flushed(deltas: readonly [string, number][]): void;
-  /** The family rendered from node totals (series → value). */
-  render(totals: ReadonlyMap<string, number>): string;
-}
-
-abstract class Counting implements Flushable {
+abstract class Counting {
   protected readonly values = new Map<string, number>();
   private readonly sent = new Map<string, number>();
   abstract readonly name: string;
 
-  pending(): [string, number][] {
+  /** Series (`name{labels}`) with what they counted since the last flush. */
+  pending(): [series: string, delta: number][] {
     const out: [string, number][] = [];
     for (const [k, v] of this.values) {
       const d = v - (this.sent.get(k) ?? 0);
@@ -58,6 +49,7 @@ abstract class Counting implements Flushable {
     return out;
   }
 
+  /** Those deltas reached the node's totals. */
   flushed(deltas: readonly [string, number][]): void {
     for (const [k, d] of deltas) this.sent.set(k, (this.sent.get(k) ?? 0) + d);
   }
@@ -66,6 +58,7 @@ abstract class Counting implements Flushable {
     this.values.set(series, (this.values.get(series) ?? 0) + by);
   }
 
+  /** The family rendered from node totals (series → value). */
   abstract render(totals: ReadonlyMap<string, number>): string;
 }
 

@@ -11,7 +11,7 @@ import { MAX_TTL_SECONDS, type Config } from "./config";
 import { HttpError, type SkuFailureCode } from "./errors";
 import { isValidSku } from "./ids";
 import { requestRegion } from "./region";
-import { storeKey } from "./cache";
+import { memKey } from "./cache";
 import { inflight } from "./isolate";
 import { metrics } from "./metrics";
 
@@ -72,7 +72,7 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
   try {
     await storeAggregates(deps.cache, batch.region, outcomes, Date.now(), "prewarm");
     // A read computed just before must not hand its older result to newcomers.
-    inflight.forget(valid.map((sku) => storeKey(sku, batch.region).mem));
+    inflight.forget(valid.map((sku) => memKey(batch.region, sku)));
   } catch (e) {
     // Nothing is warmed unless the node's shared store has it: the whole batch is retried.
     throw new HttpError("store_unavailable", `the node's aggregate store did not take the batch: ${(e as Error).message}`, { "Retry-After": "1" });

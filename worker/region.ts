@@ -9,13 +9,18 @@ import { isValidRegion } from "./ids";
  * node's EDGE_REGIONS when those are set: junk regions would otherwise make
  * entries that push warmed keys out of the hot cache.
  */
+/** Whether this node answers for `region` (EDGE_REGIONS; any region when unset). */
+export function answersFor(cfg: Config, region: string): boolean {
+  return cfg.edgeRegions === null || cfg.edgeRegions.includes(region);
+}
+
 export function requestRegion(cfg: Config, raw: unknown): string {
   if (raw === undefined || raw === "") return cfg.edgeRegion;
   if (typeof raw !== "string" || !isValidRegion(raw)) {
     throw new HttpError("bad_request", `region must be one region name matching ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, got ${JSON.stringify(raw)}`);
   }
-  if (cfg.edgeRegions !== null && !cfg.edgeRegions.includes(raw)) {
-    throw new HttpError("bad_request", `this node answers for ${cfg.edgeRegions.join(", ")} (EDGE_REGIONS), not ${JSON.stringify(raw)}`);
+  if (!answersFor(cfg, raw)) {
+    throw new HttpError("bad_request", `this node answers for ${cfg.edgeRegions!.join(", ")} (EDGE_REGIONS), not ${JSON.stringify(raw)}`);
   }
   return raw;
 }

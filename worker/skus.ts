@@ -11,7 +11,7 @@
 import type { IRequest } from "itty-router";
 import { LRUCache } from "lru-cache";
 import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "./aggregates";
-import { lookupAt, storeKey, type CachedAggregate, type Lookup, type Segment } from "./cache";
+import { lookupAt, memKey, storeKey, type CachedAggregate, type Lookup, type Segment } from "./cache";
 import { HttpError } from "./errors";
 import { segmentEtag } from "./etag";
 import { isValidSku } from "./ids";
@@ -91,7 +91,6 @@ function failureToError(o: Extract<SkuOutcome, { ok: false }>, deps: Deps): Http
   }
 }
 
-const inflightKey = (region: string, sku: string): string => `${region}\n${sku}`;
 
 /**
  * Computes the given SKUs read-through, coalesced with any computation of
@@ -101,17 +100,17 @@ const inflightKey = (region: string, sku: string): string => `${region}\n${sku}`
 function computeCoalesced(deps: Deps, skus: readonly string[], region: string): Promise<Map<string, SkuOutcome>> {
   return inflight
     .batch(
-      skus.map((sku) => inflightKey(region, sku)),
+      skus.map((sku) => memKey(region, sku)),
       async (keys) => {
         const mine = keys.map((k) => k.slice(region.length + 1));
         const outcomes = await computeAggregates(deps, { skus: mine, region, ttlSeconds: deps.cfg.cacheTtlSeconds }, "read");
         // Stored before the keys leave the in-flight set: a request arriving in
         // between would otherwise find neither and compute again.
         await storeAggregates(deps.cache, region, outcomes, Date.now(), "read", deps.cfg.negativeTtlSeconds);
-        return new Map(outcomes.map((o) => [inflightKey(region, o.sku), o]));
+        return new Map(outcomes.map((o) => [memKey(region, o.sku), o]));
       },
     )
-    .then((m) => new Map(skus.map((sku) => [sku, m.get(inflightKey(region, sku))!])));
+    .then((m) => new Map(skus.map((sku) => [sku, m.get(memKey(region, sku))!])));
 }
 
 /** Answers every SKU: cache lookups, then one coalesced computation for all that need one. */
@@ -122,7 +121,7 @@ async function resolve(deps: Deps, skus: readonly string[], region: string): Pro
   const cold: string[] = [];
   const at = Date.now();
   for (const sku of skus) {
-    const k = inflightKey(region, sku);
+    const k = memKey(region, sku);
     const hot = deps.cache.hotEntry(k, at);
     if (hot) entries.set(k, hot);
     else cold.push(k);
@@ -136,7 +135,7 @@ async function resolve(deps: Deps, skus: readonly string[], region: string): Pro
   }
   const now = Date.now();
   const looked = skus.map((sku): [string, Lookup] => {
-    const entry = entries.get(inflightKey(region, sku));
+    const entry = entries.get(memKey(region, sku));
     return [sku, entry ? lookupAt(entry, now) : { state: "absent" }];
   });
   const swrMs = deps.cfg.staleWhileRevalidateSeconds * 1000;

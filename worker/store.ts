@@ -14,7 +14,7 @@
  */
 import type { CachedAggregate, Segment } from "./cache";
 import type { AggregateStoreKind } from "./config";
-import { aggregateKey, EdgeRedisError, exchangeTimeoutMs, priceKey, scripted, stockKey, type EdgeRedisSession } from "./edge-redis";
+import { aggregateKey, EdgeRedisError, exchangeTimeoutMs, getAll, priceKey, stockKey, type EdgeRedisSession } from "./edge-redis";
 import type { MemKey, NodeSync } from "./node-sync";
 
 export interface StoreKey {
@@ -110,10 +110,7 @@ export class RedisStore implements AggregateStore {
     if (keys.length === 0) return [];
     const p = this.session.cfg.redisKeyPrefix;
     const redisKeys = keys.flatMap((k) => [this.redisKey(k), stockKey(p, k.sku), priceKey(p, k.sku)]);
-    const values = await this.session.exchange((c) => scripted(c).getAllBuffer(redisKeys.length, ...redisKeys), {
-      timeoutMs: exchangeTimeoutMs(this.session.cfg, keys.length),
-    });
-    if (!Array.isArray(values) || values.length !== redisKeys.length) throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${redisKeys.length} reads`);
+    const values = await this.session.exchange((c) => getAll(c, redisKeys), { timeoutMs: exchangeTimeoutMs(this.session.cfg, keys.length) });
     return keys.map((k, i) => {
       const agg = values[3 * i];
       const entry = agg && agg.length > 0 ? decodeEntry(agg.toString("utf8")) : null;
