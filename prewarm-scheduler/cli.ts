@@ -12,11 +12,12 @@
  *
  * The config file (edge nodes, Redis, token, batch size, concurrency, retries)
  * comes from --config, $PREWARM_CONFIG, or ./prewarm.config.yaml.
- * Exit codes: 0 done, 1 failures over the threshold or run not finished, 2 bad input.
+ * Exit codes: 0 done, 1 failures over the threshold, run failed or an error,
+ * 2 bad input, 3 the scheduler's Redis did not answer within redisTimeoutMs.
  */
 import { Command, Option } from "commander";
 import { loadConfig, type SchedulerConfig } from "./config";
-import { Engine } from "./engine";
+import { Engine, SchedulerRedisError } from "./engine";
 import { serveOps } from "./ops-api";
 import { loadPlan } from "./plan";
 import { watchRun } from "./progress";
@@ -37,10 +38,11 @@ function out(o: Common, json: unknown, text: string): void {
   process.stdout.write(o.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
 }
 
-/** Runs a command with an engine, closing it however the command ends. */
+/** Runs a command with an engine once its Redis answers (bounded wait), closing it however the command ends. */
 async function withEngine<T>(o: Common, fn: (e: Engine) => Promise<T>): Promise<T> {
   const engine = new Engine(config(o));
   try {
+    await engine.connected();
     return await fn(engine);
   } finally {
     await engine.close();
@@ -76,7 +78,7 @@ withCommon(program.command("run <plan>").description("run a plan now and report 
       const runId = await engine.startRun(plan, "cli");
       if (o.detach) return out(o, { runId }, runId);
       if (!o.json) console.error(`run ${runId}: plan ${plan.name}`);
-      const report = await watchRun(engine.store, runId, { bars: o.progress && !o.json });
+      const report = await watchRun(engine, runId, { bars: o.progress && !o.json });
       const rate = skusPerSecond(report);
       out(o, { ...report, skusPerSecond: rate }, formatReport(report) + (rate === null ? "" : `\n\n${Math.round(rate)} SKUs/s over all nodes`));
       if (report.status !== "done") process.exitCode = 1;
@@ -167,6 +169,10 @@ program.parseAsync().catch((e: unknown) => {
   if (isInvalidFileError(e)) {
     console.error(e.message);
     process.exit(2);
+  }
+  if (e instanceof SchedulerRedisError) {
+    console.error(`prewarm: ${e.message}`);
+    process.exit(3);
   }
   console.error(e instanceof Error ? e.message : e);
   process.exit(1);

@@ -54,7 +54,14 @@ export const configSchema = z
       .prefault({}),
     /** How long a batch stays locked by a scheduler process that stopped answering before another takes it. @default 30000 */
     lockDurationMs: z.int().min(500).max(600_000).default(30_000),
-    /** Bearer token of the ops HTTP API; empty = no auth (loopback use). @default "" */
+    /**
+     * How many times a batch may be taken back from a scheduler process that stopped answering
+     * (its lock expired) before it fails as `stalled`. @default 5
+     */
+    maxStalledCount: z.int().min(0).max(100).default(5),
+    /** How long a command waits for the scheduler's Redis before the CLI gives up naming it, and /healthz answers 503. @default 5000 */
+    redisTimeoutMs: z.int().min(100).max(600_000).default(5000),
+    /** Bearer token of the ops HTTP API; `prewarm serve` refuses to start without one unless given --no-auth on loopback. @default "" */
     opsToken: z.string().default(""),
   })
   .superRefine((c, ctx) => {
@@ -68,6 +75,20 @@ export const configSchema = z
 export type SchedulerConfig = z.output<typeof configSchema>;
 export type EdgeNodeConfig = z.output<typeof nodeSchema>;
 export type SchedulerConfigInput = z.input<typeof configSchema>;
+
+/** A Redis URL as it may be shown: its host, port and database, never a password. */
+export function describeRedis(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "" || u.username !== "") {
+      u.username = u.username === "" ? "" : "***";
+      u.password = u.password === "" ? "" : "***";
+    }
+    return u.toString();
+  } catch {
+    return "(an invalid Redis URL)";
+  }
+}
 
 /** Replaces `${NAME}` in every string of a parsed document with the environment's value. */
 export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: string[] = [], missing: string[] = []): unknown {

@@ -1,15 +1,22 @@
 /**
  * The fan-out engine: BullMQ queues in the scheduler's Redis, shared by every
- * scheduler process. A run job (queue `runs`) expands a plan into batches and
- * enqueues them on one queue per edge node (`node-<name>`); each node queue
- * has its own workers with the per-node concurrency, so a slow or dead node
- * only ever holds up its own queue. Job ids are derived from the run id, so
- * an expansion that is retried enqueues nothing twice, and the run store
- * counts each batch once however often it is tried.
+ * scheduler process. A run job (queue `runs`) opens the run, expands its plan
+ * into batches and enqueues them on one queue per edge node (`node-<name>`);
+ * each node queue has its own workers with the per-node concurrency, so a
+ * slow or dead node only ever holds up its own queue. Job ids are derived
+ * from the run id, so an expansion that is retried enqueues nothing twice,
+ * and the run store counts each batch once however often it is tried.
+ *
+ * Every run ends by its deadline: a batch or expansion that fails for good,
+ * for whatever reason (a node's answer, a scheduler error, a job stalled past
+ * its limit), is recorded by the worker that fails it, and whatever no
+ * process records (a process killed between steps) is closed by the deadline
+ * sweep of any process running workers, or by the CLI watching the run.
  */
-import { Queue, UnrecoverableError, Worker, type Job, type JobsOptions } from "bullmq";
+import { createHash } from "node:crypto";
+import { Job, Queue, UnrecoverableError, Worker, type JobsOptions } from "bullmq";
 import { Redis } from "ioredis";
-import type { EdgeNodeConfig, SchedulerConfig } from "./config";
+import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
 import { isBatchError, postBatch } from "./edge-client";
 import { targetNodes, type Plan } from "./plan";
 import { RunStore, type BatchResult, type RunMeta } from "./run-store";
@@ -31,6 +38,14 @@ export interface BatchJobData {
   skus: string[];
   ttl?: number;
   deadline: number;
+  /** The run's plan identity and creation time: a newer run of the same plan supersedes this batch. */
+  planKey?: string;
+  createdAt?: number;
+}
+
+/** The scheduler's Redis did not answer in time: commands fail with this rather than wait forever. */
+export class SchedulerRedisError extends Error {
+  override readonly name = "SchedulerRedisError";
 }
 
 /** Completed and failed jobs are kept this long, so a re-added job id stays a no-op. */
@@ -49,28 +64,76 @@ export function nodeQueueName(node: string): string {
   return `node-${node}`;
 }
 
+/**
+ * A plan's identity for supersession: its name and what it warms. A newer run
+ * of the same plan (a campaign refresh, a re-run) makes an older run's unsent
+ * batches redundant; a plan edited under the same name (other SKUs, TTL) does not.
+ */
+export function planKey(plan: Plan): string {
+  const what = createHash("sha256").update(JSON.stringify({ skus: plan.skus, ttl: plan.ttl ?? null })).digest("hex").slice(0, 16);
+  return `${plan.name}.${what}`;
+}
+
+/** A run is closed this long after its deadline: the batches in flight at the deadline (their requests end by it) get to record their answers. */
+export const CLOSE_GRACE_MS = 1000;
+/** How often a process with workers looks for runs past their deadline. */
+const SWEEP_EVERY_MS = 1000;
+
+/** The failure code of a batch job that BullMQ failed without our processor deciding it. */
+function jobFailureCode(reason: string): string {
+  return /stalled more than allowable limit/.test(reason) ? "stalled" : "scheduler_error";
+}
+
+/** Resolves or rejects with `p`, or rejects after `ms`. */
+export function within<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(onTimeout()), ms)))]).finally(() => clearTimeout(timer));
+}
+
 export class Engine {
   readonly redis: Redis;
   readonly store: RunStore;
   readonly runs: Queue<RunJobData>;
+  /** A connection whose commands fail within `redisTimeoutMs` while Redis is away, rather than wait for it. */
+  private readonly probe: Redis;
   private readonly nodeQueues = new Map<string, Queue<BatchJobData>>();
   private readonly workers: Worker[] = [];
+  private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(readonly cfg: SchedulerConfig) {
     // BullMQ's blocking commands need ioredis to retry forever rather than fail a request.
     this.redis = new Redis(cfg.redis, { maxRetriesPerRequest: null });
+    this.redis.on("error", () => {}); // reported by health() and the queues' error events, not as unhandled events
+    this.redis.on("ready", () => (this.lastConnectionError = ""));
+    this.probe = new Redis(cfg.redis, {
+      maxRetriesPerRequest: 0,
+      connectTimeout: cfg.redisTimeoutMs,
+      commandTimeout: cfg.redisTimeoutMs,
+      retryStrategy: (n) => Math.min(50 * 2 ** n, 1000),
+    });
+    this.probe.on("error", () => {});
     this.store = new RunStore(this.redis, cfg.prefix);
     this.runs = new Queue<RunJobData>("runs", { connection: this.redis, prefix: cfg.prefix });
+    this.runs.on("error", (e) => this.logConnectionError(e));
   }
 
   nodeQueue(node: string): Queue<BatchJobData> {
     let q = this.nodeQueues.get(node);
     if (!q) {
       q = new Queue<BatchJobData>(nodeQueueName(node), { connection: this.redis, prefix: this.cfg.prefix });
+      q.on("error", (e) => this.logConnectionError(e));
       this.nodeQueues.set(node, q);
     }
     return q;
+  }
+
+  private lastConnectionError = "";
+  /** One line per change of the scheduler Redis' state, not a stack trace per reconnection attempt. */
+  private logConnectionError(e: Error): void {
+    if (e.message === this.lastConnectionError) return;
+    this.lastConnectionError = e.message;
+    console.error(`scheduler: Redis ${describeRedis(this.cfg.redis)}: ${e.message}`);
   }
 
   /** Every queue this configuration uses (for the dashboard). */
@@ -78,28 +141,91 @@ export class Engine {
     return [this.runs as Queue, ...this.cfg.nodes.map((n) => this.nodeQueue(n.name) as Queue)];
   }
 
-  /** Enqueues a run of a plan and returns its id; workers (here or in other processes) do the rest. */
+  /** Whether the scheduler's Redis answers a PING now (within `redisTimeoutMs`); never waits longer. */
+  async health(): Promise<{ ok: true } | { ok: false; error: string }> {
+    try {
+      const pong = await within(this.probe.ping(), this.cfg.redisTimeoutMs, () => new Error(`no answer within ${this.cfg.redisTimeoutMs} ms`));
+      return pong === "PONG" ? { ok: true } : { ok: false, error: `answered ${pong}` };
+    } catch (e) {
+      return { ok: false, error: (e as Error).message };
+    }
+  }
+
+  /** Resolves once the scheduler's Redis answers; rejects after `redisTimeoutMs` with an error naming it. */
+  async connected(): Promise<void> {
+    const until = Date.now() + this.cfg.redisTimeoutMs;
+    for (;;) {
+      const h = await this.health();
+      if (h.ok) return;
+      if (Date.now() >= until) throw new SchedulerRedisError(`the scheduler's Redis ${describeRedis(this.cfg.redis)} did not answer within ${this.cfg.redisTimeoutMs} ms (${h.error})`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** The metadata a run is opened with, before its plan is expanded. */
+  private openingMeta(plan: Plan, runId: string, trigger: string, jobId: string, createdAt: number): RunMeta {
+    return {
+      runId,
+      plan: plan.name,
+      planKey: planKey(plan),
+      trigger,
+      jobId,
+      createdAt,
+      deadline: createdAt + plan.deadline,
+      failureThreshold: plan.failureThreshold,
+      totalSkus: 0,
+      batchSize: this.cfg.batchSize,
+      nodes: [],
+    };
+  }
+
+  /** Opens a run of a plan and enqueues its expansion; returns its id. Workers (here or in other processes) do the rest. */
   async startRun(plan: Plan, trigger = "cli"): Promise<string> {
     targetNodes(plan, this.cfg.nodes); // fail now, in the caller's terminal, rather than in a worker
     const runId = newRunId(plan.name);
-    await this.runs.add("run", { plan, runId, trigger }, { jobId: runId, attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: KEEP_JOBS, removeOnFail: KEEP_JOBS });
+    await this.store.open(this.openingMeta(plan, runId, trigger, runId, Date.now()));
+    try {
+      await this.runs.add("run", { plan, runId, trigger }, { jobId: runId, attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: KEEP_JOBS, removeOnFail: KEEP_JOBS });
+    } catch (e) {
+      await this.store.close(runId, `could not be enqueued: ${(e as Error).message}`).catch(() => {});
+      throw e;
+    }
     return runId;
   }
 
-  /** Starts this process's workers: plan expansion, and one worker per node queue. */
+  /** Starts this process's workers: plan expansion, one worker per node queue, and the deadline sweep. */
   startWorkers(): void {
     const common = {
       connection: this.redis,
       prefix: this.cfg.prefix,
       lockDuration: this.cfg.lockDurationMs,
       stalledInterval: Math.max(250, Math.floor(this.cfg.lockDurationMs / 2)),
-      maxStalledCount: 5,
+      maxStalledCount: this.cfg.maxStalledCount,
     };
-    this.workers.push(new Worker<RunJobData>("runs", (job) => this.expand(job), { ...common, concurrency: 2 }));
+    const runs = new Worker<RunJobData>("runs", (job) => this.expand(job), { ...common, concurrency: 2 });
+    runs.on("failed", (job, err) => {
+      if (job?.finishedOn) void this.expansionFailed(job, err).catch((e: Error) => console.error(`scheduler: recording the failed expansion ${job.id}: ${e.message}`));
+    });
+    this.workers.push(runs);
     for (const node of this.cfg.nodes) {
-      this.workers.push(new Worker<BatchJobData>(nodeQueueName(node.name), (job) => this.processBatch(node, job), { ...common, concurrency: this.cfg.concurrencyPerNode }));
+      const w = new Worker<BatchJobData>(nodeQueueName(node.name), (job) => this.processBatch(node, job), { ...common, concurrency: this.cfg.concurrencyPerNode });
+      // A batch that failed for good without our processor recording it (a scheduler error, a job
+      // stalled past its limit) is recorded here; one the processor recorded is a no-op.
+      w.on("failed", (job, err) => {
+        if (job?.finishedOn) void this.store.record(this.failedBatch(job.data, jobFailureCode(err.message), 0)).catch((e: Error) => console.error(`scheduler: recording the failed batch ${job.id}: ${e.message}`));
+      });
+      this.workers.push(w);
     }
     for (const w of this.workers) w.on("error", (e) => console.error(`scheduler worker ${w.name}: ${e.message}`));
+    let sweeping = false;
+    this.sweeper = setInterval(() => {
+      if (sweeping) return;
+      sweeping = true;
+      this.closeOverdueRuns()
+        .catch((e: Error) => console.error(`scheduler: closing runs past their deadline: ${e.message}`))
+        .finally(() => (sweeping = false));
+    }, SWEEP_EVERY_MS);
+    this.sweeper.unref();
   }
 
   /** Resolves when every worker of this process is connected and consuming. */
@@ -107,9 +233,18 @@ export class Engine {
     await Promise.all(this.workers.map((w) => w.waitUntilReady()));
   }
 
+  /** A cron run's id is its plan and fire time: BullMQ names a scheduler's job `repeat:<scheduler>:<fire time>`. */
+  private runIdOf(job: Job<RunJobData>): string {
+    if (job.data.runId !== undefined) return job.data.runId;
+    const fireTime = /^repeat:.*:(\d+)$/.exec(job.id ?? "")?.[1];
+    return `${job.data.plan.name}-${stamp(fireTime !== undefined ? Number(fireTime) : job.timestamp + (job.opts.delay ?? 0))}`;
+  }
+
   private async expand(job: Job<RunJobData>): Promise<{ runId: string; batches: number }> {
     const { plan, trigger } = job.data;
-    const runId = job.data.runId ?? `${plan.name}-${stamp(job.timestamp + (job.opts.delay ?? 0))}`;
+    const runId = this.runIdOf(job);
+    await this.store.open(this.openingMeta(plan, runId, trigger, job.id!, Date.now()));
+    const opened = (await this.store.meta(runId))!; // a retried expansion keeps the first creation time and deadline
     let nodes: EdgeNodeConfig[];
     let skus: string[];
     try {
@@ -120,22 +255,14 @@ export class Engine {
       if (isInvalidFileError(e) || e instanceof SkuSourceError) throw new UnrecoverableError((e as Error).message);
       throw e;
     }
-    const size = this.cfg.batchSize;
+    const size = opened.batchSize;
     const batches: string[][] = [];
     for (let i = 0; i < skus.length; i += size) batches.push(skus.slice(i, i + size));
-    const createdAt = Date.now();
-    const meta: RunMeta = {
-      runId,
-      plan: plan.name,
-      trigger,
-      createdAt,
-      deadline: createdAt + plan.deadline,
-      failureThreshold: plan.failureThreshold,
-      totalSkus: skus.length,
-      nodes: nodes.map((n) => ({ name: n.name, region: n.region, url: n.url, batches: batches.length })),
-    };
-    await this.store.create(meta);
-    const stored = (await this.store.meta(runId)) ?? meta; // a retried expansion keeps the first deadline
+    const meta: RunMeta = { ...opened, totalSkus: skus.length, nodes: nodes.map((n) => ({ name: n.name, region: n.region, url: n.url, batches: batches.length })) };
+    if ((await this.store.expanded(meta)) === "closed") {
+      console.error(`scheduler: run ${runId} was closed at its deadline before it was expanded; nothing enqueued`);
+      return { runId, batches: 0 };
+    }
     const opts: JobsOptions = {
       attempts: this.cfg.retry.attempts,
       backoff: { type: "exponential", delay: this.cfg.retry.backoffMs, jitter: 0.5 },
@@ -146,18 +273,36 @@ export class Engine {
       await this.nodeQueue(node.name).addBulk(
         batches.map((b, i) => {
           const batchId = `${runId}.${i}`;
-          const data: BatchJobData = { runId, node: node.name, batchId, region: node.region, skus: b, deadline: stored.deadline, ...(plan.ttl === undefined ? {} : { ttl: plan.ttl }) };
+          const data: BatchJobData = {
+            runId,
+            node: node.name,
+            batchId,
+            region: node.region,
+            skus: b,
+            deadline: opened.deadline,
+            planKey: opened.planKey,
+            createdAt: opened.createdAt,
+            ...(plan.ttl === undefined ? {} : { ttl: plan.ttl }),
+          };
           return { name: "batch", data, opts: { ...opts, jobId: batchId } };
         }),
       );
+      // Only once this run's batches are queued may they supersede an older run's.
+      await this.store.markLatest(opened.planKey, node.name, opened.createdAt);
     }
     return { runId, batches: batches.length * nodes.length };
   }
 
-  private async processBatch(node: EdgeNodeConfig, job: Job<BatchJobData>): Promise<void> {
-    const d = job.data;
-    const started = performance.now();
-    const failAll = (code: string): BatchResult => ({
+  /** An expansion that failed for good closes its run (opening it first, if it failed before that). */
+  private async expansionFailed(job: Job<RunJobData>, err: Error): Promise<void> {
+    const runId = this.runIdOf(job);
+    await this.store.open(this.openingMeta(job.data.plan, runId, job.data.trigger, job.id!, job.processedOn ?? Date.now()));
+    await this.store.close(runId, `expansion failed: ${err.message}`);
+  }
+
+  /** A result that fails every SKU of a batch with one code. */
+  private failedBatch(d: BatchJobData, code: string, latencyMs: number): BatchResult {
+    return {
       runId: d.runId,
       node: d.node,
       batchId: d.batchId,
@@ -167,12 +312,23 @@ export class Engine {
       fromRegional: 0,
       failedByCode: { [code]: d.skus.length },
       batchFailed: true,
-      latencyMs: performance.now() - started,
+      latencyMs,
       samples: d.skus.slice(0, 5).map((sku) => ({ sku, code })),
-    });
+    };
+  }
+
+  private async processBatch(node: EdgeNodeConfig, job: Job<BatchJobData>): Promise<void> {
+    const d = job.data;
+    const started = performance.now();
     const remaining = d.deadline - Date.now();
     if (remaining <= 0) {
-      await this.store.record(failAll("deadline_exceeded"));
+      await this.store.record(this.failedBatch(d, "deadline_exceeded", 0));
+      return;
+    }
+    if (d.planKey !== undefined && d.createdAt !== undefined && (await this.store.latest(d.planKey, d.node)) > d.createdAt) {
+      // A newer run of the same plan has queued the same SKUs for this node: sending these would
+      // only make a slow node slower and its data no fresher.
+      await this.store.record({ runId: d.runId, node: d.node, batchId: d.batchId, skus: d.skus.length, warmed: 0, fromEdge: 0, fromRegional: 0, failedByCode: {}, batchFailed: false, superseded: d.skus.length, latencyMs: 0, samples: [] });
       return;
     }
     try {
@@ -207,20 +363,69 @@ export class Engine {
         samples: answer.failed,
       });
     } catch (e) {
-      if (!isBatchError(e)) throw e;
+      if (!isBatchError(e)) throw e; // retried by BullMQ; when the tries run out, the failed handler records it
       const lastTry = !e.retryable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1) || Date.now() >= d.deadline;
       if (!lastTry) throw e; // BullMQ retries it after an exponential, jittered backoff
-      await this.store.record(failAll(e.code));
+      await this.store.record(this.failedBatch(d, e.code, performance.now() - started));
       throw new UnrecoverableError(`${e.code}: ${e.message}`);
     }
   }
 
-  /** Closes workers, then queues and the connection; safe to call twice. */
+  /** Closes every open run past its deadline (and the grace); returns how many it closed. */
+  async closeOverdueRuns(now = Date.now()): Promise<number> {
+    let closed = 0;
+    for (const runId of await this.store.overdue(now - CLOSE_GRACE_MS)) if (await this.closeRun(runId)) closed++;
+    return closed;
+  }
+
+  /** Closes one run if it is open past its deadline (and the grace). */
+  async closeRunIfOverdue(runId: string, now = Date.now()): Promise<boolean> {
+    const meta = await this.store.meta(runId);
+    return meta !== null && meta.deadline + CLOSE_GRACE_MS <= now && this.closeRun(runId);
+  }
+
+  /**
+   * Settles what no process settled by the deadline, each batch with the
+   * reason its job gives (`stalled`, `scheduler_error`, `not_enqueued`,
+   * else `deadline_exceeded`), and closes the run with a summary.
+   */
+  private async closeRun(runId: string): Promise<boolean> {
+    const meta = await this.store.meta(runId);
+    if (meta === null) return this.store.close(runId, ""); // its records expired
+    if (!(await this.store.isExpanded(runId))) {
+      const job = await Job.fromId<RunJobData>(this.runs, meta.jobId);
+      const why = job?.failedReason
+        ? `expansion failed: ${job.failedReason}`
+        : `its plan was not expanded into batches by the deadline (${job ? "no scheduler worker took the run" : "the run's job is missing: its process stopped between opening and enqueuing it"})`;
+      return this.store.close(runId, why);
+    }
+    const unsettled = await this.store.unsettled(meta);
+    if (unsettled.length === 0) return this.store.close(runId, "");
+    const byCode: Record<string, number> = {};
+    await Promise.all(
+      unsettled.map(async (b) => {
+        const job = await Job.fromId<BatchJobData>(this.nodeQueue(b.node), b.batchId);
+        const code = !job ? "not_enqueued" : job.finishedOn && job.failedReason ? jobFailureCode(job.failedReason) : "deadline_exceeded";
+        byCode[code] = (byCode[code] ?? 0) + 1;
+        const data: BatchJobData = job?.data ?? { runId, node: b.node, batchId: b.batchId, region: "", skus: [], deadline: meta.deadline };
+        await this.store.record({ ...this.failedBatch(data, code, 0), skus: b.skus, failedByCode: { [code]: b.skus } });
+      }),
+    );
+    const total = meta.nodes.reduce((s, n) => s + n.batches, 0);
+    const codes = Object.entries(byCode).map(([c, n]) => `${n} ${c}`).join(", ");
+    // The last record above may have finished the run already; the reason is what tells why.
+    await this.store.close(runId, `closed at its deadline with ${unsettled.length} of ${total} batches unsettled (${codes})`);
+    return true;
+  }
+
+  /** Closes workers, then queues and the connections; safe to call twice. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.sweeper);
     await Promise.all(this.workers.map((w) => w.close()));
     await Promise.all([this.runs.close(), ...[...this.nodeQueues.values()].map((q) => q.close())]);
     this.redis.disconnect();
+    this.probe.disconnect();
   }
 }

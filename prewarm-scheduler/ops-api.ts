@@ -13,6 +13,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { bearerAuth } from "hono/bearer-auth";
 import { HTTPException } from "hono/http-exception";
+import { timeout } from "hono/timeout";
 import type { Engine } from "./engine";
 import { parsePlan } from "./plan";
 import { isInvalidFileError } from "./schema-errors";
@@ -29,15 +30,18 @@ export function opsApp(engine: Engine): Hono {
   const app = new Hono();
   app.onError((e, c) => {
     if (isInvalidFileError(e)) return c.json(errorBody("invalid_plan", e.message, e.problems), 400);
-    if (e instanceof HTTPException) return c.json(errorBody(e.status === 401 ? "unauthorized" : "bad_request", e.message), e.status);
+    if (e instanceof HTTPException) return c.json(errorBody(e.status === 401 ? "unauthorized" : e.status === 503 ? "unavailable" : "bad_request", e.message), e.status);
     // The detail goes to the log under an id; the caller gets the id only.
     const id = randomUUID();
     console.error(`ops API internal error, request ${id}:`, e);
     return c.json(errorBody("internal", `internal error; the scheduler's log has the details under request ${id}`), 500);
   });
   app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
-  app.get("/healthz", async (c) => c.json({ ok: (await engine.redis.ping()) === "PONG" }));
+  // Unauthenticated, so it says whether the scheduler's Redis answers, not where it is or what it said.
+  app.get("/healthz", async (c) => ((await engine.health()).ok ? c.json({ ok: true }) : c.json({ ok: false, error: "the scheduler's Redis is not answering" }, 503)));
   if (engine.cfg.opsToken !== "") app.use("/*", bearerAuth({ token: engine.cfg.opsToken }));
+  // Every route below needs the scheduler's Redis: without it, a bounded 503 rather than a hung request.
+  app.use("/v1/*", timeout(engine.cfg.redisTimeoutMs, () => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` })));
   app.use("/v1/*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody("payload_too_large", `bodies are limited to ${MAX_BODY_BYTES} bytes`), 413) }));
 
   const readPlan = async (c: { req: { json(): Promise<unknown> } }) => {

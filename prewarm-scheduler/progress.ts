@@ -1,34 +1,45 @@
 /** Watching a run: polls the run store and draws a progress bar per node (cli-progress) on a terminal. */
 import { MultiBar, Presets } from "cli-progress";
-import type { RunReport, RunStore } from "./run-store";
+import { describeRedis } from "./config";
+import { SchedulerRedisError, within, type Engine } from "./engine";
+import type { RunReport } from "./run-store";
 
 export interface WatchOptions {
   /** Draw bars (only on a TTY). */
   bars: boolean;
   pollMs?: number;
-  /** Give up waiting this long after the run's deadline (batches that no process works on). @default 30000 */
-  graceMs?: number;
 }
 
-/** Resolves with the final report when every batch of the run is settled, or with the last one when the wait gives up. */
-export async function watchRun(store: RunStore, runId: string, o: WatchOptions): Promise<RunReport> {
+/**
+ * Resolves with the final report once the run is finished or closed. Past
+ * the run's deadline the watcher closes it itself, so it never waits on
+ * batches no process works on; if the scheduler's Redis does not answer for
+ * `redisTimeoutMs`, it rejects with an error naming it.
+ */
+export async function watchRun(engine: Engine, runId: string, o: WatchOptions): Promise<RunReport> {
   const poll = o.pollMs ?? 250;
-  let report: RunReport | null = null;
-  for (let waited = 0; report === null; waited += poll) {
-    report = await store.report(runId);
-    if (report === null) {
-      if (waited > 60_000) throw new Error(`run ${runId} has not started: is a scheduler worker running?`);
-      await new Promise((r) => setTimeout(r, poll));
-    }
-  }
+  const bounded = <T>(p: Promise<T>): Promise<T> =>
+    within(p, engine.cfg.redisTimeoutMs, () => new SchedulerRedisError(`the scheduler's Redis ${describeRedis(engine.cfg.redis)} did not answer within ${engine.cfg.redisTimeoutMs} ms while watching run ${runId}; the run goes on: see \`prewarm status ${runId}\``));
+  const report = async (): Promise<RunReport> => {
+    const r = await bounded(engine.store.report(runId));
+    if (r === null) throw new Error(`no run ${runId}`);
+    return r;
+  };
+  let r = await report();
   const multi = o.bars && process.stderr.isTTY ? new MultiBar({ format: " {node} |{bar}| {percentage}% {value}/{total} SKUs | warmed {warmed} failed {failed}", hideCursor: true, clearOnComplete: false }, Presets.shades_classic) : null;
-  const bars = new Map(report.nodes.map((n) => [n.name, multi?.create(report!.totalSkus, 0, { node: n.name.padEnd(12), warmed: 0, failed: 0 })]));
+  const bars = new Map<string, ReturnType<MultiBar["create"]> | undefined>();
   try {
     for (;;) {
-      for (const n of report.nodes) bars.get(n.name)?.update(n.skus, { warmed: n.warmed, failed: n.failed });
-      if (report.finishedAt !== null || Date.now() > report.deadline + (o.graceMs ?? 30_000)) return report;
-      await new Promise((r) => setTimeout(r, poll));
-      report = (await store.report(runId)) ?? report;
+      for (const n of r.nodes) {
+        if (!bars.has(n.name)) bars.set(n.name, multi?.create(r.totalSkus, 0, { node: n.name.padEnd(12), warmed: 0, failed: 0 }));
+        bars.get(n.name)?.update(n.skus, { warmed: n.warmed, failed: n.failed });
+      }
+      if (r.finishedAt !== null) return r;
+      if (await bounded(engine.closeRunIfOverdue(runId))) r = await report();
+      else {
+        await new Promise((res) => setTimeout(res, poll));
+        r = await report();
+      }
     }
   } finally {
     multi?.stop();

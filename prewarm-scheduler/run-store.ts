@@ -1,17 +1,23 @@
 /**
  * The state of prewarm runs in the scheduler's Redis, shared by every
- * scheduler process. A run is a hash of counters per node; each batch is
- * recorded by one Lua script that first adds the batch id to the run's
- * `done` set, so a batch that is retried, or re-run after a scheduler died
- * between warming and acknowledging, is counted exactly once.
+ * scheduler process. A run is opened once (with its deadline) before its plan
+ * is expanded into batches, so a run exists, and is closed, whatever happens
+ * to the process that expands it. Each batch is recorded by one Lua script
+ * that first adds the batch id to the run's `done` set, so a batch that is
+ * retried, re-run after a scheduler died between warming and acknowledging,
+ * or closed at the deadline while in flight is counted exactly once.
  *
  *   {prefix}:runs                 sorted set of run ids by creation time
- *   {prefix}:run:{id}             hash: meta (JSON), and per node n:
- *                                 n|batches n|settled n|skus n|warmed n|fromEdge
- *                                 n|fromRegional n|failed n|code|<code> n|batchFailed
+ *   {prefix}:open                 sorted set of runs not yet finished, by deadline
+ *   {prefix}:run:{id}             hash: meta (JSON), expanded, finishedAt, reason,
+ *                                 and per node n: n|batches n|settled n|skus n|warmed
+ *                                 n|fromEdge n|fromRegional n|failed n|superseded
+ *                                 n|code|<code> n|batchFailed
  *   {prefix}:run:{id}:done        set of settled batches (node|batch id)
  *   {prefix}:run:{id}:lat:{node}  list of batch latencies (ms)
  *   {prefix}:run:{id}:failures    list of failure samples (JSON), capped
+ *   {prefix}:latest:{planKey}     hash: node -> creation time of the newest run of
+ *                                 that plan with batches for the node (supersession)
  */
 import type { Redis } from "ioredis";
 
@@ -23,11 +29,18 @@ export const RUN_RETENTION_SECONDS = 7 * 86_400;
 export interface RunMeta {
   runId: string;
   plan: string;
+  /** The plan's identity for supersession: its name and what it warms (see `planKey`). */
+  planKey: string;
   trigger: string;
+  /** The BullMQ job that expands the run (`runs` queue). */
+  jobId: string;
   createdAt: number;
   deadline: number;
   failureThreshold: number;
+  /** SKUs per node; 0 until the plan is expanded. */
   totalSkus: number;
+  batchSize: number;
+  /** The targeted nodes with their batch counts; empty until the plan is expanded. */
   nodes: { name: string; region: string; url: string; batches: number }[];
 }
 
@@ -43,6 +56,8 @@ export interface BatchResult {
   failedByCode: Record<string, number>;
   /** Whether the whole batch failed (node down, timeout, deadline). */
   batchFailed: boolean;
+  /** SKUs not sent because a newer run of the same plan covers them on this node. */
+  superseded?: number;
   latencyMs: number;
   samples: { sku: string; code: string }[];
 }
@@ -58,8 +73,9 @@ export interface NodeReport {
   fromEdge: number;
   fromRegional: number;
   failed: number;
+  superseded: number;
   failedByCode: Record<string, number>;
-  /** From the first batch recorded to the last (ms). */
+  /** From the run's creation to the last batch recorded (ms). */
   durationMs: number;
   p50Ms: number | null;
   p95Ms: number | null;
@@ -68,33 +84,99 @@ export interface NodeReport {
 export interface RunReport extends RunMeta {
   status: "running" | "done" | "failed";
   finishedAt: number | null;
+  /** Why the run was closed before all its batches reported (deadline, expansion failure); null when they all did. */
+  reason: string | null;
   warmed: number;
   failed: number;
+  superseded: number;
   nodes: (RunMeta["nodes"][number] & NodeReport)[];
 }
 
+/** A batch of an expanded run that has not settled. */
+export interface UnsettledBatch {
+  node: string;
+  batchId: string;
+  skus: number;
+}
+
+const OPEN_RUN = `
+-- KEYS: hash, runs, open; ARGV: runId, meta, createdAt, deadline, retention
+if redis.call('HSETNX', KEYS[1], 'meta', ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'batches', 0, 'settled', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return 1
+`;
+
+const EXPAND_RUN = `
+-- KEYS: hash, open; ARGV: runId, meta, batches, now, field/value pairs...
+-- returns 1 expanded now, 0 expanded before, 2 closed before it was expanded, -1 never opened
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HEXISTS', KEYS[1], 'expanded') == 1 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'finishedAt') == 1 then return 2 end
+redis.call('HSET', KEYS[1], 'meta', ARGV[2], 'batches', ARGV[3], 'expanded', 1)
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if tonumber(ARGV[3]) == 0 then
+  redis.call('HSET', KEYS[1], 'finishedAt', ARGV[4])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return 1
+`;
+
 const RECORD_BATCH = `
--- KEYS: done, hash, latencies, failures; ARGV: batchId, node, latency, now, retention, maxSamples, nFields, field/incr pairs..., samples...
+-- KEYS: done, hash, latencies, failures, open; ARGV: batchId, node, latency, now, retention, maxSamples, runId, nFields, field/incr pairs..., samples...
 local node = ARGV[2]
 if redis.call('SADD', KEYS[1], node .. '|' .. ARGV[1]) == 0 then return 0 end
-local n = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
 for i = 0, n - 1 do
-  redis.call('HINCRBY', KEYS[2], node .. '|' .. ARGV[8 + 2 * i], ARGV[9 + 2 * i])
+  redis.call('HINCRBY', KEYS[2], node .. '|' .. ARGV[9 + 2 * i], ARGV[10 + 2 * i])
 end
 local settled = redis.call('HINCRBY', KEYS[2], node .. '|settled', 1)
 if settled == 1 then redis.call('HSET', KEYS[2], node .. '|firstAt', ARGV[4]) end
 redis.call('HSET', KEYS[2], node .. '|lastAt', ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[3])
-for i = 8 + 2 * n, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+for i = 9 + 2 * n, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
 redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
 local all = redis.call('HINCRBY', KEYS[2], 'settled', 1)
-if all == tonumber(redis.call('HGET', KEYS[2], 'batches')) then redis.call('HSET', KEYS[2], 'finishedAt', ARGV[4]) end
+if all == tonumber(redis.call('HGET', KEYS[2], 'batches')) then
+  redis.call('HSETNX', KEYS[2], 'finishedAt', ARGV[4])
+  redis.call('ZREM', KEYS[5], ARGV[7])
+end
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 return 1
 `;
 
-type RecordingRedis = Redis & {
-  prewarmRecordBatch(done: string, hash: string, lat: string, failures: string, ...args: (string | number)[]): Promise<number>;
+const CLOSE_RUN = `
+-- KEYS: hash, open; ARGV: runId, now, reason
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[1], 'reason', ARGV[3]) end
+return redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[2])
+`;
+
+const MARK_LATEST = `
+-- KEYS: latest; ARGV: node, createdAt, retention
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
+
+type RunRedis = Redis & {
+  prewarmOpenRun(hash: string, runs: string, open: string, ...args: (string | number)[]): Promise<number>;
+  prewarmExpandRun(hash: string, open: string, ...args: (string | number)[]): Promise<number>;
+  prewarmRecordBatch(done: string, hash: string, lat: string, failures: string, open: string, ...args: (string | number)[]): Promise<number>;
+  prewarmCloseRun(hash: string, open: string, ...args: (string | number)[]): Promise<number>;
+  prewarmMarkLatest(latest: string, ...args: (string | number)[]): Promise<number>;
+};
+
+const SCRIPTS = {
+  prewarmOpenRun: { numberOfKeys: 3, lua: OPEN_RUN },
+  prewarmExpandRun: { numberOfKeys: 2, lua: EXPAND_RUN },
+  prewarmRecordBatch: { numberOfKeys: 5, lua: RECORD_BATCH },
+  prewarmCloseRun: { numberOfKeys: 2, lua: CLOSE_RUN },
+  prewarmMarkLatest: { numberOfKeys: 1, lua: MARK_LATEST },
 };
 
 function percentile(sorted: readonly number[], p: number): number | null {
@@ -102,38 +184,54 @@ function percentile(sorted: readonly number[], p: number): number | null {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
+/** The SKUs in batch `index` of a run's node: every batch is full but the last. */
+export function batchSkus(meta: Pick<RunMeta, "totalSkus" | "batchSize">, index: number): number {
+  return Math.max(0, Math.min(meta.batchSize, meta.totalSkus - index * meta.batchSize));
+}
+
 export class RunStore {
-  private readonly redis: RecordingRedis;
+  private readonly redis: RunRedis;
 
   constructor(
     redis: Redis,
     private readonly prefix: string,
   ) {
-    if (!("prewarmRecordBatch" in redis)) redis.defineCommand("prewarmRecordBatch", { numberOfKeys: 4, lua: RECORD_BATCH });
-    this.redis = redis as RecordingRedis;
+    for (const [name, def] of Object.entries(SCRIPTS)) if (!(name in redis)) redis.defineCommand(name, def);
+    this.redis = redis as RunRedis;
   }
 
   private key(runId: string, suffix = ""): string {
     return `${this.prefix}:run:${runId}${suffix}`;
   }
 
-  /** Creates the run record once; a second call with the same id (a retried expansion) changes nothing. Returns whether it created it. */
-  async create(meta: RunMeta): Promise<boolean> {
-    const hash = this.key(meta.runId);
-    const fields: Record<string, string | number> = { meta: JSON.stringify(meta), batches: meta.nodes.reduce((s, n) => s + n.batches, 0), settled: 0 };
-    for (const n of meta.nodes) {
-      fields[`${n.name}|batches`] = n.batches;
-      fields[`${n.name}|settled`] = 0;
-    }
-    const created = await this.redis.hsetnx(hash, "meta", fields["meta"] as string);
-    if (created === 0) return false;
-    await this.redis
-      .multi()
-      .hset(hash, fields)
-      .expire(hash, RUN_RETENTION_SECONDS)
-      .zadd(`${this.prefix}:runs`, meta.createdAt, meta.runId)
-      .exec();
-    return true;
+  private get openKey(): string {
+    return `${this.prefix}:open`;
+  }
+
+  /**
+   * Opens a run before its plan is expanded: from here on it is listed, and
+   * closed by its deadline whatever happens to the process expanding it. A
+   * second call with the same id (a retried expansion) changes nothing.
+   * Returns whether it opened it.
+   */
+  async open(meta: RunMeta): Promise<boolean> {
+    const r = await this.redis.prewarmOpenRun(this.key(meta.runId), `${this.prefix}:runs`, this.openKey, meta.runId, JSON.stringify(meta), meta.createdAt, meta.deadline, RUN_RETENTION_SECONDS);
+    return r === 1;
+  }
+
+  /**
+   * Records what the expansion of an open run produced: the nodes with their
+   * batch counts and the SKU count. Once only; a run with no batch at all is
+   * finished here. Returns `closed` when the run was closed (at its deadline)
+   * before it was expanded: then nothing may be enqueued for it.
+   */
+  async expanded(meta: RunMeta): Promise<"expanded" | "again" | "closed"> {
+    const fields: (string | number)[] = [];
+    for (const n of meta.nodes) fields.push(`${n.name}|batches`, n.batches, `${n.name}|settled`, 0);
+    const total = meta.nodes.reduce((s, n) => s + n.batches, 0);
+    const r = await this.redis.prewarmExpandRun(this.key(meta.runId), this.openKey, meta.runId, JSON.stringify(meta), total, Date.now(), ...fields);
+    if (r === -1) throw new Error(`run ${meta.runId} was not opened before its expansion`);
+    return r === 1 ? "expanded" : r === 0 ? "again" : "closed";
   }
 
   /** Records a settled batch; false when it was recorded before (a duplicate). */
@@ -145,6 +243,7 @@ export class RunStore {
       ["fromRegional", r.fromRegional],
       ["failed", Object.values(r.failedByCode).reduce((a, b) => a + b, 0)],
       ["batchFailed", r.batchFailed ? 1 : 0],
+      ["superseded", r.superseded ?? 0],
       ...Object.entries(r.failedByCode).map(([code, n]): [string, number] => [`code|${code}`, n]),
     ];
     const samples = r.samples.slice(0, 50).map((s) => JSON.stringify({ node: r.node, batch: r.batchId, ...s }));
@@ -153,17 +252,57 @@ export class RunStore {
       this.key(r.runId),
       this.key(r.runId, `:lat:${r.node}`),
       this.key(r.runId, ":failures"),
+      this.openKey,
       r.batchId,
       r.node,
       Math.round(r.latencyMs),
       Date.now(),
       RUN_RETENTION_SECONDS,
       MAX_FAILURE_SAMPLES,
+      r.runId,
       fields.length,
       ...fields.flat(),
       ...samples,
     );
     return res === 1;
+  }
+
+  /** Closes a run with the reason it did not finish by itself (none: it did); false when it had finished already. */
+  async close(runId: string, reason: string): Promise<boolean> {
+    return (await this.redis.prewarmCloseRun(this.key(runId), this.openKey, runId, Date.now(), reason)) === 1;
+  }
+
+  /** Runs still open whose deadline is at or before `at`. */
+  async overdue(at: number, limit = 100): Promise<string[]> {
+    return this.redis.zrangebyscore(this.openKey, "-inf", at, "LIMIT", 0, limit);
+  }
+
+  /** Whether the run's plan was expanded into batches. */
+  async isExpanded(runId: string): Promise<boolean> {
+    return (await this.redis.hexists(this.key(runId), "expanded")) === 1;
+  }
+
+  /** The batches of an expanded run that have not settled, with their SKU counts. */
+  async unsettled(meta: RunMeta): Promise<UnsettledBatch[]> {
+    const done = new Set(await this.redis.smembers(this.key(meta.runId, ":done")));
+    const out: UnsettledBatch[] = [];
+    for (const n of meta.nodes) {
+      for (let i = 0; i < n.batches; i++) {
+        const batchId = `${meta.runId}.${i}`;
+        if (!done.has(`${n.name}|${batchId}`)) out.push({ node: n.name, batchId, skus: batchSkus(meta, i) });
+      }
+    }
+    return out;
+  }
+
+  /** Notes that a run created at `createdAt` has enqueued its batches of `planKey` for `node`. */
+  async markLatest(planKey: string, node: string, createdAt: number): Promise<void> {
+    await this.redis.prewarmMarkLatest(`${this.prefix}:latest:${planKey}`, node, createdAt, RUN_RETENTION_SECONDS);
+  }
+
+  /** The creation time of the newest run of `planKey` with batches for `node` (0: none). */
+  async latest(planKey: string, node: string): Promise<number> {
+    return Number((await this.redis.hget(`${this.prefix}:latest:${planKey}`, node)) ?? 0);
   }
 
   async meta(runId: string): Promise<RunMeta | null> {
@@ -194,6 +333,7 @@ export class RunStore {
           fromEdge: num(`${n.name}|fromEdge`),
           fromRegional: num(`${n.name}|fromRegional`),
           failed: num(`${n.name}|failed`),
+          superseded: num(`${n.name}|superseded`),
           failedByCode,
           durationMs: firstAt === 0 ? 0 : num(`${n.name}|lastAt`) - meta.createdAt,
           p50Ms: percentile(lat, 50),
@@ -204,9 +344,11 @@ export class RunStore {
     const finishedAt = hash["finishedAt"] ? Number(hash["finishedAt"]) : null;
     const warmed = nodes.reduce((s, n) => s + n.warmed, 0);
     const failed = nodes.reduce((s, n) => s + n.failed, 0);
+    const superseded = nodes.reduce((s, n) => s + n.superseded, 0);
     const totalSkus = meta.totalSkus * meta.nodes.length;
-    const status = finishedAt === null ? "running" : failed > meta.failureThreshold * totalSkus ? "failed" : "done";
-    return { ...meta, nodes, status, finishedAt, warmed, failed };
+    // A run closed before its plan was expanded warmed nothing it was asked to: failed, whatever its threshold.
+    const status = finishedAt === null ? "running" : hash["expanded"] === undefined || failed > meta.failureThreshold * totalSkus ? "failed" : "done";
+    return { ...meta, nodes, status, finishedAt, reason: hash["reason"] ?? null, warmed, failed, superseded };
   }
 
   async failures(runId: string, limit = MAX_FAILURE_SAMPLES): Promise<{ node: string; batch: string; sku: string; code: string }[]> {

@@ -41,8 +41,8 @@ export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now())
     const old = await engine.redis.hget(registryKey(engine), plan.name);
     try {
       // An upsert under the plan's id replaces a cron schedule in place, and changes nothing when the pattern is bad.
-      const job = await engine.runs.upsertJobScheduler(cronId(plan.name), { pattern: s.cron, ...(s.tz ? { tz: s.tz } : {}) }, { name: "run", data: { plan, trigger: "cron" } });
-      entry = { plan: plan.name, kind: "cron", cron: s.cron, ...(s.tz ? { tz: s.tz } : {}), registeredAt: now, next: job?.timestamp !== undefined ? job.timestamp + (job.opts.delay ?? 0) : null };
+      await engine.runs.upsertJobScheduler(cronId(plan.name), { pattern: s.cron, ...(s.tz ? { tz: s.tz } : {}) }, { name: "run", data: { plan, trigger: "cron" } });
+      entry = { plan: plan.name, kind: "cron", cron: s.cron, ...(s.tz ? { tz: s.tz } : {}), registeredAt: now, next: (await engine.runs.getJobScheduler(cronId(plan.name)))?.next ?? null };
     } catch (e) {
       throw new InvalidFileError(plan.name, [`schedule.cron: ${(e as Error).message}`]);
     }
@@ -55,7 +55,7 @@ export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now())
       fires.map((t) => ({
         name: "run",
         data: { plan, runId: `${plan.name}-${stamp(t)}`, trigger: "campaign" },
-        opts: { jobId: campaignJobId(plan.name, t), delay: Math.max(0, t - now), attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: { age: 7 * 86_400 }, removeOnFail: { age: 7 * 86_400 } },
+        opts: { jobId: campaignJobId(plan.name, t), timestamp: now, delay: Math.max(0, t - now), attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: { age: 7 * 86_400 }, removeOnFail: { age: 7 * 86_400 } },
       })),
     );
     entry = { plan: plan.name, kind: "campaign", fireTimes: fires, registeredAt: now, next: fires[0] ?? null };

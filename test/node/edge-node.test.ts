@@ -253,6 +253,49 @@ describe("EDGE_REGIONS", () => {
   });
 });
 
+describe("the SPEC defaults: a node started with no timeout variables", () => {
+  async function regionOnly(base: number): Promise<string> {
+    const sku = `defaults-${process.pid}-${n++}`;
+    const r = new Redis(regionalRedis.url);
+    await r.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
+    await r.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, base))));
+    r.disconnect();
+    return sku;
+  }
+
+  it("waits for a region within REGIONAL_TIMEOUT_MS (150 ms) and gives up on one slower (300 ms)", async () => {
+    const fast = await regionOnly(1_500);
+    const slow = await regionOnly(3_000);
+    try {
+      regional.faults.latencyMs = 40;
+      expect(await read(proc(1), fast)).toMatchObject({ status: 200, amount: 1_500 });
+      // Under a larger budget (the worker pool's 400 ms) this region would answer in time.
+      regional.faults.latencyMs = 300;
+      const res = await fetch(`${proc(1)}/v1/skus/${slow}`);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ error: { code: "regional_unavailable" } });
+    } finally {
+      regional.faults.latencyMs = 0;
+    }
+  });
+
+  it("gives up on an edge Redis that stalls past EDGE_REDIS_TIMEOUT_MS (250 ms for a read) and answers from the region", async () => {
+    const sku = await seedSku(10_000); // the edge's copy
+    const r = new Redis(regionalRedis.url);
+    await r.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
+    await r.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, 9_000)))); // the region's copy
+    r.disconnect();
+    const errors = await metricOf(proc(2), "edge_redis_errors_total");
+    // The edge Redis answers nobody for 700 ms. A read tries it twice (the store, then the records),
+    // each within 250 ms: both give up before it is back. With the worker pool's 400 ms, the second
+    // would outlast the pause and answer the edge's copy.
+    await client.call("CLIENT", "PAUSE", "700", "ALL");
+    expect(await read(proc(2), sku)).toMatchObject({ status: 200, amount: 9_000 });
+    await new Promise((res) => setTimeout(res, 800)); // the pause is over; node totals flush within ~200 ms
+    expect(await metricOf(proc(2), "edge_redis_errors_total")).toBeGreaterThan(errors);
+  });
+});
+
 describe("SIGTERM", () => {
   it("lets a request in flight finish before the node exits", async () => {
     const sku = `drain-${process.pid}`;

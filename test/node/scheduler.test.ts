@@ -3,17 +3,19 @@
  * with its own real Redis) and a real Redis for BullMQ, over HTTP.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, type Server, type Socket } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { stringify } from "yaml";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, type SchedulerConfig } from "../../prewarm-scheduler/config";
-import { Engine } from "../../prewarm-scheduler/engine";
+import { Engine, planKey, stamp } from "../../prewarm-scheduler/engine";
 import { opsApp } from "../../prewarm-scheduler/ops-api";
 import { loadPlan, parsePlan, type Plan } from "../../prewarm-scheduler/plan";
 import { watchRun } from "../../prewarm-scheduler/progress";
 import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/schedules";
+import { freePort, startRedis } from "../../scripts/redis-server";
 import { startStack, type Stack } from "./scheduler/stack";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -38,6 +40,40 @@ function engine(cfg: SchedulerConfig, work = true): Engine {
   return e;
 }
 
+/**
+ * Starts the `prewarm` CLI as one process (`node --import tsx`, not the tsx
+ * launcher, whose child would outlive a SIGKILL of the launcher).
+ */
+function spawnCli(args: string[], stdio: "ignore" | "pipe"): ChildProcess {
+  return spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "ignore", stdio] });
+}
+
+/** Runs the `prewarm` CLI to its exit. */
+function cli(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; err: string; ms: number }> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawnCli(args, "pipe");
+    let err = "";
+    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, err, ms: Date.now() - started });
+    });
+  });
+}
+
+/** Polls until `read` gives a value `done` accepts, or fails after `ms`. */
+async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (done(v)) return v;
+    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function plan(overrides: Record<string, unknown> = {}): Plan {
   return parsePlan({ name: "test-plan", skus: { list: stack.skus }, ttl: 120, ...overrides });
 }
@@ -48,7 +84,7 @@ describe("run", () => {
     const before = await Promise.all(stack.edges.map((e) => stack.warmedCounter(e.node.url)));
     const e = engine(cfg);
     const runId = await e.startRun(plan());
-    const r = await watchRun(e.store, runId, { bars: false, pollMs: 100 });
+    const r = await watchRun(e, runId, { bars: false, pollMs: 100 });
 
     expect(r.status).toBe("done");
     expect(r.totalSkus).toBe(SKUS);
@@ -70,7 +106,7 @@ describe("run", () => {
 
   it("targets the nodes of the regions a plan names", async () => {
     const e = engine(stack.config({ batchSize: 500 }));
-    const r = await watchRun(e.store, await e.startRun(plan({ targets: { regions: ["cn-north"] }, skus: { list: stack.skus.slice(0, 600) } })), { bars: false, pollMs: 100 });
+    const r = await watchRun(e, await e.startRun(plan({ targets: { regions: ["cn-north"] }, skus: { list: stack.skus.slice(0, 600) } })), { bars: false, pollMs: 100 });
     expect(r.nodes.map((n) => [n.name, n.warmed, n.batches])).toEqual([["edge-north", 600, 2]]);
   });
 
@@ -80,7 +116,7 @@ describe("run", () => {
     cfg.nodes.push(dead);
     const e = engine(cfg);
     const runId = await e.startRun(plan());
-    const r = await watchRun(e.store, runId, { bars: false, pollMs: 100 });
+    const r = await watchRun(e, runId, { bars: false, pollMs: 100 });
 
     expect(r.status).toBe("failed");
     const byName = Object.fromEntries(r.nodes.map((n) => [n.name, n]));
@@ -96,7 +132,7 @@ describe("run", () => {
   it("fails the batches still unsent at the run's deadline with deadline_exceeded", async () => {
     const cfg = stack.config({ concurrencyPerNode: 1, batchSize: 100 });
     const e = engine(cfg);
-    const r = await watchRun(e.store, await e.startRun(plan({ deadline: "1ms" })), { bars: false, pollMs: 100 });
+    const r = await watchRun(e, await e.startRun(plan({ deadline: "1ms" })), { bars: false, pollMs: 100 });
     expect(r.status).toBe("failed");
     for (const n of r.nodes) {
       expect(n.settled).toBe(25);
@@ -109,9 +145,12 @@ describe("run", () => {
 describe("run accounting", () => {
   it("counts a batch recorded twice (a re-run after a crash between warming and acknowledging) once", async () => {
     const e = engine(stack.config(), false);
-    const meta = { runId: "acct-1", plan: "p", trigger: "test", createdAt: Date.now(), deadline: Date.now() + 60_000, failureThreshold: 0, totalSkus: 3, nodes: [{ name: "edge-east", region: "cn-east", url: "http://x", batches: 1 }] };
-    expect(await e.store.create(meta)).toBe(true);
-    expect(await e.store.create(meta)).toBe(false);
+    const meta = { runId: "acct-1", plan: "p", planKey: "p.x", trigger: "test", jobId: "acct-1", createdAt: Date.now(), deadline: Date.now() + 60_000, failureThreshold: 0, totalSkus: 3, batchSize: 1000, nodes: [] };
+    expect(await e.store.open(meta)).toBe(true);
+    expect(await e.store.open(meta)).toBe(false);
+    const expanded = { ...meta, nodes: [{ name: "edge-east", region: "cn-east", url: "http://x", batches: 1 }] };
+    expect(await e.store.expanded(expanded)).toBe("expanded");
+    expect(await e.store.expanded(expanded)).toBe("again");
     const result = { runId: "acct-1", node: "edge-east", batchId: "acct-1.0", skus: 3, warmed: 2, fromEdge: 2, fromRegional: 0, failedByCode: { not_found: 1 }, batchFailed: false, latencyMs: 12, samples: [{ sku: "a", code: "not_found" }] };
     expect(await e.store.record(result)).toBe(true);
     expect(await e.store.record(result)).toBe(false);
@@ -122,12 +161,147 @@ describe("run accounting", () => {
   });
 });
 
+describe("supersession", () => {
+  it("a newer run of the same plan supersedes an older run's unsent batches on each node: reported superseded, not failed, and not sent", async () => {
+    const e = engine(stack.config({ batchSize: 500 }));
+    const queues = stack.edges.map((x) => e.nodeQueue(x.name));
+    // Nodes too slow to have sent anything yet: their queues hold the batches of both runs.
+    await Promise.all(queues.map((q) => q.pause()));
+    const before = await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)));
+    const older = await e.startRun(plan());
+    await until(() => e.store.isExpanded(older), Boolean);
+    const newer = await e.startRun(plan());
+    await until(async () => (await e.store.latest(planKey(plan()), "edge-east")) > 0 && (await e.store.latest(planKey(plan()), "edge-north")) > 0, Boolean);
+    // The same plan name with other SKUs is another plan: it supersedes nothing.
+    const edited = await e.startRun(plan({ skus: { list: stack.skus.slice(0, 10) } }));
+    await until(() => e.store.isExpanded(edited), Boolean);
+    await Promise.all(queues.map((q) => q.resume()));
+
+    const [o, n, d] = await Promise.all([older, newer, edited].map((id) => watchRun(e, id, { bars: false, pollMs: 100 })));
+    expect(o!.status).toBe("done");
+    for (const node of o!.nodes) expect([node.name, node.warmed, node.failed, node.superseded, node.settled]).toEqual([node.name, 0, 0, SKUS, 5]);
+    expect(o!.superseded).toBe(2 * SKUS);
+    for (const node of n!.nodes) expect([node.name, node.warmed, node.superseded]).toEqual([node.name, SKUS, 0]);
+    for (const node of d!.nodes) expect([node.name, node.warmed, node.superseded]).toEqual([node.name, 10, 0]);
+    const after = await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)));
+    expect(after.map((a, i) => a - before[i]!)).toEqual([SKUS + 10, SKUS + 10]);
+  });
+});
+
+describe("runs that never finish", () => {
+  /** An edge node that accepts connections and never answers. */
+  async function hangingNode(): Promise<{ node: { name: string; url: string; region: string }; server: Server; sockets: Socket[] }> {
+    const sockets: Socket[] = [];
+    const server = createServer((s) => sockets.push(s));
+    const port = await freePort();
+    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+    return { node: { name: "edge-hang", url: `http://127.0.0.1:${port}`, region: "us-west" }, server, sockets };
+  }
+
+  it("a run whose expansion fails for a reason that is not the plan's (a Redis error) fails with that reason", async () => {
+    const e = engine(stack.config());
+    await e.redis.set("hot-not-a-set", "x");
+    const r = await watchRun(e, await e.startRun(plan({ skus: { hot: { key: "hot-not-a-set", top: 5 } } })), { bars: false, pollMs: 100 });
+    await e.redis.del("hot-not-a-set");
+    expect(r.status).toBe("failed");
+    expect(r.reason).toMatch(/^expansion failed: WRONGTYPE/);
+  }, 30_000);
+
+  it("a run opened by a process that died before enqueuing it is closed at its deadline, by the CLI watching it", async () => {
+    const e = engine(stack.config(), false); // no workers: only the watcher can close it
+    const now = Date.now();
+    const runId = "opened-then-crashed";
+    await e.store.open({ runId, plan: "p", planKey: "p.x", trigger: "cli", jobId: runId, createdAt: now, deadline: now + 300, failureThreshold: 0, totalSkus: 0, batchSize: 1000, nodes: [] });
+    const r = await watchRun(e, runId, { bars: false, pollMs: 50 });
+    expect(r.status).toBe("failed");
+    expect(r.reason).toMatch(/not expanded into batches by the deadline \(the run's job is missing/);
+    expect(r.finishedAt! - r.deadline).toBeGreaterThanOrEqual(0);
+    expect(await e.store.overdue(Date.now())).not.toContain(runId);
+  });
+
+  it("a run expanded by a process that died before enqueuing its batches is closed by the workers' deadline sweep", async () => {
+    const e = engine(stack.config());
+    const now = Date.now();
+    const runId = "expanded-then-crashed";
+    const meta = { runId, plan: "p", planKey: "p.x", trigger: "cli", jobId: runId, createdAt: now, deadline: now + 300, failureThreshold: 0, totalSkus: 1500, batchSize: 1000, nodes: [] };
+    await e.store.open(meta);
+    await e.store.expanded({ ...meta, nodes: [{ name: "edge-east", region: "cn-east", url: stack.edges[0]!.node.url, batches: 2 }] });
+    const r = await until(() => e.store.report(runId), (x) => x?.finishedAt != null, 10_000);
+    expect(r!.status).toBe("failed");
+    expect(r!.nodes[0]).toMatchObject({ settled: 2, failed: 1500, failedByCode: { not_enqueued: 1500 } });
+    expect(r!.reason).toBe("closed at its deadline with 2 of 2 batches unsettled (2 not_enqueued)");
+  });
+
+  it("a batch whose scheduler process died while it was in flight, past the stall limit, fails as stalled", async () => {
+    const hang = await hangingNode();
+    const cfg = stack.config({ lockDurationMs: 1000, maxStalledCount: 0, requestTimeoutMs: 120_000 });
+    cfg.nodes.push(hang.node);
+    const dir = mkdtempSync(path.join(tmpdir(), "prewarm-stall-"));
+    const configFile = path.join(dir, "config.yaml");
+    writeFileSync(configFile, stringify(cfg));
+    const control = engine(cfg, false);
+    const runId = await control.startRun(plan({ name: "stall", targets: { nodes: ["edge-hang"] }, skus: { list: stack.skus.slice(0, 10) } }));
+    const child = spawnCli(["worker", "--config", configFile], "ignore");
+    try {
+      await until(() => control.nodeQueue("edge-hang").getActiveCount(), (n) => n === 1, 30_000);
+      await until(async () => hang.sockets.length, (n) => n > 0); // the batch is on the wire
+    } finally {
+      child.kill("SIGKILL");
+      await new Promise((r) => child.once("exit", r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const takeover = engine(cfg); // another scheduler process, with workers
+    const r = await watchRun(takeover, runId, { bars: false, pollMs: 100 });
+    hang.sockets.forEach((x) => x.destroy());
+    hang.server.close();
+    expect(r.status).toBe("failed");
+    expect(r.nodes[0]).toMatchObject({ name: "edge-hang", failed: 10, failedByCode: { stalled: 10 } });
+  }, 60_000);
+});
+
+describe("the scheduler's Redis down", () => {
+  it("prewarm run and status fail within redisTimeoutMs naming the Redis (never its password), with exit code 3", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "prewarm-noredis-"));
+    const port = await freePort();
+    const configFile = path.join(dir, "config.yaml");
+    writeFileSync(configFile, stringify({ ...stack.config(), redis: `redis://:hunter2@127.0.0.1:${port}`, redisTimeoutMs: 1000 }));
+    writeFileSync(path.join(dir, "plan.yaml"), stringify({ name: "p", skus: { list: ["sku-1"] } }));
+    try {
+      for (const args of [["run", path.join(dir, "plan.yaml")], ["status", "some-run"]]) {
+        const r = await cli([...args, "--config", configFile], 30_000);
+        expect(r.code, r.err).toBe(3);
+        expect(r.err).toContain(`the scheduler's Redis redis://:***@127.0.0.1:${port} did not answer within 1000 ms`);
+        expect(r.err).not.toContain("hunter2");
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("the ops API answers /healthz and its routes 503 within redisTimeoutMs; a watcher gives up naming the Redis", async () => {
+    const redis = await startRedis();
+    try {
+      const e = engine({ ...stack.config({ redisTimeoutMs: 500 }), redis: redis.url }, false);
+      const app = opsApp(e);
+      expect((await app.request("/healthz")).status).toBe(200);
+      const runId = await e.startRun(plan());
+      await redis.stop();
+      const health = await app.request("/healthz");
+      expect(health.status).toBe(503);
+      expect(await health.json()).toEqual({ ok: false, error: "the scheduler's Redis is not answering" });
+      const runs = await app.request("/v1/runs");
+      expect(runs.status).toBe(503);
+      expect(await runs.json()).toMatchObject({ error: { code: "unavailable" } });
+      await expect(watchRun(e, runId, { bars: false, pollMs: 50 })).rejects.toThrow(`the scheduler's Redis ${redis.url} did not answer within 500 ms while watching run ${runId}`);
+    } finally {
+      await redis.stop();
+    }
+  });
+});
+
 describe("a scheduler process killed mid-run", () => {
   function worker(configFile: string): ChildProcess {
-    return spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), path.join(ROOT, "prewarm-scheduler/cli.ts"), "worker", "--config", configFile], {
-      cwd: ROOT,
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    return spawnCli(["worker", "--config", configFile], "pipe");
   }
 
   it("completes the run after a restart, with no batch lost and none counted twice", async () => {
@@ -155,7 +329,7 @@ describe("a scheduler process killed mid-run", () => {
 
     const second = worker(configFile);
     try {
-      const r = await watchRun(control.store, runId, { bars: false, pollMs: 200 });
+      const r = await watchRun(control, runId, { bars: false, pollMs: 200 });
       expect(r.status, JSON.stringify(r.nodes.map((n) => [n.name, n.failedByCode]))).toBe("done");
       for (const n of r.nodes) expect([n.name, n.settled, n.warmed, n.skus, n.failed]).toEqual([n.name, batches, SKUS, SKUS, 0]);
     } finally {
@@ -215,7 +389,7 @@ describe("plans", () => {
     const cfg = stack.config();
     const e = engine(cfg);
     await e.redis.zadd("hot-skus", 5, stack.skus[10]!, 9, stack.skus[20]!, 1, stack.skus[30]!);
-    const r = await watchRun(e.store, await e.startRun(plan({ skus: { hot: { key: "hot-skus", top: 2 } } })), { bars: false, pollMs: 100 });
+    const r = await watchRun(e, await e.startRun(plan({ skus: { hot: { key: "hot-skus", top: 2 } } })), { bars: false, pollMs: 100 });
     expect(r.totalSkus).toBe(2);
     expect(r.nodes.map((n) => n.warmed)).toEqual([2, 2]);
     await e.redis.del("hot-skus");
@@ -235,7 +409,7 @@ describe("ops API", () => {
     const res = await app.request("/v1/runs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan: { name: "api-plan", skus: { list: stack.skus.slice(0, 20) } } }) });
     expect(res.status).toBe(202);
     const { runId } = (await res.json()) as { runId: string };
-    await watchRun(e.store, runId, { bars: false, pollMs: 100 });
+    await watchRun(e, runId, { bars: false, pollMs: 100 });
     const report = (await (await app.request(`/v1/runs/${runId}`)).json()) as { status: string; warmed: number };
     expect(report).toMatchObject({ status: "done", warmed: 40 });
     const list = (await (await app.request("/v1/runs")).json()) as { runs: { runId: string }[] };
@@ -284,12 +458,9 @@ describe("ops API, closed", () => {
     writeFileSync(configFile, stringify({ ...stack.config(), opsToken: "" }));
     const serve = (...args: string[]): Promise<{ code: number | null; err: string }> =>
       new Promise((resolve) => {
-        const child = spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), path.join(ROOT, "prewarm-scheduler/cli.ts"), "serve", "--config", configFile, "--no-work", "--port", "0", ...args], {
-          cwd: ROOT,
-          stdio: ["ignore", "ignore", "pipe"],
-        });
+        const child = spawnCli(["serve", "--config", configFile, "--no-work", "--port", "0", ...args], "pipe");
         let err = "";
-        child.stderr.on("data", (d: Buffer) => {
+        child.stderr!.on("data", (d: Buffer) => {
           err += d.toString();
           if (err.includes("prewarm ops API on")) child.kill("SIGTERM"); // it started: that case is allowed
         });
@@ -336,45 +507,62 @@ describe("schedules", () => {
     expect(await unschedulePlan(e, "nightly")).toBe(true);
   });
 
-  it("fires a cron plan on its schedule, registered idempotently, until it is unscheduled", async () => {
-    const e = engine(stack.config());
-    const p = plan({ name: "every-two-seconds", ...small(), schedule: { cron: "*/2 * * * * *" } });
-    await schedulePlan(e, p);
-    await schedulePlan(e, p); // a second instance registering the same plan
-    expect(await e.runs.getJobSchedulersCount()).toBe(1);
-    await new Promise((r) => setTimeout(r, 5500));
-    expect(await unschedulePlan(e, p.name)).toBe(true);
-    const reports = (await Promise.all((await e.store.list()).map((id) => e.store.report(id)))).filter((r) => r !== null);
-    expect(reports.length).toBeGreaterThanOrEqual(2);
-    expect(reports.length).toBeLessThanOrEqual(3);
-    for (const r of reports) {
-      const fireAt = Date.parse(r.runId.slice("every-two-seconds-".length).replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)(\d{3})Z$/, "$1-$2-$3T$4:$5:$6.$7Z"));
-      expect(fireAt % 2000).toBe(0);
-      expect(r.createdAt - fireAt).toBeGreaterThanOrEqual(0);
-      expect(r.createdAt - fireAt).toBeLessThan(1000);
-      expect(r.trigger).toBe("cron");
-    }
-    const count = reports.length;
-    await new Promise((r) => setTimeout(r, 2500));
-    expect((await e.store.list()).length).toBe(count);
-    expect(await listSchedules(e)).toEqual([]);
-  }, 30_000);
+  /** The instant a delayed run job is due. */
+  const dueAt = (j: { timestamp: number; opts: { delay?: number } }): number => j.timestamp + (j.opts.delay ?? 0);
 
-  it("runs a campaign at T0 − lead, then every refreshEvery until T0 + until", async () => {
+  it("registers a cron plan idempotently at its next instant in its zone, runs it once when that instant comes, queues the next, and stops when unscheduled", async () => {
     const e = engine(stack.config());
-    const t0 = Math.ceil((Date.now() + 3000) / 1000) * 1000;
-    const p = plan({ name: "flash", ...small(), schedule: { campaign: { t0: new Date(t0).toISOString(), lead: "2s", refreshEvery: "1s", until: "1s" } } });
+    const p = plan({ name: "nightly-sh", ...small(), schedule: { cron: "0 3 * * *", tz: "Asia/Shanghai" } });
+    const now = Date.now();
+    const entry = await schedulePlan(e, p, now);
+    await schedulePlan(e, p); // a second scheduler instance registering the same plan
+    expect(await e.runs.getJobSchedulersCount()).toBe(1);
+    // 03:00 in Shanghai (UTC+8, no DST) is 19:00 UTC.
+    const next = entry.next!;
+    expect(new Date(next).toISOString()).toMatch(/T19:00:00\.000Z$/);
+    expect(next).toBeGreaterThan(now);
+    expect(next).toBeLessThanOrEqual(now + 86_400_000);
+    const delayed = await e.runs.getDelayed();
+    expect(delayed.map((j) => j.id)).toEqual([`repeat:plan-nightly-sh:${next}`]);
+    expect(Math.abs(dueAt(delayed[0]!) - next)).toBeLessThanOrEqual(5);
+
+    // Drive time rather than wait for it: the run due at `next` becomes due now.
+    await delayed[0]!.promote();
+    const runId = `nightly-sh-${stamp(next)}`;
+    await until(() => e.store.meta(runId), (m) => m !== null);
+    const r = await watchRun(e, runId, { bars: false, pollMs: 100 });
+    expect(r).toMatchObject({ status: "done", trigger: "cron", warmed: 20, failed: 0 });
+    const following = await until(() => e.runs.getDelayed(), (jobs) => jobs.length === 1 && jobs[0]!.id !== delayed[0]!.id);
+    expect(following[0]!.id).toBe(`repeat:plan-nightly-sh:${next + 86_400_000}`);
+    expect(await e.store.list()).toEqual([runId]);
+
+    expect(await unschedulePlan(e, p.name)).toBe(true);
+    expect(await e.runs.getDelayed()).toEqual([]);
+    expect(await listSchedules(e)).toEqual([]);
+  });
+
+  it("queues a campaign's runs at T0 − lead, then every refreshEvery until T0 + until, and runs each when its time comes", async () => {
+    const e = engine(stack.config());
+    const t0 = Date.parse("2030-11-11T00:00:00+08:00");
+    const p = plan({ name: "flash", ...small(), ttl: 3600, schedule: { campaign: { t0: "2030-11-11T00:00:00+08:00", lead: "1h", refreshEvery: "30m", until: "30m" } } });
     const entry = await schedulePlan(e, p);
     await schedulePlan(e, p); // idempotent
-    expect(entry.fireTimes).toEqual([t0 - 2000, t0 - 1000, t0, t0 + 1000]);
-    await new Promise((r) => setTimeout(r, t0 + 2500 - Date.now()));
-    const reports = (await Promise.all((await e.store.list()).map((id) => e.store.report(id)))).filter((r) => r !== null).sort((a, b) => a.createdAt - b.createdAt);
-    expect(reports.length).toBe(4);
-    reports.forEach((r, i) => {
-      const fireAt = entry.fireTimes![i]!;
-      expect(r.createdAt - fireAt, `run ${i}`).toBeGreaterThanOrEqual(0);
-      expect(r.createdAt - fireAt, `run ${i}`).toBeLessThan(1000);
-      expect(r.status).toBe("done");
-    });
-  }, 30_000);
+    const fires = [t0 - 3_600_000, t0 - 1_800_000, t0, t0 + 1_800_000];
+    expect(entry.fireTimes).toEqual(fires);
+    expect(entry.next).toBe(fires[0]);
+    const delayed = (await e.runs.getDelayed()).sort((a, b) => dueAt(a) - dueAt(b));
+    expect(delayed.map(dueAt)).toEqual(fires);
+
+    // Drive time: T0 − lead, then the first refresh.
+    for (const [i, job] of delayed.slice(0, 2).entries()) {
+      await job.promote();
+      const runId = `flash-${stamp(fires[i]!)}`;
+      await until(() => e.store.meta(runId), (m) => m !== null);
+      const r = await watchRun(e, runId, { bars: false, pollMs: 100 });
+      expect(r, `run ${i}`).toMatchObject({ status: "done", trigger: "campaign", warmed: 20, failed: 0 });
+    }
+    expect((await e.runs.getDelayed()).map(dueAt).sort()).toEqual(fires.slice(2));
+    expect(await unschedulePlan(e, p.name)).toBe(true);
+    expect(await e.runs.getDelayed()).toEqual([]);
+  });
 });
