@@ -18,13 +18,14 @@ export const HTTP_ERRORS = {
   regional_unavailable: 503,
   store_unavailable: 503,
   overloaded: 503,
+  not_cached: 504,
   internal: 500,
 } as const;
 
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;
 
 /** Codes of per-SKU failures inside a batch answer (SPEC §5). */
-export type SkuFailureCode = "not_found" | "invalid_record" | "regional_unavailable" | "invalid_sku";
+export type SkuFailureCode = "not_found" | "invalid_record" | "regional_unavailable" | "invalid_sku" | "not_cached";
 
 export class HttpError extends Error {
   readonly status: number;

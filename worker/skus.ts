@@ -7,6 +7,10 @@
  * while it is refreshed in the background (for a short grace), or when no
  * fresh data can be had (for a longer one); one whose price has changed
  * since is never served.
+ *
+ * A read with `Cache-Control: only-if-cached` (RFC 9111) only looks: the
+ * cached entry (HIT, or STALE within the revalidation grace) or 504
+ * `not_cached`; it reads no record, asks no region, computes and stores nothing.
  */
 import type { IRequest } from "itty-router";
 import { LRUCache } from "lru-cache";
@@ -88,7 +92,15 @@ function failureToError(o: Extract<SkuOutcome, { ok: false }>, deps: Deps): Http
     }
     case "invalid_sku":
       return new HttpError("invalid_sku", `invalid SKU id ${JSON.stringify(o.sku)}`);
+    case "not_cached":
+      return new HttpError("not_cached", `${o.sku} is not in the edge cache (only-if-cached)`);
   }
+}
+
+/** Whether the request asks for the cache alone (`Cache-Control: only-if-cached`). */
+export function onlyIfCached(request: Request): boolean {
+  const cc = request.headers.get("Cache-Control");
+  return cc !== null && cc.split(",").some((d) => d.trim().toLowerCase() === "only-if-cached");
 }
 
 
@@ -113,8 +125,8 @@ function computeCoalesced(deps: Deps, skus: readonly string[], region: string): 
     .then((m) => new Map(skus.map((sku) => [sku, m.get(memKey(region, sku))!])));
 }
 
-/** Answers every SKU: cache lookups, then one coalesced computation for all that need one. */
-async function resolve(deps: Deps, skus: readonly string[], region: string): Promise<Answer[]> {
+/** Answers every SKU: cache lookups, then (unless `lookOnly`) one coalesced computation for all that need one. */
+async function resolve(deps: Deps, skus: readonly string[], region: string, lookOnly = false): Promise<Answer[]> {
   deps.sync.poke(deps.redis, deps.background);
   // Hot entries first, with no I/O; the rest in one coalesced store lookup.
   const entries = new Map<string, CachedAggregate | null>();
@@ -142,13 +154,23 @@ async function resolve(deps: Deps, skus: readonly string[], region: string): Pro
   const answers = new Map<string, Answer>();
   const revalidate: string[] = [];
   const compute: string[] = [];
+  let notCached = 0;
   for (const [sku, l] of looked) {
     if (l.state === "fresh" && l.segment.notFound) answers.set(sku, { sku, failure: { sku, ok: false, code: "not_found", detail: "neither the edge nor the region has it (cached not_found)" } });
     else if (l.state === "fresh") answers.set(sku, { sku, segment: l.segment, result: "HIT" });
     else if (l.state === "stale" && l.staleForMs <= swrMs) {
       answers.set(sku, { sku, segment: l.segment, result: "STALE" });
       revalidate.push(sku);
+    } else if (lookOnly) {
+      answers.set(sku, { sku, failure: { sku, ok: false, code: "not_cached", detail: "not cached" } });
+      notCached++;
     } else compute.push(sku);
+  }
+  // A look that finds nothing is no lookup outcome (nothing is computed): the hit ratio stays the traffic's.
+  if (lookOnly) {
+    metrics.cacheLookups.inc({ result: "hit" }, skus.length - revalidate.length - notCached);
+    if (revalidate.length > 0) metrics.cacheLookups.inc({ result: "stale" }, revalidate.length);
+    return skus.map((sku) => answers.get(sku)!);
   }
   metrics.cacheLookups.inc({ result: "hit" }, skus.length - revalidate.length - compute.length);
   if (revalidate.length > 0) metrics.cacheLookups.inc({ result: "stale" }, revalidate.length);
@@ -195,7 +217,7 @@ export async function getSku(request: IRequest, deps: Deps): Promise<Response> {
   const sku = decodePathSegment(request.params["sku"] ?? "");
   if (!isValidSku(sku)) throw new HttpError("invalid_sku", `SKU ids match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, got ${JSON.stringify(sku)}`);
   const region = regionOf(request, deps);
-  const [answer] = await resolve(deps, [sku], region);
+  const [answer] = await resolve(deps, [sku], region, onlyIfCached(request));
   if ("failure" in answer!) throw failureToError(answer.failure, deps);
   return serve(request, answer!.segment, answer!.result, Date.now());
 }
@@ -206,7 +228,7 @@ export async function getSkus(request: IRequest, deps: Deps): Promise<Response> 
   const ids = [...new Set(raw.split(",").map((s) => s.trim()).filter((s) => s !== ""))];
   if (ids.length > MAX_IDS) throw new HttpError("payload_too_large", `at most ${MAX_IDS} ids per request, got ${ids.length}`);
   const region = regionOf(request, deps);
-  const answers = await resolve(deps, ids.filter(isValidSku), region);
+  const answers = await resolve(deps, ids.filter(isValidSku), region, onlyIfCached(request));
   const aggregates = answers.flatMap((a) => ("segment" in a ? [a.segment.json] : []));
   const failed = [
     ...ids.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" })),

@@ -3,6 +3,7 @@ import { SELF, createExecutionContext, waitOnExecutionContext } from "cloudflare
 import { describe, expect, it } from "vitest";
 import { router } from "../../worker/router";
 import { getSku, prewarmRequest, priceRecord, stockRecord, uniqueSku } from "./fixtures";
+import { regional } from "./parts";
 import { redisGetCalls, seed } from "./redis";
 
 async function seededSku(label = "r"): Promise<string> {
@@ -82,6 +83,41 @@ describe("GET /v1/skus/:sku", () => {
     const res = await getSku("abc", "?region=no%20spaces");
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ error: { code: "bad_request" } });
+  });
+});
+
+describe("Cache-Control: only-if-cached", () => {
+  const look = { "Cache-Control": "only-if-cached" };
+
+  it("answers 504 not_cached for a key not cached, reading no record, asking no region, storing nothing", async () => {
+    const sku = await seededSku("look");
+    const gets = await redisGetCalls();
+    const asked = await regional.counters();
+    const res = await getSku(sku, "", look);
+    expect(res.status).toBe(504);
+    expect(await res.json()).toMatchObject({ error: { code: "not_cached" } });
+    expect(await redisGetCalls()).toBe(gets);
+    expect(await regional.counters()).toEqual(asked);
+    // Nothing was stored: it is still not cached, and an ordinary read is a MISS.
+    expect((await getSku(sku, "", { "cache-control": "max-age=0, Only-If-Cached" })).status).toBe(504);
+    expect((await getSku(sku)).headers.get("X-Cache")).toBe("MISS");
+  });
+
+  it("answers a cached key as a HIT, and a multi-get lists what is not cached as not_cached", async () => {
+    const warm = await seededSku("look-warm");
+    const cold = await seededSku("look-cold");
+    await prewarmRequest({ skus: [warm] });
+    const hit = await getSku(warm, "", look);
+    expect(hit.status).toBe(200);
+    expect(hit.headers.get("X-Cache")).toBe("HIT");
+    expect(await hit.json()).toMatchObject({ sku: warm, price: { amount: 2_500 } });
+    const gets = await redisGetCalls();
+    const multi = await SELF.fetch(`https://edge.test/v1/skus?ids=${warm},${cold}`, { headers: look });
+    expect(multi.status).toBe(200);
+    const body = (await multi.json()) as { aggregates: { sku: string }[]; failed: { sku: string; code: string }[] };
+    expect(body.aggregates.map((a) => a.sku)).toEqual([warm]);
+    expect(body.failed).toEqual([{ sku: cold, code: "not_cached" }]);
+    expect(await redisGetCalls()).toBe(gets);
   });
 });
 
