@@ -2,7 +2,8 @@
  * `npm run node`: one self-hosted edge node in the foreground (SPEC §7).
  *
  * Reads every worker variable (SPEC §6) from the environment, plus NODE_HOST
- * (127.0.0.1), NODE_PORT (8787) and NODE_PROCESSES (the machine's cores);
+ * (127.0.0.1), NODE_PORT (8787), NODE_PROCESSES (the machine's cores) and
+ * NODE_WATCH_CHANGES (1: re-warm warm SKUs whose records change);
  * AGGREGATE_STORE defaults to `redis` here (workerd has no Cache API unless
  * one is configured, and a node's processes share its edge Redis). The
  * configuration is checked before anything starts, with the worker's own
@@ -36,6 +37,7 @@ const port = Number(env["NODE_PORT"]);
 const processes = Number(env["NODE_PROCESSES"]);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`NODE_PORT must be a port number (0 = any free port), got ${JSON.stringify(env["NODE_PORT"])}`);
 if (!Number.isInteger(processes) || processes < 1 || processes > 256) fail(`NODE_PROCESSES must be an integer in 1..256, got ${JSON.stringify(env["NODE_PROCESSES"])}`);
+if (env["NODE_WATCH_CHANGES"] !== undefined && !["0", "1"].includes(env["NODE_WATCH_CHANGES"])) fail(`NODE_WATCH_CHANGES must be 0 or 1, got ${JSON.stringify(env["NODE_WATCH_CHANGES"])}`);
 try {
   const cfg = parseConfig(env as RawConfig);
   if (cfg.aggregateStore === "cache-api") fail("AGGREGATE_STORE=cache-api needs a Cache API, which a self-hosted node does not have: use redis");

@@ -15,6 +15,9 @@
  * Each process also listens on a private probe port of its own on loopback
  * (reported through workerd's --control-fd): the supervisor checks each
  * process's /healthz there.
+ *
+ * It also watches the edge Redis for changed records and re-warms the SKUs
+ * warm on the node (change-watch.ts; NODE_WATCH_CHANGES=0 switches it off).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -24,6 +27,7 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { CONFIG_VARS } from "../worker/config";
 import { parseConfig, type RawConfig } from "../worker/config";
+import { ChangeWatch } from "./change-watch";
 import { COMPAT_FILE, bundleDir, nodeConfig } from "./workerd-config";
 import { workerdBinary } from "./workerd-binary";
 
@@ -56,11 +60,13 @@ const workerd = workerdBinary();
 const dir = mkdtempSync(path.join(tmpdir(), "edge-node-"));
 for (const f of readdirSync(bundleDir())) if (f === COMPAT_FILE || f === "index.js" || f.endsWith(".wasm")) copyFileSync(path.join(bundleDir(), f), path.join(dir, f));
 const configFile = path.join(dir, "workerd.capnp");
-writeFileSync(configFile, nodeConfig(dir, parseConfig(process.env as RawConfig).hotCacheMaxBytes));
+const cfg = parseConfig(process.env as RawConfig);
+writeFileSync(configFile, nodeConfig(dir, cfg.hotCacheMaxBytes));
 /** For profiling (bench:profile): the DevTools inspector of process 1. */
 const inspectorPort = process.env["EDGE_NODE_INSPECTOR_PORT"];
 const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, child: null, probePort: null, startedAt: 0, failures: 0, restartTimer: null }));
 let stopping = false;
+let changeWatch: ChangeWatch | null = null;
 
 /** Only the worker's own variables reach workerd: nothing else of this environment is visible to it. */
 const workerEnv: Record<string, string> = {};
@@ -146,6 +152,7 @@ async function stop(signal: NodeJS.Signals, exitCode = 0): Promise<void> {
   if (stopping) return;
   stopping = true;
   log(`${signal}: draining ${slots.filter((s) => s.child).length} processes`);
+  changeWatch?.close();
   for (const s of slots) if (s.restartTimer) clearTimeout(s.restartTimer);
   // The processes hold their own copies of the sockets; these only fed restarts.
   for (const s of slots) {
@@ -196,9 +203,34 @@ function heartbeat(): void {
   }, HEARTBEAT_MS).unref();
 }
 
+/** Starts the change watch, unless switched off; a node whose edge Redis refuses it still serves, and says so. */
+async function watchChanges(): Promise<void> {
+  if (process.env["NODE_WATCH_CHANGES"] === "0") return log("not watching the edge Redis for changed records (NODE_WATCH_CHANGES=0)");
+  if (cfg.prewarmToken === "") return log("not watching the edge Redis for changed records: re-warming needs PREWARM_TOKEN");
+  let next = 0;
+  const watch = new ChangeWatch({
+    cfg,
+    target: () => {
+      const running = slots.filter((s) => s.probePort !== null);
+      const s = running[next++ % Math.max(1, running.length)];
+      return s ? `http://127.0.0.1:${s.probePort}` : null;
+    },
+    log,
+  });
+  try {
+    await watch.start();
+    changeWatch = watch;
+    log("watching the edge Redis for changed records (keyspace notifications); warm SKUs are re-warmed");
+  } catch (e) {
+    watch.close();
+    log(`not watching the edge Redis for changed records: ${(e as Error).message} (allow CONFIG SET notify-keyspace-events E$g, or set it yourself)`);
+  }
+}
+
 try {
   await Promise.all(slots.map((s) => start(s).then(() => healthy(s))));
   heartbeat();
+  await watchChanges();
   for (const s of slots) log(`process ${s.index + 1} (pid ${s.child?.pid}) ready, probe port ${s.probePort}`);
   console.log(`edge node listening on http://${host}:${port} (${count} processes)`);
 } catch (e) {

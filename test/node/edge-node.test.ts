@@ -253,6 +253,43 @@ describe("EDGE_REGIONS", () => {
   });
 });
 
+describe("a record that changes in the edge Redis", () => {
+  it("is served by every process within 1 s when its SKU is warm, with no purge or prewarm, keeping the aggregate's TTL", async () => {
+    const sku = await seedSku(10_000);
+    expect((await post(node.url, "/v1/prewarm", { skus: [sku], ttl: 600 })).status).toBe(200);
+    expect(await read(proc(1), sku)).toMatchObject({ cache: "HIT", amount: 10_000 });
+    expect(await read(proc(2), sku)).toMatchObject({ cache: "HIT", amount: 10_000 });
+    await new Promise((res) => setTimeout(res, 1200)); // the prewarm is in the node's totals
+    const warmed = await metricOf(node.url, 'edge_prewarm_skus_total{result="warmed"}');
+    const since = performance.now();
+    await setPrice(sku, 8_000);
+    const [a, b] = await Promise.all([msUntil(proc(1), sku, 8_000, since, 3000), msUntil(proc(2), sku, 8_000, since, 3000)]);
+    expect(a, "process 1").not.toBeNull();
+    expect(b, "process 2").not.toBeNull();
+    expect(Math.max(a!, b!)).toBeLessThan(1000);
+    expect(await read(proc(1), sku)).toMatchObject({ cache: "HIT", amount: 8_000 });
+    // Re-warmed for the rest of the life it was warmed for (600 s), not the node's default 30 s.
+    const grace = 300_000; // STALE_IF_ERROR_SECONDS: the store keeps an aggregate that much longer
+    expect((await client.pttl(`sku:${sku}:agg:cn-east`)) - grace).toBeGreaterThan(590_000);
+    // One change, one re-warm of one SKU (node totals reach /metrics within about a second).
+    let now = warmed;
+    for (let i = 0; i < 40 && now < warmed + 1; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      now = await metricOf(node.url, 'edge_prewarm_skus_total{result="warmed"}');
+    }
+    await new Promise((res) => setTimeout(res, 1200));
+    expect(await metricOf(node.url, 'edge_prewarm_skus_total{result="warmed"}')).toBe(warmed + 1);
+  });
+
+  it("warms nothing when its SKU is not warm on the node", async () => {
+    const sku = await seedSku(10_000);
+    await setPrice(sku, 9_000);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(await client.exists(`sku:${sku}:agg:cn-east`)).toBe(0);
+    expect(await read(proc(1), sku)).toMatchObject({ cache: "MISS", amount: 9_000 });
+  });
+});
+
 describe("the SPEC defaults: a node started with no timeout variables", () => {
   async function regionOnly(base: number): Promise<string> {
     const sku = `defaults-${process.pid}-${n++}`;
