@@ -10,10 +10,11 @@ import { memKey, trustedHot } from "./cache";
 import { configOf } from "./config";
 import { EdgeRedisSession } from "./edge-redis";
 import { isValidRegion, isValidSku } from "./ids";
+import { hotKeys } from "./hot-keys";
 import { stateFor } from "./isolate";
 import { metrics } from "./metrics";
 import { answersFor } from "./region";
-import { serve } from "./skus";
+import { onlyIfCached, serve } from "./skus";
 
 const PREFIX = "/v1/skus/";
 const counted = {
@@ -40,8 +41,10 @@ export function hotRead(request: Request, env: Env, ctx: ExecutionContext): Resp
   }
   const { hot, sync } = stateFor(cfg);
   const now = Date.now();
-  const found = trustedHot(hot, sync, memKey(region, sku), now)?.found;
+  const key = memKey(region, sku);
+  const found = trustedHot(hot, sync, key, now)?.found;
   if (found?.state !== "fresh" || found.segment.notFound) return null;
+  if (!onlyIfCached(request)) hotKeys.count(key, now); // a look (verify) is no demand
   if (sync.due(now)) {
     const session = new EdgeRedisSession(cfg);
     ctx.waitUntil(

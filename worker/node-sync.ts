@@ -20,6 +20,7 @@
 import type { ChainableCommander, default as Redis } from "ioredis";
 import type { Config } from "./config";
 import { nodeKey, type EdgeRedisSession } from "./edge-redis";
+import { hotKeys } from "./hot-keys";
 import { gaugeValues, metrics, pendingDeltas, renderMetrics, type ProcessGauges } from "./metrics";
 
 /** How often a busy process reads the change log. */
@@ -156,7 +157,7 @@ export class NodeSync {
     if (this.due(Date.now())) background(this.sync(session).catch(() => undefined));
   }
 
-  /** Reads the change log, publishes gauges and flushes counters, in one round trip. */
+  /** Reads the change log, publishes gauges and flushes counters, in one round trip (and, once a second, the hot-key counts in another). */
   async sync(session: EdgeRedisSession, then?: (client: Redis) => Promise<void>): Promise<void> {
     this.running = true;
     const sentAt = Date.now();
@@ -175,6 +176,7 @@ export class NodeSync {
             ...gauges.flat(), ...pending.deltas.flat(),
           );
           const out = await result;
+          if (hotKeys.flushDue(sentAt)) await hotKeys.flush(client, p, sentAt);
           if (then) await then(client);
           return out;
         },

@@ -9,6 +9,7 @@ import { Router, type IRequest } from "itty-router";
 import type { Deps } from "./aggregates";
 import { HttpError, errorResponse, isHttpError } from "./errors";
 import { healthz } from "./health";
+import { hot } from "./hot";
 import { depsFor } from "./isolate";
 import { metrics } from "./metrics";
 import { prewarm } from "./prewarm";
@@ -58,6 +59,7 @@ router
   .get("/v1/skus", (req) => getSkus(req, req.deps))
   .post("/v1/prewarm", (req) => prewarm(req, req.deps))
   .post("/v1/purge", (req) => purge(req, req.deps))
+  .get("/v1/hot", (req) => hot(req, req.deps))
   .get("/healthz", (req) => healthz(req.deps))
   .get("/metrics", (req) => nodeMetrics(req.deps))
   .all("*", (req) => {

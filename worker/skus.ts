@@ -20,6 +20,7 @@ import { HttpError } from "./errors";
 import { segmentEtag } from "./etag";
 import { isValidSku } from "./ids";
 import { requestRegion } from "./region";
+import { hotKeys } from "./hot-keys";
 import { inflight, lookups } from "./isolate";
 import { metrics } from "./metrics";
 
@@ -134,6 +135,7 @@ async function resolve(deps: Deps, skus: readonly string[], region: string, look
   const at = Date.now();
   for (const sku of skus) {
     const k = memKey(region, sku);
+    if (!lookOnly) hotKeys.count(k, at); // a look (verify) is no demand
     const hot = deps.cache.hotEntry(k, at);
     if (hot) entries.set(k, hot);
     else cold.push(k);

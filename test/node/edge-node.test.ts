@@ -253,6 +253,28 @@ describe("EDGE_REGIONS", () => {
   });
 });
 
+describe("GET /v1/hot on a node", () => {
+  it("gives the node's reads, every process's together, within about 2 s", async () => {
+    const sku = await seedSku();
+    for (let i = 0; i < 4; i++) await read(proc(1), sku);
+    for (let i = 0; i < 3; i++) await read(proc(2), sku);
+    const readsOf = async (url: string): Promise<number | undefined> => {
+      const res = await fetch(`${url}/v1/hot?top=1000`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+      expect(res.headers.get("X-Hot-Scope")).toBe("node");
+      const { skus } = (await res.json()) as { skus: { sku: string; reads: number }[] };
+      return skus.find((s) => s.sku === sku)?.reads;
+    };
+    // Each process adds its counts to the node's at most once a second, with a sync (the supervisor's heartbeat wakes an idle one).
+    let reads: number | undefined;
+    for (let i = 0; i < 30 && reads !== 7; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      reads = await readsOf(proc(1));
+    }
+    expect(reads).toBe(7);
+    expect(await readsOf(proc(2))).toBe(7);
+  });
+});
+
 describe("a record that changes in the edge Redis", () => {
   it("is served by every process within 1 s when its SKU is warm, with no purge or prewarm, keeping the aggregate's TTL", async () => {
     const sku = await seedSku(10_000);

@@ -3,8 +3,11 @@ import { SELF, createExecutionContext, waitOnExecutionContext } from "cloudflare
 import { describe, expect, it } from "vitest";
 import { router } from "../../worker/router";
 import { getSku, prewarmRequest, priceRecord, stockRecord, uniqueSku } from "./fixtures";
+import { inject } from "vitest";
 import { regional } from "./parts";
 import { redisGetCalls, seed } from "./redis";
+
+const TOKEN = inject("prewarmToken");
 
 async function seededSku(label = "r"): Promise<string> {
   const sku = uniqueSku(label);
@@ -118,6 +121,40 @@ describe("Cache-Control: only-if-cached", () => {
     expect(body.aggregates.map((a) => a.sku)).toEqual([warm]);
     expect(body.failed).toEqual([{ sku: cold, code: "not_cached" }]);
     expect(await redisGetCalls()).toBe(gets);
+  });
+});
+
+describe("GET /v1/hot", () => {
+  const hotOf = (query: string, token: string | null = TOKEN): Promise<Response> =>
+    SELF.fetch(`https://edge.test/v1/hot${query}`, { headers: token === null ? {} : { Authorization: `Bearer ${token}` } });
+
+  it("lists the most-read SKUs of the region with their reads, most read first; looks (only-if-cached) are no reads", async () => {
+    const a = await seededSku("hot-a");
+    const b = await seededSku("hot-b");
+    for (let i = 0; i < 7; i++) await getSku(a);
+    for (let i = 0; i < 3; i++) await getSku(b);
+    await getSku(b, "", { "Cache-Control": "only-if-cached" }); // served by the fast path (a fresh HIT)
+    await getSku(a, "?region=cn-north", { "Cache-Control": "only-if-cached" }); // by the router (not cached)
+    const res = await hotOf("?top=1000");
+    expect(res.status).toBe(200);
+    const { skus } = (await res.json()) as { skus: { sku: string; region: string; reads: number }[] };
+    const mine = skus.filter((s) => s.sku === a || s.sku === b);
+    expect(mine).toEqual([
+      { sku: a, region: "cn-east", reads: 7 },
+      { sku: b, region: "cn-east", reads: 3 },
+    ]);
+    expect(skus.map((s) => s.reads)).toEqual([...skus.map((s) => s.reads)].sort((x, y) => y - x));
+    expect(skus.every((s) => s.region === "cn-east")).toBe(true);
+  });
+
+  it("needs the prewarm token and a top in 1..1000", async () => {
+    expect((await hotOf("?top=5", null)).status).toBe(401);
+    expect((await hotOf("?top=5", "wrong")).status).toBe(401);
+    for (const q of ["?top=0", "?top=abc", "?top=1001"]) {
+      const res = await hotOf(q);
+      expect(res.status, q).toBe(400);
+      expect(await res.json()).toMatchObject({ error: { code: "bad_request" } });
+    }
   });
 });
 
