@@ -4,6 +4,8 @@
  *   prewarm run <plan>          run a plan now: progress bar per node, per-node report;
  *                               exit 1 when failures pass the plan's failureThreshold
  *   prewarm status <run>        a run's progress and report
+ *   prewarm verify <plan>       is every planned key warm on every target node (warms nothing);
+ *                               exit 1 when readiness is below the plan's verify.readiness
  *   prewarm schedule <plan>     register a cron or campaign plan (idempotent)
  *   prewarm unschedule <name>   remove a plan's schedule
  *   prewarm list                schedules and recent runs
@@ -24,6 +26,9 @@ import { watchRun } from "./progress";
 import { formatReport, skusPerSecond } from "./report";
 import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
+import { resolveSkus } from "./sku-source";
+import { formatVerify, verifyPlan } from "./verify";
+import { MultiBar, Presets } from "cli-progress";
 
 interface Common {
   config?: string;
@@ -82,6 +87,31 @@ withCommon(program.command("run <plan>").description("run a plan now and report 
       const rate = skusPerSecond(report);
       out(o, { ...report, skusPerSecond: rate }, formatReport(report) + (rate === null ? "" : `\n\n${Math.round(rate)} SKUs/s over all nodes`));
       if (report.status !== "done") process.exitCode = 1;
+    });
+  });
+
+withCommon(program.command("verify <plan>").description("check that every planned key is cached and valid long enough on every target node, warming nothing"))
+  .option("--no-progress", "no progress bars")
+  .action(async (planFile: string, o: Common & { progress: boolean }) => {
+    const plan = loadPlan(planFile);
+    await withEngine(o, async (engine) => {
+      const skus = await resolveSkus(plan.skus, engine.redis);
+      const multi = o.progress && !o.json && process.stderr.isTTY ? new MultiBar({ format: " {node} |{bar}| {percentage}% {value}/{total} keys checked", hideCursor: true }, Presets.shades_classic) : null;
+      const bars = new Map<string, ReturnType<MultiBar["create"]>>();
+      try {
+        const report = await verifyPlan(engine.cfg, plan, skus, {
+          onProgress: (node, checked) => {
+            if (!multi) return;
+            if (!bars.has(node)) bars.set(node, multi.create(skus.length, 0, { node: node.padEnd(12) }));
+            bars.get(node)!.update(checked);
+          },
+        });
+        multi?.stop();
+        out(o, report, formatVerify(report));
+        if (!report.met) process.exitCode = 1;
+      } finally {
+        multi?.stop();
+      }
     });
   });
 

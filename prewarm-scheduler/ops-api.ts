@@ -18,6 +18,8 @@ import type { Engine } from "./engine";
 import { parsePlan } from "./plan";
 import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
+import { resolveSkus } from "./sku-source";
+import { verifyPlan } from "./verify";
 
 function errorBody(code: string, message: string, details?: readonly string[]) {
   return { error: { code, message, ...(details ? { details } : {}) } };
@@ -41,7 +43,9 @@ export function opsApp(engine: Engine): Hono {
   app.get("/healthz", async (c) => ((await engine.health()).ok ? c.json({ ok: true }) : c.json({ ok: false, error: "the scheduler's Redis is not answering" }, 503)));
   if (engine.cfg.opsToken !== "") app.use("/*", bearerAuth({ token: engine.cfg.opsToken }));
   // Every route below needs the scheduler's Redis: without it, a bounded 503 rather than a hung request.
-  app.use("/v1/*", timeout(engine.cfg.redisTimeoutMs, () => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` })));
+  // (A verify asks the nodes too, and takes as long as they do.)
+  const bounded = timeout(engine.cfg.redisTimeoutMs, () => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` }));
+  app.use("/v1/*", (c, next) => (c.req.path === "/v1/verify" ? next() : bounded(c, next)));
   app.use("/v1/*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody("payload_too_large", `bodies are limited to ${MAX_BODY_BYTES} bytes`), 413) }));
 
   const readPlan = async (c: { req: { json(): Promise<unknown> } }) => {
@@ -75,6 +79,11 @@ export function opsApp(engine: Engine): Hono {
   app.get("/v1/runs/:id/failures", async (c) => {
     if (!(await engine.store.meta(c.req.param("id")))) return c.json(errorBody("not_found", `no run ${c.req.param("id")}`), 404);
     return c.json({ failures: await engine.store.failures(c.req.param("id")) });
+  });
+  // Readiness of a posted plan on its target nodes (warms nothing).
+  app.post("/v1/verify", async (c) => {
+    const plan = await readPlan(c);
+    return c.json(await verifyPlan(engine.cfg, plan, await resolveSkus(plan.skus, engine.redis)));
   });
   app.get("/v1/schedules", async (c) => c.json({ schedules: await listSchedules(engine) }));
   app.post("/v1/schedules", async (c) => c.json(await schedulePlan(engine, await readPlan(c)), 201));

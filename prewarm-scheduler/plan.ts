@@ -133,6 +133,15 @@ export const planSchema = z.strictObject({
   deadline: duration("deadline").default(600_000),
   /** `prewarm run` exits non-zero when failed SKUs / all SKUs exceed this. @default 0 */
   failureThreshold: z.number().min(0).max(1).default(0),
+  /** `prewarm verify`: what counts as ready. */
+  verify: z
+    .strictObject({
+      /** A key must stay valid this long past T0 (campaigns) or past now (other plans). @default "30s" */
+      margin: duration("verify.margin").default(30_000),
+      /** `prewarm verify` exits 0 only when ready keys / all keys, over all nodes, reach this. @default 1 */
+      readiness: z.number().min(0).max(1).default(1),
+    })
+    .prefault({}),
 }).superRefine((p, ctx) => {
   // Warmed keys would expire between two refreshes: the campaign would leave holes in its own window.
   const c = p.schedule.campaign;

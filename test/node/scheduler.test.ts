@@ -15,8 +15,9 @@ import { opsApp } from "../../prewarm-scheduler/ops-api";
 import { loadPlan, parsePlan, type Plan } from "../../prewarm-scheduler/plan";
 import { watchRun } from "../../prewarm-scheduler/progress";
 import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/schedules";
+import { requiredUntil, verifyPlan } from "../../prewarm-scheduler/verify";
 import { freePort, startRedis } from "../../scripts/redis-server";
-import { startStack, type Stack } from "./scheduler/stack";
+import { startStack, TOKEN, type Stack } from "./scheduler/stack";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const SKUS = 2500;
@@ -158,6 +159,59 @@ describe("run accounting", () => {
     expect(r.nodes[0]).toMatchObject({ settled: 1, warmed: 2, failed: 1, failedByCode: { not_found: 1 } });
     expect(r.finishedAt).not.toBeNull();
     expect(await e.store.failures("acct-1")).toHaveLength(1);
+  });
+});
+
+describe("verify", () => {
+  it("says per node which planned keys are warm and valid long enough, warming nothing", async () => {
+    const skus = stack.skus.slice(0, 600);
+    // Earlier tests warmed these: start cold on both nodes.
+    for (const x of stack.edges) {
+      const res = await fetch(`${x.node.url}/v1/purge`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ skus }) });
+      expect(res.status).toBe(200);
+    }
+    const e = engine(stack.config());
+    const east = await watchRun(e, await e.startRun(plan({ name: "verify-east", skus: { list: skus }, ttl: 120, targets: { regions: ["cn-east"] } })), { bars: false, pollMs: 100 });
+    expect(east.status).toBe("done");
+    const p = plan({ name: "verify-all", skus: { list: skus }, ttl: 120 });
+    const before = await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)));
+    for (let i = 0; i < 2; i++) {
+      const r = await verifyPlan(e.cfg, p, skus);
+      expect(r.nodes.map((n) => [n.name, n.ready, n.stragglers])).toEqual([
+        ["edge-east", 600, {}],
+        ["edge-north", 0, { not_cached: 600 }],
+      ]);
+      expect(r).toMatchObject({ total: 1200, ready: 600, readyPct: 50, goal: 1, met: false });
+    }
+    expect(await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)))).toEqual(before);
+
+    // Valid now, but not until now + 10 minutes: expires_early.
+    const long = await verifyPlan(e.cfg, plan({ name: "verify-all", skus: { list: skus }, ttl: 120, targets: { regions: ["cn-east"] }, verify: { margin: "10m" } }), skus);
+    expect(long.nodes[0]!.stragglers).toEqual({ expires_early: 600 });
+
+    await watchRun(e, await e.startRun(p), { bars: false, pollMs: 100 });
+    expect(await verifyPlan(e.cfg, p, skus)).toMatchObject({ ready: 1200, met: true });
+  });
+
+  it("counts a node that does not answer as node_unreachable", async () => {
+    const cfg = stack.config();
+    cfg.nodes.push(await stack.deadNode());
+    const r = await verifyPlan(cfg, plan({ targets: { nodes: ["edge-dead"] }, skus: { list: stack.skus.slice(0, 150) } }), stack.skus.slice(0, 150));
+    expect(r.nodes).toMatchObject([{ name: "edge-dead", ready: 0, stragglers: { node_unreachable: 150 } }]);
+    expect(r.met).toBe(false);
+  });
+
+  it("asks a campaign's keys to last past T0, or past the next refresh before T0", () => {
+    const t0 = Date.parse("2030-11-11T00:00:00Z");
+    const p = plan({ ttl: 3600, schedule: { campaign: { t0: "2030-11-11T00:00:00Z", lead: "10m", refreshEvery: "1m", until: "5m" } }, verify: { margin: "30s" } });
+    const cases: [string, number, number][] = [
+      ["before the first run: that run re-warms", t0 - 3_600_000, t0 - 600_000 + 30_000],
+      ["between refreshes: the next refresh", t0 - 590_000, t0 - 540_000 + 30_000],
+      ["in the last refresh period: T0", t0 - 30_000, t0 + 30_000],
+      ["after T0: now", t0 + 5_000, t0 + 35_000],
+    ];
+    for (const [what, now, want] of cases) expect(requiredUntil(p, now), what).toBe(want);
+    expect(requiredUntil(plan({ verify: { margin: "45s" } }), 1000)).toBe(46_000);
   });
 });
 

@@ -1,0 +1,135 @@
+/**
+ * `prewarm verify`: is every planned key warm on every target node, and will
+ * it still be when it matters? Asks each node for the plan's SKUs with
+ * `Cache-Control: only-if-cached` (`GET /v1/skus?ids=…`, 100 at a time), so
+ * nothing is warmed, read from Redis or asked of the region by the check.
+ *
+ * A key is ready when the node has it cached and valid until at least:
+ *  - a campaign: T0 + margin, or, when a refresh of the campaign comes
+ *    before T0, the next refresh + margin (that refresh re-warms it: a plan's
+ *    ttl is at least its refreshEvery);
+ *  - any other plan: now + margin.
+ * Stragglers are counted by reason: `not_cached`, `expires_early` (valid now,
+ * not long enough), `stale` (past its validUntil), the node's per-SKU codes
+ * (`not_found`, …), or for a whole request `node_unreachable`, `timeout`,
+ * `http_<status>`.
+ */
+import type { EdgeNodeConfig, SchedulerConfig } from "./config";
+import { targetNodes, type Plan } from "./plan";
+
+/** SKUs per request: the node's limit for a multi-get. */
+const IDS_PER_REQUEST = 100;
+/** Requests in flight per node. */
+const CONCURRENCY = 4;
+/** Straggler samples kept per node. */
+const SAMPLES = 20;
+
+export interface NodeReadiness {
+  name: string;
+  region: string;
+  skus: number;
+  ready: number;
+  readyPct: number;
+  /** Stragglers by reason. */
+  stragglers: Record<string, number>;
+  samples: { sku: string; reason: string }[];
+}
+
+export interface VerifyReport {
+  plan: string;
+  at: number;
+  /** Keys must be valid until at least this instant (ms). */
+  requiredUntil: number;
+  nodes: NodeReadiness[];
+  total: number;
+  ready: number;
+  readyPct: number;
+  /** The plan's verify.readiness. */
+  goal: number;
+  met: boolean;
+}
+
+/** The instant a plan's keys must stay valid until, checked at `now`. */
+export function requiredUntil(plan: Plan, now: number): number {
+  const margin = plan.verify.margin;
+  const c = plan.schedule.campaign;
+  if (!c) return now + margin;
+  if (now >= c.t0) return now + margin;
+  // Refreshes run at t0 − lead + k × refreshEvery: the next one after now, if it comes before T0, re-warms the key.
+  const first = c.t0 - c.lead;
+  const next = now < first ? first : first + Math.ceil((now - first + 1) / c.refreshEvery) * c.refreshEvery;
+  return Math.min(c.t0, next) + margin;
+}
+
+interface Aggregate {
+  sku: string;
+  validUntil: number;
+}
+
+async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: number, now: number, timeoutMs: number): Promise<{ sku: string; reason: string | null }[]> {
+  const url = `${node.url}/v1/skus?ids=${skus.map(encodeURIComponent).join(",")}&region=${encodeURIComponent(node.region)}`;
+  let body: { aggregates?: Aggregate[]; failed?: { sku: string; code: string }[] };
+  try {
+    const res = await fetch(url, { headers: { "Cache-Control": "only-if-cached" }, signal: AbortSignal.timeout(timeoutMs) });
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      return skus.map((sku) => ({ sku, reason: `http_${res.status}` }));
+    }
+    body = (await res.json()) as typeof body;
+  } catch (e) {
+    const reason = (e as Error).name === "TimeoutError" ? "timeout" : "node_unreachable";
+    return skus.map((sku) => ({ sku, reason }));
+  }
+  const out = new Map<string, string | null>();
+  for (const a of body.aggregates ?? []) out.set(a.sku, a.validUntil >= until ? null : a.validUntil <= now ? "stale" : "expires_early");
+  for (const f of body.failed ?? []) out.set(f.sku, f.code);
+  return skus.map((sku) => ({ sku, reason: out.has(sku) ? out.get(sku)! : "bad_answer" }));
+}
+
+/** Checks every target node for every SKU; `onProgress(node, checked)` as chunks come back. */
+export async function verifyPlan(cfg: SchedulerConfig, plan: Plan, skus: readonly string[], o: { now?: number; onProgress?: (node: string, checked: number) => void } = {}): Promise<VerifyReport> {
+  const now = o.now ?? Date.now();
+  const until = requiredUntil(plan, now);
+  const nodes = await Promise.all(
+    targetNodes(plan, cfg.nodes).map(async (node): Promise<NodeReadiness> => {
+      const r: NodeReadiness = { name: node.name, region: node.region, skus: skus.length, ready: 0, readyPct: 0, stragglers: {}, samples: [] };
+      let next = 0;
+      let checked = 0;
+      const lane = async (): Promise<void> => {
+        for (;;) {
+          const start = next;
+          next += IDS_PER_REQUEST;
+          if (start >= skus.length) return;
+          const chunk = skus.slice(start, start + IDS_PER_REQUEST);
+          for (const { sku, reason } of await checkChunk(node, chunk, until, now, cfg.requestTimeoutMs)) {
+            if (reason === null) r.ready++;
+            else {
+              r.stragglers[reason] = (r.stragglers[reason] ?? 0) + 1;
+              if (r.samples.length < SAMPLES) r.samples.push({ sku, reason });
+            }
+          }
+          checked += chunk.length;
+          o.onProgress?.(node.name, checked);
+        }
+      };
+      await Promise.all(Array.from({ length: CONCURRENCY }, lane));
+      r.readyPct = r.skus === 0 ? 100 : (100 * r.ready) / r.skus;
+      return r;
+    }),
+  );
+  const total = nodes.reduce((s, n) => s + n.skus, 0);
+  const ready = nodes.reduce((s, n) => s + n.ready, 0);
+  const goal = plan.verify.readiness;
+  return { plan: plan.name, at: now, requiredUntil: until, nodes, total, ready, readyPct: total === 0 ? 100 : (100 * ready) / total, goal, met: total === 0 || ready / total >= goal };
+}
+
+export function formatVerify(r: VerifyReport): string {
+  const lines = [
+    `verify ${r.plan}: ${r.readyPct.toFixed(2)} % ready (${r.ready} of ${r.total} keys valid until ${new Date(r.requiredUntil).toISOString()}); goal ${(r.goal * 100).toFixed(2)} %: ${r.met ? "met" : "NOT met"}`,
+  ];
+  for (const n of r.nodes) {
+    const why = Object.entries(n.stragglers).sort((a, b) => b[1] - a[1]).map(([reason, k]) => `${reason} ${k}`).join(", ");
+    lines.push(`  ${n.name.padEnd(16)} ${n.region.padEnd(10)} ${n.readyPct.toFixed(2).padStart(6)} %  ${n.ready}/${n.skus}${why ? `  stragglers: ${why}` : ""}`);
+  }
+  return lines.join("\n");
+}
