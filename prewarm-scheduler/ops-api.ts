@@ -20,6 +20,7 @@ import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
 import { resolveSkus } from "./sku-source";
 import { verifyPlan } from "./verify";
+import { ChangeFanout } from "./changes";
 
 function errorBody(code: string, message: string, details?: readonly string[]) {
   return { error: { code, message, ...(details ? { details } : {}) } };
@@ -84,6 +85,24 @@ export function opsApp(engine: Engine): Hono {
   app.post("/v1/verify", async (c) => {
     const plan = await readPlan(c);
     return c.json(await verifyPlan(engine.cfg, plan, await resolveSkus(plan.skus, engine.redis)));
+  });
+  const changes = new ChangeFanout(engine);
+  app.post("/v1/changes", async (c) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      throw new HTTPException(400, { message: "body must be JSON {skus: [...], regions?: [...]}" });
+    }
+    let run: Promise<string>;
+    try {
+      run = changes.notify(body);
+    } catch (e) {
+      if (isInvalidFileError(e)) return c.json(errorBody("bad_request", e.message, e.problems), 400);
+      throw e;
+    }
+    const runId = await run;
+    return c.json({ runId, status: `/v1/runs/${runId}` }, 202);
   });
   app.get("/v1/schedules", async (c) => c.json({ schedules: await listSchedules(engine) }));
   app.post("/v1/schedules", async (c) => c.json(await schedulePlan(engine, await readPlan(c)), 201));

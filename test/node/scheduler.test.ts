@@ -475,6 +475,41 @@ describe("ops API", () => {
   });
 });
 
+describe("change notices", () => {
+  it("re-warms the SKUs of the notices of one window in one run, de-duplicated, on the nodes of the regions named", async () => {
+    const e = engine(stack.config());
+    const app = opsApp(e);
+    const notify = (body: unknown): Promise<Response> => Promise.resolve(app.request("/v1/changes", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }));
+    const [a, b, north] = await Promise.all([
+      notify({ skus: stack.skus.slice(0, 30) }),
+      notify({ skus: stack.skus.slice(20, 50) }),
+      notify({ skus: stack.skus.slice(0, 5), regions: ["cn-north"] }),
+    ]);
+    expect([a.status, b.status, north.status]).toEqual([202, 202, 202]);
+    const [ra, rb, rn] = (await Promise.all([a.json(), b.json(), north.json()])) as { runId: string }[];
+    expect(ra!.runId).toBe(rb!.runId);
+    expect(rn!.runId).not.toBe(ra!.runId);
+    const all = await watchRun(e, ra!.runId, { bars: false, pollMs: 100 });
+    expect(all).toMatchObject({ plan: "changes", trigger: "changes", totalSkus: 50, status: "done" });
+    expect(all.nodes.map((n) => [n.name, n.warmed])).toEqual([["edge-east", 50], ["edge-north", 50]]);
+    const only = await watchRun(e, rn!.runId, { bars: false, pollMs: 100 });
+    expect(only.nodes.map((n) => [n.name, n.warmed])).toEqual([["edge-north", 5]]);
+  });
+
+  it("refuses a notice with a bad SKU or a region no node serves, naming it", async () => {
+    const app = opsApp(engine(stack.config()));
+    for (const [body, problem] of [
+      [{ skus: ["ok-1", "not ok"] }, /skus\[1\]: not a SKU id/],
+      [{ skus: ["ok-1"], regions: ["mars-1"] }, /targets\.regions: no configured node in mars-1/],
+      [{ skus: [] }, /skus: must list at least one SKU/],
+    ] as const) {
+      const res = await app.request("/v1/changes", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      expect(res.status).toBe(400);
+      expect(JSON.stringify(await res.json())).toMatch(problem);
+    }
+  });
+});
+
 describe("ops API, closed", () => {
   it("refuses a posted plan that would read a file on the scheduler host or name a Redis server, without quoting anything", async () => {
     const app = opsApp(engine(stack.config()));
