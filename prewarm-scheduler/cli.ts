@@ -4,6 +4,7 @@
  *   prewarm run <plan>          run a plan now: progress bar per node, per-node report;
  *                               exit 1 when failures pass the plan's failureThreshold
  *   prewarm status <run>        a run's progress and report
+ *   prewarm hot <key>           collect the nodes' most-read SKUs into the sorted set <key> (for skus.hot)
  *   prewarm verify <plan>       is every planned key warm on every target node (warms nothing);
  *                               exit 1 when readiness is below the plan's verify.readiness
  *   prewarm schedule <plan>     register a cron or campaign plan (idempotent)
@@ -28,6 +29,7 @@ import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
 import { resolveSkus } from "./sku-source";
 import { formatVerify, verifyPlan } from "./verify";
+import { collectHotSkus } from "./hot-skus";
 import { MultiBar, Presets } from "cli-progress";
 
 interface Common {
@@ -87,6 +89,21 @@ withCommon(program.command("run <plan>").description("run a plan now and report 
       const rate = skusPerSecond(report);
       out(o, { ...report, skusPerSecond: rate }, formatReport(report) + (rate === null ? "" : `\n\n${Math.round(rate)} SKUs/s over all nodes`));
       if (report.status !== "done") process.exitCode = 1;
+    });
+  });
+
+withCommon(program.command("hot <key>").description("collect every node's most-read SKUs (GET /v1/hot) into the sorted set <key> of the scheduler's Redis, for plans' skus.hot"))
+  .option("-n, --top <n>", "SKUs asked of each node (1..1000)", "1000")
+  .action(async (key: string, o: Common & { top: string }) => {
+    const top = Number(o.top);
+    if (!Number.isInteger(top) || top < 1 || top > 1000) {
+      console.error(`--top must be an integer in 1..1000, got ${JSON.stringify(o.top)}`);
+      process.exit(2);
+    }
+    await withEngine(o, async (engine) => {
+      const r = await collectHotSkus(engine.cfg, engine.redis, key, top);
+      out(o, r, [`${r.key}: ${r.skus} SKUs`, ...r.nodes.map((n) => `  ${n.name.padEnd(16)} ${n.error ? `not collected: ${n.error}` : `${n.skus} SKUs`}`)].join("\n"));
+      if (r.skus === 0) process.exitCode = 1;
     });
   });
 

@@ -16,6 +16,7 @@ import { loadPlan, parsePlan, type Plan } from "../../prewarm-scheduler/plan";
 import { watchRun } from "../../prewarm-scheduler/progress";
 import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/schedules";
 import { requiredUntil, verifyPlan } from "../../prewarm-scheduler/verify";
+import { collectHotSkus } from "../../prewarm-scheduler/hot-skus";
 import { freePort, startRedis } from "../../scripts/redis-server";
 import { startStack, TOKEN, type Stack } from "./scheduler/stack";
 
@@ -472,6 +473,30 @@ describe("ops API", () => {
     const board = await app.request("/admin/queues");
     expect(board.status).toBe(200);
     expect(await board.text()).toContain("<html");
+  });
+});
+
+describe("hot SKUs from the nodes", () => {
+  it("adds up the nodes' reads per SKU into the sorted set plans read, replacing it whole", async () => {
+    const e = engine(stack.config(), false);
+    const [x, y] = [stack.skus[1500]!, stack.skus[1501]!];
+    const [east, north] = stack.edges.map((n) => n.node.url);
+    for (let i = 0; i < 5; i++) await (await fetch(`${east}/v1/skus/${x}`)).body?.cancel();
+    for (let i = 0; i < 3; i++) await (await fetch(`${north}/v1/skus/${x}`)).body?.cancel();
+    for (let i = 0; i < 2; i++) await (await fetch(`${east}/v1/skus/${y}`)).body?.cancel();
+    await e.redis.zadd("hot-collected", 99, "stale-sku");
+    // Each node process adds its reads to the node's counts about once a second.
+    let score = 0;
+    for (let i = 0; i < 40 && score < 8; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const r = await collectHotSkus(e.cfg, e.redis, "hot-collected", 1000);
+      expect(r.nodes.map((n) => n.error)).toEqual([undefined, undefined]);
+      score = Number(await e.redis.zscore("hot-collected", x));
+    }
+    expect(score).toBe(8);
+    expect(Number(await e.redis.zscore("hot-collected", y))).toBe(2);
+    expect(await e.redis.zscore("hot-collected", "stale-sku")).toBeNull();
+    await e.redis.del("hot-collected");
   });
 });
 
