@@ -39,6 +39,7 @@ export interface BatchRequest {
   region: string;
   skus: readonly string[];
   ttl?: number | undefined;
+  ttlJitter?: number | undefined;
   jobId: string;
   timeoutMs: number;
 }
@@ -55,7 +56,7 @@ export async function postBatch(req: BatchRequest): Promise<PrewarmAnswer> {
     res = await fetch(`${req.url}/v1/prewarm`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${req.token}` },
-      body: JSON.stringify({ region: req.region, skus: req.skus, jobId: req.jobId, ...(req.ttl === undefined ? {} : { ttl: req.ttl }) }),
+      body: JSON.stringify({ region: req.region, skus: req.skus, jobId: req.jobId, ...(req.ttl === undefined ? {} : { ttl: req.ttl }), ...(req.ttlJitter ? { ttlJitter: req.ttlJitter } : {}) }),
       signal: AbortSignal.timeout(req.timeoutMs),
     });
   } catch (e) {

@@ -37,6 +37,7 @@ export interface BatchJobData {
   region: string;
   skus: string[];
   ttl?: number;
+  ttlJitter?: number;
   deadline: number;
   /** The run's plan identity and creation time: a newer run of the same plan supersedes this batch. */
   planKey?: string;
@@ -70,7 +71,7 @@ export function nodeQueueName(node: string): string {
  * batches redundant; a plan edited under the same name (other SKUs, TTL) does not.
  */
 export function planKey(plan: Plan): string {
-  const what = createHash("sha256").update(JSON.stringify({ skus: plan.skus, ttl: plan.ttl ?? null })).digest("hex").slice(0, 16);
+  const what = createHash("sha256").update(JSON.stringify({ skus: plan.skus, ttl: plan.ttl ?? null, ttlJitter: plan.ttlJitter })).digest("hex").slice(0, 16);
   return `${plan.name}.${what}`;
 }
 
@@ -283,6 +284,7 @@ export class Engine {
             planKey: opened.planKey,
             createdAt: opened.createdAt,
             ...(plan.ttl === undefined ? {} : { ttl: plan.ttl }),
+            ...(plan.ttlJitter > 0 ? { ttlJitter: plan.ttlJitter } : {}),
           };
           return { name: "batch", data, opts: { ...opts, jobId: batchId } };
         }),
@@ -338,6 +340,7 @@ export class Engine {
         region: d.region,
         skus: d.skus,
         ttl: d.ttl,
+        ttlJitter: d.ttlJitter,
         jobId: d.batchId,
         timeoutMs: Math.min(this.cfg.requestTimeoutMs, remaining),
       });

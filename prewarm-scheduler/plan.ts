@@ -128,6 +128,8 @@ export const planSchema = z.strictObject({
   targets: targetsSchema,
   /** TTL of the warmed aggregates (s); omitted = the node's CACHE_TTL_SECONDS. */
   ttl: z.int().min(1).max(86_400).optional(),
+  /** Up to this many seconds are taken off each key's ttl (the same for a SKU each time), so a batch's keys do not all expire in the same second. Needs `ttl`, and must be below it. @default 0 */
+  ttlJitter: z.int().min(0).max(86_399).default(0),
   schedule: scheduleSchema,
   /** A run not finished by then fails its remaining batches with `deadline_exceeded`. @default "10m" */
   deadline: duration("deadline").default(600_000),
@@ -143,10 +145,13 @@ export const planSchema = z.strictObject({
     })
     .prefault({}),
 }).superRefine((p, ctx) => {
+  if (p.ttlJitter > 0 && (p.ttl === undefined || p.ttlJitter >= p.ttl)) {
+    ctx.addIssue({ code: "custom", path: ["ttlJitter"], message: `must be below the plan's ttl${p.ttl === undefined ? " (set ttl)" : ` (${p.ttl} s)`}; got ${p.ttlJitter} s` });
+  }
   // Warmed keys would expire between two refreshes: the campaign would leave holes in its own window.
   const c = p.schedule.campaign;
-  if (c && p.ttl !== undefined && p.ttl * 1000 < c.refreshEvery) {
-    ctx.addIssue({ code: "custom", path: ["ttl"], message: `must be at least the campaign's refreshEvery (${c.refreshEvery / 1000} s), or keys expire between refreshes; got ${p.ttl} s` });
+  if (c && p.ttl !== undefined && (p.ttl - p.ttlJitter) * 1000 < c.refreshEvery) {
+    ctx.addIssue({ code: "custom", path: ["ttl"], message: `minus ttlJitter must be at least the campaign's refreshEvery (${c.refreshEvery / 1000} s), or keys expire between refreshes; got ${p.ttl - p.ttlJitter} s` });
   }
 });
 

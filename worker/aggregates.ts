@@ -35,6 +35,19 @@ export interface BatchRequest {
   skus: readonly string[];
   region: string;
   ttlSeconds: number;
+  /** Up to this much (s) is taken off each SKU's TTL, by SKU, so a batch's keys do not all expire in the same second. @default 0 */
+  ttlJitterSeconds?: number;
+}
+
+/**
+ * A SKU's share of the jitter: the same for the same SKU (a re-warm keeps its
+ * offset), spread evenly over SKUs (FNV-1a of the id), in whole milliseconds.
+ */
+export function jitterMs(sku: string, jitterSeconds: number): number {
+  if (jitterSeconds <= 0) return 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < sku.length; i++) h = Math.imul(h ^ sku.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % (jitterSeconds * 1000 + 1);
 }
 
 /** The most segments of price timeline kept per entry (the aggregate now + 3 changes). */
@@ -46,7 +59,7 @@ type Failure = Extract<SkuOutcome, { ok: false }>;
 export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: "prewarm" | "read"): Promise<SkuOutcome[]> {
   metrics.computations.inc({ trigger });
   const { cfg, rules } = deps;
-  const ttlMs = req.ttlSeconds * 1000;
+  const ttlOf = (sku: string): number => req.ttlSeconds * 1000 - jitterMs(sku, req.ttlJitterSeconds ?? 0);
 
   let edge: RecordPair[] | null = null;
   let edgeFailure = "";
@@ -62,7 +75,7 @@ export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: 
   const computed = new Map<string, Computed>();
   const pending: Failure[] = [];
   if (edge) {
-    const results = runRules(rules, req.skus.map((sku, i) => input(sku, req.region, now, ttlMs, "edge", edge[i]!)));
+    const results = runRules(rules, req.skus.map((sku, i) => input(sku, req.region, now, ttlOf(sku), "edge", edge[i]!)));
     req.skus.forEach((sku, i) => {
       const out = results[i]!;
       if (out.ok) computed.set(sku, { source: "edge", out, records: edge[i]!, computedAt: now });
@@ -78,7 +91,7 @@ export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: 
       const fetched = await fetchOncePerNode(deps, deps.regional, req.region, pending, edge !== null);
       const found = pending.filter((f) => fetched.has(f.sku));
       const at = Date.now();
-      const results = runRules(rules, found.map((f) => input(f.sku, req.region, at, ttlMs, "regional", fetched.get(f.sku)!)));
+      const results = runRules(rules, found.map((f) => input(f.sku, req.region, at, ttlOf(f.sku), "regional", fetched.get(f.sku)!)));
       found.forEach((f, i) => {
         const out = results[i]!;
         if (out.ok) computed.set(f.sku, { source: "regional", out, records: fetched.get(f.sku)!, computedAt: at });
@@ -98,7 +111,7 @@ export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: 
     for (const f of pending) failures.set(f.sku, f);
   }
 
-  const timelines = timelinesOf(deps, req.region, ttlMs, computed);
+  const timelines = timelinesOf(deps, req.region, ttlOf, computed);
   return req.skus.map((sku): SkuOutcome => {
     const t = timelines.get(sku);
     if (t) return { sku, ok: true, source: computed.get(sku)!.source, entry: t };
@@ -190,7 +203,7 @@ interface Computed {
  * TTL does, the aggregates from each change to the end of the same TTL:
  * computed from the same records, one Wasm call per step for the batch.
  */
-function timelinesOf(deps: Deps, region: string, ttlMs: number, computed: Map<string, Computed>): Map<string, CachedAggregate> {
+function timelinesOf(deps: Deps, region: string, ttlOf: (sku: string) => number, computed: Map<string, Computed>): Map<string, CachedAggregate> {
   const timelines = new Map<string, CachedAggregate>();
   let step = [...computed].map(([sku, c]) => ({ sku, c, from: c.computedAt, out: c.out as RulesOutput }));
   for (let round = 0; step.length > 0; round++) {
@@ -200,13 +213,13 @@ function timelinesOf(deps: Deps, region: string, ttlMs: number, computed: Map<st
       const t = timelines.get(s.sku) ?? { segments: [] };
       t.segments.push({ json: s.out.json, computedAt: s.from, validUntil: s.out.validUntil, nextAt: s.out.nextAt });
       timelines.set(s.sku, t);
-      const horizon = s.c.computedAt + ttlMs;
+      const horizon = s.c.computedAt + ttlOf(s.sku);
       if (round + 1 < MAX_SEGMENTS && s.out.validUntil === s.out.nextAt && s.out.validUntil < horizon) {
         next.push({ ...s, from: s.out.validUntil });
       }
     }
     if (next.length === 0) break;
-    const results = runRules(deps.rules, next.map((s) => input(s.sku, region, s.from, s.c.computedAt + ttlMs - s.from, s.c.source, s.c.records)));
+    const results = runRules(deps.rules, next.map((s) => input(s.sku, region, s.from, s.c.computedAt + ttlOf(s.sku) - s.from, s.c.source, s.c.records)));
     next.forEach((s, i) => (s.out = results[i]!));
     step = next;
   }

@@ -22,6 +22,8 @@ export interface PrewarmBatch {
   region: string;
   skus: string[];
   ttlSeconds: number;
+  /** Up to this much is taken off each SKU's TTL (by SKU). */
+  ttlJitterSeconds: number;
   jobId: string;
 }
 
@@ -41,8 +43,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 /** Validates the decoded body; field errors name the field. */
 export function parseBatch(body: unknown, cfg: Config): PrewarmBatch {
-  if (!isRecord(body)) throw new HttpError("bad_request", "body must be an object {region?, skus, ttl?, jobId?}");
-  const { skus, ttl = cfg.cacheTtlSeconds, jobId } = body;
+  if (!isRecord(body)) throw new HttpError("bad_request", "body must be an object {region?, skus, ttl?, ttlJitter?, jobId?}");
+  const { skus, ttl = cfg.cacheTtlSeconds, ttlJitter = 0, jobId } = body;
   const region = requestRegion(cfg, body["region"]);
   if (!Array.isArray(skus)) throw new HttpError("bad_request", "skus must be an array of SKU ids");
   if (skus.length === 0) throw new HttpError("bad_request", "skus must not be empty");
@@ -52,10 +54,13 @@ export function parseBatch(body: unknown, cfg: Config): PrewarmBatch {
   if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl <= 0 || ttl > MAX_TTL_SECONDS) {
     throw new HttpError("bad_request", `ttl must be an integer number of seconds in 1..${MAX_TTL_SECONDS}, got ${JSON.stringify(ttl)}`);
   }
+  if (typeof ttlJitter !== "number" || !Number.isInteger(ttlJitter) || ttlJitter < 0 || ttlJitter >= ttl) {
+    throw new HttpError("bad_request", `ttlJitter must be an integer number of seconds in 0..${ttl - 1} (below ttl), got ${JSON.stringify(ttlJitter)}`);
+  }
   if (jobId !== undefined && (typeof jobId !== "string" || jobId.length === 0 || jobId.length > 200)) {
     throw new HttpError("bad_request", "jobId must be a non-empty string of at most 200 characters");
   }
-  return { region, skus: skus as string[], ttlSeconds: ttl, jobId: jobId ?? crypto.randomUUID() };
+  return { region, skus: skus as string[], ttlSeconds: ttl, ttlJitterSeconds: ttlJitter, jobId: jobId ?? crypto.randomUUID() };
 }
 
 export async function prewarm(request: IRequest, deps: Deps): Promise<Response> {
@@ -68,7 +73,7 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
   const valid = unique.filter(isValidSku);
   const failed: PrewarmAnswer["failed"] = unique.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" }));
 
-  const outcomes = await computeAggregates(deps, { skus: valid, region: batch.region, ttlSeconds: batch.ttlSeconds }, "prewarm");
+  const outcomes = await computeAggregates(deps, { skus: valid, region: batch.region, ttlSeconds: batch.ttlSeconds, ttlJitterSeconds: batch.ttlJitterSeconds }, "prewarm");
   try {
     await storeAggregates(deps.cache, batch.region, outcomes, Date.now(), "prewarm");
     // A read computed just before must not hand its older result to newcomers.

@@ -106,6 +106,21 @@ describe("run", () => {
     }
   });
 
+  it("sends the plan's ttlJitter: a batch's keys expire over that many seconds", async () => {
+    const e = engine(stack.config());
+    const skus = stack.skus.slice(2000, 2100);
+    const r = await watchRun(e, await e.startRun(plan({ name: "jitter", skus: { list: skus }, ttl: 900, ttlJitter: 600, targets: { regions: ["cn-east"] } })), { bars: false, pollMs: 100 });
+    expect(r.status).toBe("done");
+    const lives: number[] = [];
+    for (const sku of skus) {
+      const a = (await (await fetch(`${stack.edges[0]!.node.url}/v1/skus/${sku}`)).json()) as { computedAt: number; validUntil: number };
+      lives.push(a.validUntil - a.computedAt);
+    }
+    expect(Math.min(...lives)).toBeGreaterThanOrEqual(300_000);
+    expect(Math.max(...lives)).toBeLessThanOrEqual(900_000);
+    expect(new Set(lives.map((l) => Math.floor(l / 10_000))).size).toBeGreaterThan(30);
+  });
+
   it("targets the nodes of the regions a plan names", async () => {
     const e = engine(stack.config({ batchSize: 500 }));
     const r = await watchRun(e, await e.startRun(plan({ targets: { regions: ["cn-north"] }, skus: { list: stack.skus.slice(0, 600) } })), { bars: false, pollMs: 100 });
@@ -404,7 +419,9 @@ describe("plans", () => {
     { name: "a bad campaign T0", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "tomorrow", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.t0: must be an ISO-8601/ },
     { name: "a campaign T0 without a zone", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "2026-11-11T00:00:00", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.t0: must be an ISO-8601 date-time with a zone/ },
     { name: "a cron tz that is no time zone", doc: { name: "p", skus: { list: ["a"] }, schedule: { cron: "0 3 * * *", tz: "Mars/Olympus_Mons" } }, problem: /^schedule\.tz: must be an IANA time zone name/ },
-    { name: "a campaign whose ttl is shorter than refreshEvery", doc: { name: "p", skus: { list: ["a"] }, ttl: 20, schedule: { campaign: { t0: "2026-11-11T00:00:00Z", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^ttl: must be at least the campaign's refreshEvery \(30 s\)/ },
+    { name: "a campaign whose ttl is shorter than refreshEvery", doc: { name: "p", skus: { list: ["a"] }, ttl: 20, schedule: { campaign: { t0: "2026-11-11T00:00:00Z", lead: "5m", refreshEvery: "30s", until: "10m" } } }, problem: /^ttl: minus ttlJitter must be at least the campaign's refreshEvery \(30 s\)/ },
+    { name: "a ttlJitter without a ttl", doc: { name: "p", skus: { list: ["a"] }, ttlJitter: 5 }, problem: /^ttlJitter: must be below the plan's ttl \(set ttl\)/ },
+    { name: "a ttlJitter not below the ttl", doc: { name: "p", skus: { list: ["a"] }, ttl: 30, ttlJitter: 30 }, problem: /^ttlJitter: must be below the plan's ttl \(30 s\)/ },
     { name: "a bad duration", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "2026-11-11T00:00:00Z", lead: "5 minutes", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.lead: lead must be a duration/ },
     { name: "a hot set without top", doc: { name: "p", skus: { hot: { key: "hot" } } }, problem: /^skus\.hot\.top: / },
   ];

@@ -147,11 +147,34 @@ describe("POST /v1/prewarm", () => {
     expect(res.status).toBe(413);
   });
 
+  it("spreads the expiry of a batch's keys over ttlJitter, the same offset for a SKU each time", async () => {
+    const skus = await seeded(60, "jitter");
+    const validity = async (): Promise<Map<string, number>> => {
+      const m = new Map<string, number>();
+      for (const sku of skus) {
+        const a = (await (await getSku(sku)).json()) as Aggregate;
+        m.set(sku, a.validUntil - a.computedAt);
+      }
+      return m;
+    };
+    expect(await (await prewarmRequest({ skus, ttl: 600, ttlJitter: 300 })).json()).toMatchObject({ warmed: 60 });
+    const first = await validity();
+    const lives = [...first.values()];
+    expect(Math.min(...lives)).toBeGreaterThanOrEqual(300_000);
+    expect(Math.max(...lives)).toBeLessThanOrEqual(600_000);
+    // 60 keys over 300 s: not all in the same second (evenly spread, ~50 distinct seconds).
+    expect(new Set(lives.map((l) => Math.floor(l / 1000))).size).toBeGreaterThan(30);
+    await prewarmRequest({ skus, ttl: 600, ttlJitter: 300 });
+    expect(await validity()).toEqual(first);
+  });
+
   it.each([
     ["malformed JSON", "{skus: [", "application/json", 400, "bad_request"],
     ["skus not an array", JSON.stringify({ skus: "a,b" }), "application/json", 400, "bad_request"],
     ["a non-string SKU", JSON.stringify({ skus: ["a", 7] }), "application/json", 400, "bad_request"],
     ["a bad ttl", JSON.stringify({ skus: ["a"], ttl: -5 }), "application/json", 400, "bad_request"],
+    ["a ttlJitter not below the ttl", JSON.stringify({ skus: ["a"], ttl: 30, ttlJitter: 30 }), "application/json", 400, "bad_request"],
+    ["a negative ttlJitter", JSON.stringify({ skus: ["a"], ttlJitter: -1 }), "application/json", 400, "bad_request"],
     ["an empty batch", JSON.stringify({ skus: [] }), "application/json", 400, "bad_request"],
     ["a text/plain body", JSON.stringify({ skus: ["a"] }), "text/plain", 415, "unsupported_media_type"],
   ])("answers %s with a precise JSON error", async (_what, body, contentType, status, code) => {
