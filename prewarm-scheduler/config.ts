@@ -23,6 +23,8 @@ export const nodeSchema = z.strictObject({
   region,
   /** Overrides the config's token for this node. */
   token: z.string().min(1).optional(),
+  /** Overrides maxSkusPerSecondPerNode for this node. */
+  maxSkusPerSecond: z.int().min(0).optional(),
 });
 
 export const configSchema = z
@@ -42,6 +44,17 @@ export const configSchema = z
      * made one of them miss its edge Redis deadline (see the README). @default 1
      */
     concurrencyPerNode: z.int().min(1).max(64).default(1),
+    /** SKUs per second sent to one node, over all scheduler processes; 0 = no limit. @default 0 */
+    maxSkusPerSecondPerNode: z.int().min(0).default(0),
+    /** Slowing a node down while it leans on its region. */
+    protect: z
+      .strictObject({
+        /** A batch with more than this share of its warmed SKUs from the regional aggregator slows its node down. @default 0.5 */
+        regionalShare: z.number().min(0).max(1).default(0.5),
+        /** How much a batch that leaned on the region (or met regional_unavailable) delays its node's next batches. @default 2000 */
+        slowdownMs: z.int().min(0).max(600_000).default(2000),
+      })
+      .prefault({}),
     /** Timeout of one POST /v1/prewarm. @default 10000 */
     requestTimeoutMs: z.int().min(1).max(600_000).default(10_000),
     retry: z

@@ -18,6 +18,7 @@ import { Job, Queue, UnrecoverableError, Worker, type JobsOptions } from "bullmq
 import { Redis } from "ioredis";
 import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
 import { isBatchError, postBatch } from "./edge-client";
+import { Pacer, slowdownReason } from "./pacing";
 import { targetNodes, type Plan } from "./plan";
 import { RunStore, type BatchResult, type RunMeta } from "./run-store";
 import { isInvalidFileError } from "./schema-errors";
@@ -95,6 +96,7 @@ export class Engine {
   readonly redis: Redis;
   readonly store: RunStore;
   readonly runs: Queue<RunJobData>;
+  private readonly pacer: Pacer;
   /** A connection whose commands fail within `redisTimeoutMs` while Redis is away, rather than wait for it. */
   private readonly probe: Redis;
   private readonly nodeQueues = new Map<string, Queue<BatchJobData>>();
@@ -115,6 +117,7 @@ export class Engine {
     });
     this.probe.on("error", () => {});
     this.store = new RunStore(this.redis, cfg.prefix);
+    this.pacer = new Pacer(this.redis, cfg.prefix);
     this.runs = new Queue<RunJobData>("runs", { connection: this.redis, prefix: cfg.prefix });
     this.runs.on("error", (e) => this.logConnectionError(e));
   }
@@ -322,8 +325,7 @@ export class Engine {
   private async processBatch(node: EdgeNodeConfig, job: Job<BatchJobData>): Promise<void> {
     const d = job.data;
     const started = performance.now();
-    const remaining = d.deadline - Date.now();
-    if (remaining <= 0) {
+    if (d.deadline - Date.now() <= 0) {
       await this.store.record(this.failedBatch(d, "deadline_exceeded", 0));
       return;
     }
@@ -333,6 +335,16 @@ export class Engine {
       await this.store.record({ runId: d.runId, node: d.node, batchId: d.batchId, skus: d.skus.length, warmed: 0, fromEdge: 0, fromRegional: 0, failedByCode: {}, batchFailed: false, superseded: d.skus.length, latencyMs: 0, samples: [] });
       return;
     }
+    // The node's pace (its SKUs/s limit, and any slowdown its recent answers caused), shared by every scheduler process.
+    const pacedMs = await this.pacer.take(node.name, d.skus.length, node.maxSkusPerSecond ?? this.cfg.maxSkusPerSecondPerNode);
+    if (pacedMs > 0) {
+      if (Date.now() + pacedMs >= d.deadline) {
+        await this.store.record(this.failedBatch(d, "deadline_exceeded", 0));
+        return;
+      }
+      await new Promise((res) => setTimeout(res, pacedMs));
+    }
+    const remaining = d.deadline - Date.now();
     try {
       const answer = await postBatch({
         url: node.url,
@@ -346,6 +358,8 @@ export class Engine {
       });
       const failedByCode: Record<string, number> = {};
       for (const f of answer.failed) failedByCode[f.code] = (failedByCode[f.code] ?? 0) + 1;
+      const slowdown = slowdownReason(answer, this.cfg.protect);
+      if (slowdown !== null && this.cfg.protect.slowdownMs > 0) await this.pacer.slow(node.name, this.cfg.protect.slowdownMs);
       // regional_unavailable is the node's transient state (its Redis and the region could not
       // answer just now): try the batch again while tries are left; warming twice is harmless.
       const transient = failedByCode["regional_unavailable"] ?? 0;
@@ -364,6 +378,8 @@ export class Engine {
         batchFailed: false,
         latencyMs: performance.now() - started,
         samples: answer.failed,
+        pacedMs,
+        ...(slowdown !== null ? { slowed: { [slowdown]: 1 } } : {}),
       });
     } catch (e) {
       if (!isBatchError(e)) throw e; // retried by BullMQ; when the tries run out, the failed handler records it

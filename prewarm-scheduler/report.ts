@@ -22,6 +22,14 @@ export function formatReport(r: RunReport): string {
     "",
     ...(r.nodes.length > 0 ? [table(rows)] : []),
   ];
+  const slowed = r.nodes.filter((n) => n.pacedMs > 0 || Object.keys(n.slowed).length > 0);
+  if (slowed.length > 0) {
+    lines.push("", "paced and slowed down (protecting the nodes and their region):");
+    for (const n of slowed) {
+      const why = Object.entries(n.slowed).map(([reason, k]) => `${k} x ${reason}`).join(", ");
+      lines.push(`  ${n.name}: waited ${ms(n.pacedMs)} for its pace${why ? `; slowed down after ${why}` : ""}`);
+    }
+  }
   const failures = r.nodes.filter((n) => n.failed > 0);
   if (failures.length > 0) {
     lines.push("", "failed by code:");

@@ -58,6 +58,10 @@ export interface BatchResult {
   batchFailed: boolean;
   /** SKUs not sent because a newer run of the same plan covers them on this node. */
   superseded?: number;
+  /** How long the batch waited for its node's pace (ms). */
+  pacedMs?: number;
+  /** The slowdown its answer caused, by reason (`breaker`, `regional_share`). */
+  slowed?: Record<string, number>;
   latencyMs: number;
   samples: { sku: string; code: string }[];
 }
@@ -75,6 +79,9 @@ export interface NodeReport {
   failed: number;
   superseded: number;
   failedByCode: Record<string, number>;
+  /** Time batches waited for the node's pace (ms), and the slowdowns by reason. */
+  pacedMs: number;
+  slowed: Record<string, number>;
   /** From the run's creation to the last batch recorded (ms). */
   durationMs: number;
   p50Ms: number | null;
@@ -244,7 +251,9 @@ export class RunStore {
       ["failed", Object.values(r.failedByCode).reduce((a, b) => a + b, 0)],
       ["batchFailed", r.batchFailed ? 1 : 0],
       ["superseded", r.superseded ?? 0],
+      ["pacedMs", Math.round(r.pacedMs ?? 0)],
       ...Object.entries(r.failedByCode).map(([code, n]): [string, number] => [`code|${code}`, n]),
+      ...Object.entries(r.slowed ?? {}).map(([why, n]): [string, number] => [`slowed|${why}`, n]),
     ];
     const samples = r.samples.slice(0, 50).map((s) => JSON.stringify({ node: r.node, batch: r.batchId, ...s }));
     const res = await this.redis.prewarmRecordBatch(
@@ -318,11 +327,12 @@ export class RunStore {
     const nodes = await Promise.all(
       meta.nodes.map(async (n) => {
         const lat = (await this.redis.lrange(this.key(runId, `:lat:${n.name}`), 0, -1)).map(Number).sort((a, b) => a - b);
-        const failedByCode: Record<string, number> = {};
-        for (const [k, v] of Object.entries(hash)) {
-          const prefix = `${n.name}|code|`;
-          if (k.startsWith(prefix) && Number(v) > 0) failedByCode[k.slice(prefix.length)] = Number(v);
-        }
+        const byPrefix = (prefix: string): Record<string, number> => {
+          const out: Record<string, number> = {};
+          for (const [k, v] of Object.entries(hash)) if (k.startsWith(prefix) && Number(v) > 0) out[k.slice(prefix.length)] = Number(v);
+          return out;
+        };
+        const failedByCode = byPrefix(`${n.name}|code|`);
         const firstAt = num(`${n.name}|firstAt`);
         return {
           ...n,
@@ -335,6 +345,8 @@ export class RunStore {
           failed: num(`${n.name}|failed`),
           superseded: num(`${n.name}|superseded`),
           failedByCode,
+          pacedMs: num(`${n.name}|pacedMs`),
+          slowed: byPrefix(`${n.name}|slowed|`),
           durationMs: firstAt === 0 ? 0 : num(`${n.name}|lastAt`) - meta.createdAt,
           p50Ms: percentile(lat, 50),
           p95Ms: percentile(lat, 95),

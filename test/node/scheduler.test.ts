@@ -17,6 +17,7 @@ import { watchRun } from "../../prewarm-scheduler/progress";
 import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/schedules";
 import { requiredUntil, verifyPlan } from "../../prewarm-scheduler/verify";
 import { collectHotSkus } from "../../prewarm-scheduler/hot-skus";
+import { Pacer, slowdownReason } from "../../prewarm-scheduler/pacing";
 import { freePort, startRedis } from "../../scripts/redis-server";
 import { startStack, TOKEN, type Stack } from "./scheduler/stack";
 
@@ -228,6 +229,40 @@ describe("verify", () => {
     ];
     for (const [what, now, want] of cases) expect(requiredUntil(p, now), what).toBe(want);
     expect(requiredUntil(plan({ verify: { margin: "45s" } }), 1000)).toBe(46_000);
+  });
+});
+
+describe("the warmer protects what it warms", () => {
+  it("paces each node at its SKUs/s limit, over all scheduler processes, and pushes it back after a slowdown", async () => {
+    const e = engine(stack.config(), false);
+    const a = new Pacer(e.redis, e.cfg.prefix);
+    const b = new Pacer(e.redis, e.cfg.prefix); // another scheduler process
+    const t = 1_000_000;
+    expect(await a.take("n1", 100, 1000, t)).toBe(0);
+    expect(await b.take("n1", 100, 1000, t)).toBe(100);
+    expect(await a.take("n1", 100, 1000, t + 50)).toBe(150);
+    expect(await a.take("n2", 100, 1000, t)).toBe(0); // nodes are paced apart
+    await b.slow("n2", 2000, t);
+    expect(await a.take("n2", 100, 0, t)).toBe(2100); // no limit, but the slowdown holds
+  });
+
+  it.each([
+    ["a batch warmed from the edge", { warmed: 100, fromRegional: 0, failed: [] }, null],
+    ["most of a batch from the region", { warmed: 100, fromRegional: 60, failed: [] }, "regional_share"],
+    ["half of a batch from the region (not over the share)", { warmed: 100, fromRegional: 50, failed: [] }, null],
+    ["regional_unavailable SKUs (the breaker is open)", { warmed: 90, fromRegional: 0, failed: [{ sku: "a", code: "regional_unavailable" }] }, "breaker"],
+    ["not_found SKUs only", { warmed: 90, fromRegional: 0, failed: [{ sku: "a", code: "not_found" }] }, null],
+  ] as const)("slows a node down after %s: %s", (_what, answer, want) => {
+    expect(slowdownReason({ ...answer, failed: [...answer.failed] }, { regionalShare: 0.5, slowdownMs: 2000 })).toBe(want);
+  });
+
+  it("keeps a run to the node's SKUs/s limit, and the report says how long it waited", async () => {
+    const e = engine(stack.config({ batchSize: 100, maxSkusPerSecondPerNode: 2000, concurrencyPerNode: 4 }));
+    const r = await watchRun(e, await e.startRun(plan({ name: "paced", skus: { list: stack.skus.slice(0, 1000) }, targets: { nodes: ["edge-east"] } })), { bars: false, pollMs: 50 });
+    expect(r.status).toBe("done");
+    // 10 batches of 100 at 2,000 SKUs/s: the last may start 450 ms after the first.
+    expect(r.finishedAt! - r.createdAt).toBeGreaterThanOrEqual(450);
+    expect(r.nodes[0]!.pacedMs).toBeGreaterThanOrEqual(450);
   });
 });
 
