@@ -20,7 +20,8 @@ import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./conf
 import { isBatchError, postBatch } from "./edge-client";
 import { Pacer, slowdownReason } from "./pacing";
 import { targetNodes, type Plan } from "./plan";
-import { RunStore, type BatchResult, type RunMeta } from "./run-store";
+import { RunStore, type BatchResult, type ReadinessSummary, type RunMeta } from "./run-store";
+import { verifyPlan, type VerifyReport } from "./verify";
 import { isInvalidFileError } from "./schema-errors";
 import { resolveSkus, SkuSourceError } from "./sku-source";
 
@@ -84,6 +85,10 @@ const SWEEP_EVERY_MS = 1000;
 /** The failure code of a batch job that BullMQ failed without our processor deciding it. */
 function jobFailureCode(reason: string): string {
   return /stalled more than allowable limit/.test(reason) ? "stalled" : "scheduler_error";
+}
+
+function summarize(r: VerifyReport): ReadinessSummary {
+  return { at: r.at, requiredUntil: r.requiredUntil, readyPct: r.readyPct, met: r.met, nodes: r.nodes.map((n) => ({ name: n.name, ready: n.ready, skus: n.skus, readyPct: n.readyPct, stragglers: n.stragglers })) };
 }
 
 /** Resolves or rejects with `p`, or rejects after `ms`. */
@@ -206,9 +211,9 @@ export class Engine {
       stalledInterval: Math.max(250, Math.floor(this.cfg.lockDurationMs / 2)),
       maxStalledCount: this.cfg.maxStalledCount,
     };
-    const runs = new Worker<RunJobData>("runs", (job) => this.expand(job), { ...common, concurrency: 2 });
+    const runs = new Worker<RunJobData>("runs", (job) => (job.name === "verify" ? this.verifyCampaign(job) : this.expand(job)), { ...common, concurrency: 2 });
     runs.on("failed", (job, err) => {
-      if (job?.finishedOn) void this.expansionFailed(job, err).catch((e: Error) => console.error(`scheduler: recording the failed expansion ${job.id}: ${e.message}`));
+      if (job?.finishedOn && job.name !== "verify") void this.expansionFailed(job, err).catch((e: Error) => console.error(`scheduler: recording the failed expansion ${job.id}: ${e.message}`));
     });
     this.workers.push(runs);
     for (const node of this.cfg.nodes) {
@@ -296,6 +301,32 @@ export class Engine {
       await this.store.markLatest(opened.planKey, node.name, opened.createdAt);
     }
     return { runId, batches: batches.length * nodes.length };
+  }
+
+  /**
+   * A campaign's own readiness check before T0: verifies every target node,
+   * re-warms the stragglers (one run: their SKUs, on the nodes that lack
+   * them), waits for it, verifies again, and keeps both in that run and as
+   * the plan's latest readiness. Returns the summary (the job's return value,
+   * shown by the dashboard).
+   */
+  async verifyCampaign(job: Job<RunJobData>): Promise<{ plan: string; before: number; after: number | null; runId: string | null }> {
+    const plan = job.data.plan;
+    const skus = await resolveSkus(plan.skus, this.redis);
+    const before = await verifyPlan(this.cfg, plan, skus, { collect: true });
+    const straggling = before.nodes.filter((n) => (n.stragglerSkus?.length ?? 0) > 0);
+    let runId: string | null = null;
+    let after: VerifyReport | null = null;
+    if (straggling.length > 0) {
+      const union = [...new Set(straggling.flatMap((n) => n.stragglerSkus!))];
+      const { schedule: _s, ...rest } = plan;
+      runId = await this.startRun({ ...rest, schedule: { once: true }, skus: { list: union }, targets: { nodes: straggling.map((n) => n.name) } }, "verify");
+      const until = Date.now() + plan.deadline + CLOSE_GRACE_MS + 1000;
+      while (Date.now() < until && (await this.store.report(runId))?.finishedAt == null) await new Promise((r) => setTimeout(r, 200));
+      after = await verifyPlan(this.cfg, plan, skus);
+    }
+    await this.store.saveReadiness({ plan: plan.name, before: summarize(before), after: after && summarize(after), runId });
+    return { plan: plan.name, before: before.readyPct, after: after?.readyPct ?? null, runId };
   }
 
   /** An expansion that failed for good closes its run (opening it first, if it failed before that). */

@@ -90,8 +90,11 @@ const campaignSchema = z
     refreshEvery: duration("refreshEvery"),
     /** ...until this long after T0. */
     until: duration("until"),
+    /** Verify every node this long before T0, re-warm the stragglers and verify again; the readiness goes into that run. */
+    verifyBefore: duration("verifyBefore").optional(),
   })
   .superRefine((c, ctx) => {
+    if (c.verifyBefore !== undefined && c.verifyBefore >= c.lead) ctx.addIssue({ code: "custom", path: ["verifyBefore"], message: `must be shorter than lead (${c.lead / 1000} s): the keys are warmed first` });
     if (c.refreshEvery < 1000) ctx.addIssue({ code: "custom", path: ["refreshEvery"], message: "must be at least 1s" });
     else if ((c.lead + c.until) / c.refreshEvery + 1 > MAX_CAMPAIGN_FIRES) {
       ctx.addIssue({ code: "custom", path: ["refreshEvery"], message: `gives more than ${MAX_CAMPAIGN_FIRES} runs between T0 − lead and T0 + until` });

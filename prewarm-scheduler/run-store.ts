@@ -97,6 +97,25 @@ export interface RunReport extends RunMeta {
   failed: number;
   superseded: number;
   nodes: (RunMeta["nodes"][number] & NodeReport)[];
+  /** A campaign's readiness check that started this run (its stragglers' re-warm): before, and after the re-warm. */
+  readiness?: Readiness;
+}
+
+/** Per node: ready keys of all, and the stragglers by reason. */
+export interface ReadinessSummary {
+  at: number;
+  requiredUntil: number;
+  readyPct: number;
+  met: boolean;
+  nodes: { name: string; ready: number; skus: number; readyPct: number; stragglers: Record<string, number> }[];
+}
+
+export interface Readiness {
+  plan: string;
+  before: ReadinessSummary;
+  after: ReadinessSummary | null;
+  /** The run that re-warmed the stragglers, if any. */
+  runId: string | null;
 }
 
 /** A batch of an expanded run that has not settled. */
@@ -360,11 +379,24 @@ export class RunStore {
     const totalSkus = meta.totalSkus * meta.nodes.length;
     // A run closed before its plan was expanded warmed nothing it was asked to: failed, whatever its threshold.
     const status = finishedAt === null ? "running" : hash["expanded"] === undefined || failed > meta.failureThreshold * totalSkus ? "failed" : "done";
-    return { ...meta, nodes, status, finishedAt, reason: hash["reason"] ?? null, warmed, failed, superseded };
+    return { ...meta, nodes, status, finishedAt, reason: hash["reason"] ?? null, warmed, failed, superseded, ...(hash["readiness"] ? { readiness: JSON.parse(hash["readiness"]) as Readiness } : {}) };
   }
 
   async failures(runId: string, limit = MAX_FAILURE_SAMPLES): Promise<{ node: string; batch: string; sku: string; code: string }[]> {
     return (await this.redis.lrange(this.key(runId, ":failures"), 0, limit - 1)).map((s) => JSON.parse(s) as { node: string; batch: string; sku: string; code: string });
+  }
+
+  /** Keeps a campaign's latest readiness check, and puts it in the run that re-warmed its stragglers. */
+  async saveReadiness(r: Readiness): Promise<void> {
+    const m = this.redis.multi().set(`${this.prefix}:readiness:${r.plan}`, JSON.stringify(r), "EX", RUN_RETENTION_SECONDS);
+    if (r.runId !== null) m.hset(this.key(r.runId), "readiness", JSON.stringify(r));
+    await m.exec();
+  }
+
+  /** A plan's latest readiness check, if any. */
+  async readiness(plan: string): Promise<Readiness | null> {
+    const raw = await this.redis.get(`${this.prefix}:readiness:${plan}`);
+    return raw === null ? null : (JSON.parse(raw) as Readiness);
   }
 
   /** The newest runs first. */

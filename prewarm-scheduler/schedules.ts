@@ -13,6 +13,7 @@ import type { Engine } from "./engine";
 import { stamp } from "./engine";
 import { campaignFireTimes, targetNodes, type Plan } from "./plan";
 import { InvalidFileError } from "./schema-errors";
+import type { Readiness } from "./run-store";
 
 export interface ScheduleEntry {
   plan: string;
@@ -21,6 +22,10 @@ export interface ScheduleEntry {
   cron?: string;
   tz?: string;
   fireTimes?: number[];
+  /** A campaign's readiness check before T0. */
+  verifyAt?: number;
+  /** Its latest result. */
+  readiness?: Readiness | null;
   registeredAt: number;
   /** The next fire time still ahead, if any. */
   next: number | null;
@@ -29,6 +34,7 @@ export interface ScheduleEntry {
 const registryKey = (e: Engine): string => `${e.cfg.prefix}:schedules`;
 const cronId = (plan: string): string => `plan-${plan}`;
 const campaignJobId = (plan: string, t: number): string => `campaign-${plan}-${t}`;
+const verifyJobId = (plan: string, t: number): string => `campaign-verify-${plan}-${t}`;
 
 export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now()): Promise<ScheduleEntry> {
   targetNodes(plan, engine.cfg.nodes);
@@ -58,7 +64,12 @@ export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now())
         opts: { jobId: campaignJobId(plan.name, t), timestamp: now, delay: Math.max(0, t - now), attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: { age: 7 * 86_400 }, removeOnFail: { age: 7 * 86_400 } },
       })),
     );
-    entry = { plan: plan.name, kind: "campaign", fireTimes: fires, registeredAt: now, next: fires[0] ?? null };
+    const c = s.campaign!;
+    const verifyAt = c.verifyBefore !== undefined ? c.t0 - c.verifyBefore : undefined;
+    if (verifyAt !== undefined && verifyAt > now - 1000) {
+      await engine.runs.add("verify", { plan, trigger: "verify" }, { jobId: verifyJobId(plan.name, verifyAt), timestamp: now, delay: Math.max(0, verifyAt - now), attempts: 1, removeOnComplete: { age: 7 * 86_400 }, removeOnFail: { age: 7 * 86_400 } });
+    }
+    entry = { plan: plan.name, kind: "campaign", fireTimes: fires, ...(verifyAt !== undefined ? { verifyAt } : {}), registeredAt: now, next: fires[0] ?? null };
   }
   await engine.redis.hset(registryKey(engine), plan.name, JSON.stringify(entry));
   return entry;
@@ -77,8 +88,9 @@ export async function unschedulePlan(engine: Engine, planName: string): Promise<
 
 /** Removes a campaign's runs that have not fired yet. */
 async function removeCampaignJobs(engine: Engine, entry: ScheduleEntry): Promise<void> {
-  for (const t of entry.fireTimes ?? []) {
-    const job = await engine.runs.getJob(campaignJobId(entry.plan, t));
+  const ids = [...(entry.fireTimes ?? []).map((t) => campaignJobId(entry.plan, t)), ...(entry.verifyAt !== undefined ? [verifyJobId(entry.plan, entry.verifyAt)] : [])];
+  for (const id of ids) {
+    const job = await engine.runs.getJob(id);
     if (job && (await job.isDelayed())) await job.remove();
   }
 }
@@ -93,6 +105,7 @@ export async function listSchedules(engine: Engine, now = Date.now()): Promise<S
       e.next = js?.next ?? null;
     } else {
       e.next = e.fireTimes?.find((t) => t >= now) ?? null;
+      e.readiness = await engine.store.readiness(e.plan);
     }
     out.push(e);
   }

@@ -33,6 +33,8 @@ export interface NodeReadiness {
   /** Stragglers by reason. */
   stragglers: Record<string, number>;
   samples: { sku: string; reason: string }[];
+  /** Every straggler, when asked for (`collect`). */
+  stragglerSkus?: string[];
 }
 
 export interface VerifyReport {
@@ -87,12 +89,12 @@ async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: 
 }
 
 /** Checks every target node for every SKU; `onProgress(node, checked)` as chunks come back. */
-export async function verifyPlan(cfg: SchedulerConfig, plan: Plan, skus: readonly string[], o: { now?: number; onProgress?: (node: string, checked: number) => void } = {}): Promise<VerifyReport> {
+export async function verifyPlan(cfg: SchedulerConfig, plan: Plan, skus: readonly string[], o: { now?: number; collect?: boolean; onProgress?: (node: string, checked: number) => void } = {}): Promise<VerifyReport> {
   const now = o.now ?? Date.now();
   const until = requiredUntil(plan, now);
   const nodes = await Promise.all(
     targetNodes(plan, cfg.nodes).map(async (node): Promise<NodeReadiness> => {
-      const r: NodeReadiness = { name: node.name, region: node.region, skus: skus.length, ready: 0, readyPct: 0, stragglers: {}, samples: [] };
+      const r: NodeReadiness = { name: node.name, region: node.region, skus: skus.length, ready: 0, readyPct: 0, stragglers: {}, samples: [], ...(o.collect ? { stragglerSkus: [] } : {}) };
       let next = 0;
       let checked = 0;
       const lane = async (): Promise<void> => {
@@ -106,6 +108,7 @@ export async function verifyPlan(cfg: SchedulerConfig, plan: Plan, skus: readonl
             else {
               r.stragglers[reason] = (r.stragglers[reason] ?? 0) + 1;
               if (r.samples.length < SAMPLES) r.samples.push({ sku, reason });
+              r.stragglerSkus?.push(sku);
             }
           }
           checked += chunk.length;

@@ -218,6 +218,33 @@ describe("verify", () => {
     expect(r.met).toBe(false);
   });
 
+  it("a campaign verifies on its own before T0, re-warms the stragglers, and keeps the readiness in that run", async () => {
+    const skus = stack.skus.slice(2200, 2230);
+    for (const x of stack.edges) {
+      await fetch(`${x.node.url}/v1/purge`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ skus }) });
+    }
+    const e = engine(stack.config());
+    // Half the keys warm on one node only: 15 stragglers there, 30 on the other.
+    await watchRun(e, await e.startRun(plan({ name: "pre", skus: { list: skus.slice(0, 15) }, ttl: 60, targets: { nodes: ["edge-east"] } })), { bars: false, pollMs: 50 });
+    const t0 = new Date(Math.ceil((Date.now() + 60_000) / 1000) * 1000).toISOString();
+    const p = plan({ name: "ready-check", skus: { list: skus }, ttl: 60, schedule: { campaign: { t0, lead: "50s", refreshEvery: "5s", until: "5s", verifyBefore: "40s" } } });
+    const entry = await schedulePlan(e, p);
+    expect(entry.verifyAt).toBe(Date.parse(t0) - 40_000);
+    const verify = (await e.runs.getDelayed()).find((j) => j.name === "verify")!;
+    await verify.promote(); // drive time: T0 − 40 s is now
+    const readiness = (await until(() => e.store.readiness("ready-check"), (r) => r !== null, 20_000))!;
+    await unschedulePlan(e, p.name);
+    expect(readiness.before.nodes.map((n) => [n.name, n.ready, n.stragglers])).toEqual([
+      ["edge-east", 15, { not_cached: 15 }],
+      ["edge-north", 0, { not_cached: 30 }],
+    ]);
+    expect(readiness.after).toMatchObject({ readyPct: 100, met: true });
+    const run = (await e.store.report(readiness.runId!))!;
+    expect(run).toMatchObject({ trigger: "verify", status: "done", totalSkus: 30, readiness: { runId: readiness.runId } });
+    expect(run.nodes.map((n) => [n.name, n.warmed])).toEqual([["edge-east", 30], ["edge-north", 30]]);
+    expect((await listSchedules(e)).find((x) => x.plan === "ready-check")).toBeUndefined();
+  }, 30_000);
+
   it("asks a campaign's keys to last past T0, or past the next refresh before T0", () => {
     const t0 = Date.parse("2030-11-11T00:00:00Z");
     const p = plan({ ttl: 3600, schedule: { campaign: { t0: "2030-11-11T00:00:00Z", lead: "10m", refreshEvery: "1m", until: "5m" } }, verify: { margin: "30s" } });
