@@ -4,6 +4,7 @@
  *   prewarm run <plan>          run a plan now: progress bar per node, per-node report;
  *                               exit 1 when failures pass the plan's failureThreshold
  *   prewarm status <run>        a run's progress and report
+ *   prewarm check <plan>        dry run: each node's estimated time; refuses a campaign whose lead is too short
  *   prewarm hot <key>           collect the nodes' most-read SKUs into the sorted set <key> (for skus.hot)
  *   prewarm verify <plan>       is every planned key warm on every target node (warms nothing);
  *                               exit 1 when readiness is below the plan's verify.readiness
@@ -30,6 +31,7 @@ import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
 import { resolveSkus } from "./sku-source";
 import { formatVerify, verifyPlan } from "./verify";
 import { collectHotSkus } from "./hot-skus";
+import { checkPlan, formatCheck } from "./check";
 import { MultiBar, Presets } from "cli-progress";
 
 interface Common {
@@ -91,6 +93,15 @@ withCommon(program.command("run <plan>").description("run a plan now and report 
       if (report.status !== "done") process.exitCode = 1;
     });
   });
+
+withCommon(program.command("check <plan>").description("dry run: resolve the SKUs, estimate each node's time from its recent runs, refuse a campaign whose lead is too short; sends nothing to the nodes")).action(async (planFile: string, o: Common) => {
+  const plan = loadPlan(planFile);
+  await withEngine(o, async (engine) => {
+    const r = await checkPlan(engine.cfg, engine.store, plan, await resolveSkus(plan.skus, engine.redis));
+    out(o, r, formatCheck(r));
+    if (!r.ok) process.exitCode = 1;
+  });
+});
 
 withCommon(program.command("hot <key>").description("collect every node's most-read SKUs (GET /v1/hot) into the sorted set <key> of the scheduler's Redis, for plans' skus.hot"))
   .option("-n, --top <n>", "SKUs asked of each node (1..1000)", "1000")

@@ -18,6 +18,7 @@ import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-sched
 import { requiredUntil, verifyPlan } from "../../prewarm-scheduler/verify";
 import { collectHotSkus } from "../../prewarm-scheduler/hot-skus";
 import { Pacer, slowdownReason } from "../../prewarm-scheduler/pacing";
+import { checkPlan } from "../../prewarm-scheduler/check";
 import { freePort, startRedis } from "../../scripts/redis-server";
 import { startStack, TOKEN, type Stack } from "./scheduler/stack";
 
@@ -290,6 +291,33 @@ describe("the warmer protects what it warms", () => {
     // 10 batches of 100 at 2,000 SKUs/s: the last may start 450 ms after the first.
     expect(r.finishedAt! - r.createdAt).toBeGreaterThanOrEqual(450);
     expect(r.nodes[0]!.pacedMs).toBeGreaterThanOrEqual(450);
+  });
+});
+
+describe("prewarm check", () => {
+  it("estimates each node's time from its recent runs and refuses a campaign whose lead is too short, sending nothing", async () => {
+    const cfg = stack.config();
+    const e = engine(cfg);
+    const campaign = (lead: string) => plan({ name: "check-me", ttl: 60, schedule: { campaign: { t0: "2030-11-11T00:00:00Z", lead, refreshEvery: "5s", until: "5s" } } });
+    const fresh = await checkPlan(cfg, e.store, campaign("10s"), stack.skus);
+    expect(fresh.nodes.map((n) => n.estimateMs)).toEqual([null, null]);
+    expect(fresh.problems[0]).toMatch(/^edge-east: no measured throughput/);
+    expect(fresh.ok).toBe(true); // nothing known, nothing refused: said so
+
+    expect((await watchRun(e, await e.startRun(plan({ skus: { list: stack.skus.slice(0, 1000) } })), { bars: false, pollMs: 50 })).status).toBe("done");
+    const before = await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)));
+    const roomy = await checkPlan(cfg, e.store, campaign("10m"), stack.skus);
+    expect(roomy.ok).toBe(true);
+    for (const n of roomy.nodes) {
+      expect(n.runsMeasured).toBe(1);
+      expect(n.measuredSkusPerSecond).toBeGreaterThan(0);
+      expect(n.estimateMs).toBeCloseTo((SKUS / n.measuredSkusPerSecond!) * 1000, 6);
+    }
+    // At 100 SKUs/s a node needs 25 s for 2,500 SKUs: a 10 s lead is refused, naming the node.
+    const slow = await checkPlan({ ...cfg, maxSkusPerSecondPerNode: 100 }, e.store, campaign("10s"), stack.skus);
+    expect(slow.ok).toBe(false);
+    expect(slow.problems).toEqual([expect.stringMatching(/^edge-east: warming 2500 SKUs takes about 25\.0 s, but the campaign allows 10\.0 s/), expect.stringMatching(/^edge-north: /)]);
+    expect(await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)))).toEqual(before);
   });
 });
 
