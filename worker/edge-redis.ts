@@ -191,9 +191,42 @@ for i = 1, #KEYS do
 end
 return out`;
 
+/**
+ * For each (aggregate, stock, price) key triple: the aggregate, or, only
+ * where it is absent, the two records (a read of a warmed key reads no record;
+ * a miss gets its records in the same round trip).
+ */
+const GET_AGG_OR_RECORDS = `local out = {}
+for i = 1, #KEYS, 3 do
+  local a = redis.pcall('GET', KEYS[i])
+  if type(a) == 'table' then a = false end
+  out[i] = a
+  out[i + 1] = false
+  out[i + 2] = false
+  if not a then
+    for j = 1, 2 do
+      local v = redis.pcall('GET', KEYS[i + j])
+      if type(v) == 'table' then v = '' end
+      out[i + j] = v
+    end
+  end
+end
+return out`;
+
 /** ioredis's typing of the commands `defineCommand` adds (their Buffer variants). */
 interface ScriptedClient {
   getAllBuffer(numKeys: number, ...keys: string[]): Promise<(Buffer | null)[]>;
+  getAggOrRecordsBuffer(numKeys: number, ...keys: string[]): Promise<(Buffer | null)[]>;
+}
+
+/** For each triple of `keys` (aggregate, stock, price): the aggregate, or the records where it is absent; one command. */
+export async function getAggOrRecords(client: Redis, keys: readonly string[]): Promise<(Buffer | null)[]> {
+  if (!("getAggOrRecords" in client)) client.defineCommand("getAggOrRecords", { lua: GET_AGG_OR_RECORDS });
+  const values = await (client as Redis & ScriptedClient).getAggOrRecordsBuffer(keys.length, ...keys);
+  if (!Array.isArray(values) || values.length !== keys.length) {
+    throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${keys.length} reads`);
+  }
+  return values;
 }
 
 /** The values of `keys` as stored, in one command (EVALSHA of GET_ALL, falling back to EVAL once when the server lacks it). */
@@ -220,6 +253,7 @@ export async function readRecords(session: EdgeRedisSession, skus: readonly stri
       const keys: string[] = [];
       for (const sku of skus) keys.push(stockKey(cfg.redisKeyPrefix, sku), priceKey(cfg.redisKeyPrefix, sku));
       const values = await getAll(client, keys);
+      metrics.recordReads.inc({}, skus.length);
       return skus.map((_, i) => ({ stock: values[2 * i] ?? null, price: values[2 * i + 1] ?? null }));
     },
     { timeoutMs: exchangeTimeoutMs(cfg, skus.length) },

@@ -167,6 +167,7 @@ export const metrics = {
   nodeSyncs: new Counter("edge_node_syncs_total", "Exchanges that bring a process up to date with the node (change log, metrics), by result.", [{ result: "ok" }, { result: "error" }]),
   redisRoundtrips: new Counter("edge_redis_roundtrips_total", "Pipelined round trips to the edge Redis for records and aggregates."),
   redisErrors: new Counter("edge_redis_errors_total", "Failed or timed-out edge Redis round trips."),
+  recordReads: new Counter("edge_redis_record_reads_total", "SKUs whose stock and price records were read from the edge Redis (a warmed key read needs none)."),
   regionalRequests: new Counter("edge_regional_requests_total", "Calls to the regional aggregator, by outcome.", [
     { outcome: "ok" },
     { outcome: "error" },

@@ -14,7 +14,8 @@
  */
 import type { CachedAggregate, Segment } from "./cache";
 import type { AggregateStoreKind } from "./config";
-import { aggregateKey, EdgeRedisError, exchangeTimeoutMs, getAll, priceKey, stockKey, type EdgeRedisSession } from "./edge-redis";
+import { aggregateKey, EdgeRedisError, exchangeTimeoutMs, getAggOrRecords, priceKey, stockKey, type EdgeRedisSession } from "./edge-redis";
+import { metrics } from "./metrics";
 import type { MemKey, NodeSync } from "./node-sync";
 
 export interface StoreKey {
@@ -102,20 +103,25 @@ export class RedisStore implements AggregateStore {
   }
 
   /**
-   * Reads each key's aggregate and, in the same round trip, the SKU's records:
-   * where the aggregate is missing, the read-through computation that follows
-   * finds them in `session.prefetched` instead of asking Redis again.
+   * Reads each key's aggregate and, in the same round trip, where it is
+   * absent, the SKU's records: the read-through computation that follows
+   * finds them in `session.prefetched` instead of asking Redis again. A
+   * warmed key costs no record read.
    */
   async getMany(keys: readonly StoreKey[]): Promise<(CachedAggregate | null)[]> {
     if (keys.length === 0) return [];
     const p = this.session.cfg.redisKeyPrefix;
     const redisKeys = keys.flatMap((k) => [this.redisKey(k), stockKey(p, k.sku), priceKey(p, k.sku)]);
-    const values = await this.session.exchange((c) => getAll(c, redisKeys), { timeoutMs: exchangeTimeoutMs(this.session.cfg, keys.length) });
+    const values = await this.session.exchange((c) => getAggOrRecords(c, redisKeys), { timeoutMs: exchangeTimeoutMs(this.session.cfg, keys.length) });
     return keys.map((k, i) => {
       const agg = values[3 * i];
-      const entry = agg && agg.length > 0 ? decodeEntry(agg.toString("utf8")) : null;
-      if (!entry) this.session.prefetched.set(k.sku, { stock: values[3 * i + 1] ?? null, price: values[3 * i + 2] ?? null });
-      return entry;
+      if (!agg) {
+        metrics.recordReads.inc();
+        this.session.prefetched.set(k.sku, { stock: values[3 * i + 1] ?? null, price: values[3 * i + 2] ?? null });
+        return null;
+      }
+      // A damaged aggregate is a miss whose records were not read: the computation reads them.
+      return agg.length > 0 ? decodeEntry(agg.toString("utf8")) : null;
     });
   }
 

@@ -110,10 +110,23 @@ describe("npm run node", () => {
     expect(purge.status).toBe(200);
   });
 
-  it("serves a key warmed through one process as a HIT from the other", async () => {
+  it("serves a key warmed through one process as a HIT from the other, reading no record", async () => {
     const sku = await seedSku();
+    await new Promise((res) => setTimeout(res, 200)); // the change watch has seen the seeding (the SKU was not warm: nothing to re-warm)
     expect((await post(proc(1), "/v1/prewarm", { skus: [sku] })).status).toBe(200);
+    const reads = async (): Promise<number> => {
+      await new Promise((res) => setTimeout(res, 2000)); // both processes' counts are in the node's totals (heartbeat 1 s)
+      return metricOf(node.url, "edge_redis_record_reads_total");
+    };
+    const before = await reads();
     expect(await read(proc(2), sku)).toMatchObject({ status: 200, cache: "HIT", amount: 10_000 });
+    expect(await reads()).toBe(before);
+    // A cold key's records are read once, with its (absent) aggregate. (Read right after its records were
+    // written, the change watch would also re-warm it: safe, and one more read.)
+    const cold = await seedSku();
+    await new Promise((res) => setTimeout(res, 200));
+    expect(await read(proc(2), cold)).toMatchObject({ status: 200, cache: "MISS" });
+    expect(await reads()).toBe(before + 1);
   });
 
   it("serves the new price from every process within 1 s of a purge", async () => {
