@@ -70,7 +70,7 @@ interface Aggregate {
 
 async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: number, now: number, timeoutMs: number): Promise<{ sku: string; reason: string | null }[]> {
   const url = `${node.url}/v1/skus?ids=${skus.map(encodeURIComponent).join(",")}&region=${encodeURIComponent(node.region)}`;
-  let body: { aggregates?: Aggregate[]; failed?: { sku: string; code: string }[] };
+  let body: { aggregates?: Aggregate[]; failed?: { sku: string; code: string }[]; cachedUntil?: Record<string, number> };
   try {
     const res = await fetch(url, { headers: { "Cache-Control": "only-if-cached" }, signal: AbortSignal.timeout(timeoutMs) });
     if (res.status !== 200) {
@@ -83,7 +83,11 @@ async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: 
     return skus.map((sku) => ({ sku, reason }));
   }
   const out = new Map<string, string | null>();
-  for (const a of body.aggregates ?? []) out.set(a.sku, a.validUntil >= until ? null : a.validUntil <= now ? "stale" : "expires_early");
+  for (const a of body.aggregates ?? []) {
+    // The cached timeline may run past this aggregate's validUntil (a promotion boundary): the node says how far.
+    const cached = body.cachedUntil?.[a.sku] ?? a.validUntil;
+    out.set(a.sku, cached >= until ? null : cached <= now ? "stale" : "expires_early");
+  }
   for (const f of body.failed ?? []) out.set(f.sku, f.code);
   return skus.map((sku) => ({ sku, reason: out.has(sku) ? out.get(sku)! : "bad_answer" }));
 }

@@ -44,7 +44,8 @@ export function hotRead(request: Request, env: Env, ctx: ExecutionContext): Resp
   const key = memKey(region, sku);
   const found = trustedHot(hot, sync, key, now)?.found;
   if (found?.state !== "fresh" || found.segment.notFound) return null;
-  if (!onlyIfCached(request)) hotKeys.count(key, now); // a look (verify) is no demand
+  if (onlyIfCached(request)) return null; // a look (verify): no demand to count, and it is told how long the key is cached
+  hotKeys.count(key, now);
   if (sync.due(now)) {
     const session = new EdgeRedisSession(cfg);
     ctx.waitUntil(

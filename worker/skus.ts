@@ -34,7 +34,10 @@ export function regionOf(request: IRequest, deps: Deps): string {
 export type CacheResult = "HIT" | "MISS" | "STALE";
 
 /** One SKU's answer: a segment to serve, or why there is none. */
-type Answer = { sku: string; segment: Segment; result: CacheResult } | { sku: string; failure: Extract<SkuOutcome, { ok: false }> };
+type Answer = { sku: string; segment: Segment; result: CacheResult; cachedUntil?: number } | { sku: string; failure: Extract<SkuOutcome, { ok: false }> };
+
+/** How long the cache can answer for a key without computing it again: the end of its entry's last segment (its timeline may run past the current aggregate's validUntil, e.g. across a promotion boundary). */
+const cachedUntil = (entry: CachedAggregate | null | undefined): number | undefined => entry?.segments[entry.segments.length - 1]?.validUntil;
 
 const ageOf = (segment: Segment, now: number): number => Math.max(0, Math.floor((now - segment.computedAt) / 1000));
 const maxAgeOf = (segment: Segment, now: number): number => Math.max(0, Math.floor((segment.validUntil - now) / 1000));
@@ -159,9 +162,9 @@ async function resolve(deps: Deps, skus: readonly string[], region: string, look
   let notCached = 0;
   for (const [sku, l] of looked) {
     if (l.state === "fresh" && l.segment.notFound) answers.set(sku, { sku, failure: { sku, ok: false, code: "not_found", detail: "neither the edge nor the region has it (cached not_found)" } });
-    else if (l.state === "fresh") answers.set(sku, { sku, segment: l.segment, result: "HIT" });
+    else if (l.state === "fresh") answers.set(sku, { sku, segment: l.segment, result: "HIT", cachedUntil: cachedUntil(entries.get(memKey(region, sku))) });
     else if (l.state === "stale" && l.staleForMs <= swrMs) {
-      answers.set(sku, { sku, segment: l.segment, result: "STALE" });
+      answers.set(sku, { sku, segment: l.segment, result: "STALE", cachedUntil: cachedUntil(entries.get(memKey(region, sku))) });
       revalidate.push(sku);
     } else if (lookOnly) {
       answers.set(sku, { sku, failure: { sku, ok: false, code: "not_cached", detail: "not cached" } });
@@ -219,9 +222,16 @@ export async function getSku(request: IRequest, deps: Deps): Promise<Response> {
   const sku = decodePathSegment(request.params["sku"] ?? "");
   if (!isValidSku(sku)) throw new HttpError("invalid_sku", `SKU ids match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, got ${JSON.stringify(sku)}`);
   const region = regionOf(request, deps);
-  const [answer] = await resolve(deps, [sku], region, onlyIfCached(request));
+  const look = onlyIfCached(request);
+  const [answer] = await resolve(deps, [sku], region, look);
   if ("failure" in answer!) throw failureToError(answer.failure, deps);
-  return serve(request, answer!.segment, answer!.result, Date.now());
+  const response = serve(request, answer!.segment, answer!.result, Date.now());
+  if (look && answer!.cachedUntil !== undefined) {
+    const headers = new Headers(response.headers);
+    headers.set("X-Cached-Until", String(answer!.cachedUntil));
+    return new Response(response.body, { status: response.status, headers });
+  }
+  return response;
 }
 
 export async function getSkus(request: IRequest, deps: Deps): Promise<Response> {
@@ -230,12 +240,15 @@ export async function getSkus(request: IRequest, deps: Deps): Promise<Response> 
   const ids = [...new Set(raw.split(",").map((s) => s.trim()).filter((s) => s !== ""))];
   if (ids.length > MAX_IDS) throw new HttpError("payload_too_large", `at most ${MAX_IDS} ids per request, got ${ids.length}`);
   const region = regionOf(request, deps);
-  const answers = await resolve(deps, ids.filter(isValidSku), region, onlyIfCached(request));
+  const look = onlyIfCached(request);
+  const answers = await resolve(deps, ids.filter(isValidSku), region, look);
   const aggregates = answers.flatMap((a) => ("segment" in a ? [a.segment.json] : []));
   const failed = [
     ...ids.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" })),
     ...answers.flatMap((a) => ("failure" in a ? [{ sku: a.sku, code: a.failure.code }] : [])),
   ];
-  const body = `{"region":${JSON.stringify(region)},"aggregates":[${aggregates.join(",")}],"failed":${JSON.stringify(failed)}}`;
+  // A look also says how long each cached key can be answered without computing it again.
+  const until = look ? `,"cachedUntil":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("cachedUntil" in a && a.cachedUntil !== undefined ? [[a.sku, a.cachedUntil]] : []))))}` : "";
+  const body = `{"region":${JSON.stringify(region)},"aggregates":[${aggregates.join(",")}],"failed":${JSON.stringify(failed)}${until}}`;
   return new Response(body, { headers: { "Content-Type": "application/json", "Cache-Control": "no-store" } });
 }

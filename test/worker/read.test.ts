@@ -1,9 +1,8 @@
 /** GET /v1/skus/:sku, GET /v1/skus?ids=…, /healthz, /metrics in workerd on real Redis. */
 import { SELF, createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { router } from "../../worker/router";
 import { getSku, prewarmRequest, priceRecord, stockRecord, uniqueSku } from "./fixtures";
-import { inject } from "vitest";
 import { regional } from "./parts";
 import { redisGetCalls, seed } from "./redis";
 
@@ -121,6 +120,24 @@ describe("Cache-Control: only-if-cached", () => {
     expect(body.aggregates.map((a) => a.sku)).toEqual([warm]);
     expect(body.failed).toEqual([{ sku: cold, code: "not_cached" }]);
     expect(await redisGetCalls()).toBe(gets);
+  });
+});
+
+describe("only-if-cached across a promotion boundary", () => {
+  it("says how long the cached timeline answers (X-Cached-Until, cachedUntil), past the current aggregate's validUntil", async () => {
+    const sku = uniqueSku("look-promo");
+    const startsAt = Date.now() + 20_000;
+    await seed(sku, stockRecord(sku), priceRecord(sku, 2_000, [{ id: "flash", kind: "fixed", value: 1_000, startsAt, endsAt: startsAt + 3_600_000 }]));
+    await prewarmRequest({ skus: [sku], ttl: 120 });
+    const look = { "Cache-Control": "only-if-cached" };
+    const one = await getSku(sku, "", look);
+    const agg = (await one.json()) as { validUntil: number; computedAt: number };
+    expect(agg.validUntil).toBe(startsAt);
+    expect(Number(one.headers.get("X-Cached-Until"))).toBe(agg.computedAt + 120_000);
+    const multi = (await (await SELF.fetch(`https://edge.test/v1/skus?ids=${sku}`, { headers: look })).json()) as { cachedUntil: Record<string, number> };
+    expect(multi.cachedUntil).toEqual({ [sku]: agg.computedAt + 120_000 });
+    // An ordinary read says nothing of it.
+    expect((await getSku(sku)).headers.get("X-Cached-Until")).toBeNull();
   });
 });
 
