@@ -213,30 +213,29 @@ for i = 1, #KEYS, 3 do
 end
 return out`;
 
+const READ_SCRIPTS = { getAll: GET_ALL, getAggOrRecords: GET_AGG_OR_RECORDS } as const;
+
 /** ioredis's typing of the commands `defineCommand` adds (their Buffer variants). */
-interface ScriptedClient {
-  getAllBuffer(numKeys: number, ...keys: string[]): Promise<(Buffer | null)[]>;
-  getAggOrRecordsBuffer(numKeys: number, ...keys: string[]): Promise<(Buffer | null)[]>;
-}
+type ScriptedClient = Redis & Record<`${keyof typeof READ_SCRIPTS}Buffer`, (numKeys: number, ...keys: string[]) => Promise<(Buffer | null)[]>>;
 
-/** For each triple of `keys` (aggregate, stock, price): the aggregate, or the records where it is absent; one command. */
-export async function getAggOrRecords(client: Redis, keys: readonly string[]): Promise<(Buffer | null)[]> {
-  if (!("getAggOrRecords" in client)) client.defineCommand("getAggOrRecords", { lua: GET_AGG_OR_RECORDS });
-  const values = await (client as Redis & ScriptedClient).getAggOrRecordsBuffer(keys.length, ...keys);
+/** Runs a read script over `keys` in one command (EVALSHA, falling back to EVAL once when the server lacks it); one value per key. */
+async function readScript(client: Redis, name: keyof typeof READ_SCRIPTS, keys: readonly string[]): Promise<(Buffer | null)[]> {
+  if (!(name in client)) client.defineCommand(name, { lua: READ_SCRIPTS[name] });
+  const values = await (client as ScriptedClient)[`${name}Buffer`](keys.length, ...keys);
   if (!Array.isArray(values) || values.length !== keys.length) {
     throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${keys.length} reads`);
   }
   return values;
 }
 
-/** The values of `keys` as stored, in one command (EVALSHA of GET_ALL, falling back to EVAL once when the server lacks it). */
-export async function getAll(client: Redis, keys: readonly string[]): Promise<(Buffer | null)[]> {
-  if (!("getAll" in client)) client.defineCommand("getAll", { lua: GET_ALL });
-  const values = await (client as Redis & ScriptedClient).getAllBuffer(keys.length, ...keys);
-  if (!Array.isArray(values) || values.length !== keys.length) {
-    throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${keys.length} reads`);
-  }
-  return values;
+/** For each triple of `keys` (aggregate, stock, price): the aggregate, or the records where it is absent. */
+export function getAggOrRecords(client: Redis, keys: readonly string[]): Promise<(Buffer | null)[]> {
+  return readScript(client, "getAggOrRecords", keys);
+}
+
+/** The values of `keys` as stored. */
+export function getAll(client: Redis, keys: readonly string[]): Promise<(Buffer | null)[]> {
+  return readScript(client, "getAll", keys);
 }
 
 /** Reads both records of every SKU in one round trip (none when this request has just read them all). */
