@@ -15,6 +15,7 @@
  */
 import { createHash } from "node:crypto";
 import { Job, Queue, UnrecoverableError, Worker, type JobsOptions } from "bullmq";
+import { TaskCancelledError, timeout, TimeoutStrategy } from "cockatiel";
 import { Redis } from "ioredis";
 import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
 import { isBatchError, postBatch } from "./edge-client";
@@ -91,10 +92,13 @@ function summarize(r: VerifyReport): ReadinessSummary {
   return { at: r.at, requiredUntil: r.requiredUntil, readyPct: r.readyPct, met: r.met, nodes: r.nodes.map((n) => ({ name: n.name, ready: n.ready, skus: n.skus, readyPct: n.readyPct, stragglers: n.stragglers })) };
 }
 
-/** Resolves or rejects with `p`, or rejects after `ms`. */
-export function within<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(onTimeout()), ms)))]).finally(() => clearTimeout(timer));
+/** Resolves or rejects with `p`, or rejects with `onTimeout()` after `ms` (cockatiel's aggressive timeout). */
+export async function within<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  try {
+    return await timeout(ms, TimeoutStrategy.Aggressive).execute(() => p);
+  } catch (e) {
+    throw e instanceof TaskCancelledError ? onTimeout() : e;
+  }
 }
 
 export class Engine {

@@ -10,6 +10,7 @@
  * connects on first use and closes once the request and its background work
  * are done.
  */
+import { TaskCancelledError, timeout, TimeoutStrategy, type TimeoutPolicy } from "cockatiel";
 import Redis from "ioredis";
 import type { Config } from "./config";
 import { HttpError } from "./errors";
@@ -54,12 +55,18 @@ export function nodeKey(prefix: string, what: "changes" | "metrics" | "procs" | 
   return `${prefix}_node:${what}`;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new EdgeRedisError(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+/** cockatiel's aggressive timeout, one policy per bound (a few: the budget per started 100 SKUs). */
+const timeouts = new Map<number, TimeoutPolicy>();
+
+async function withTimeout<T>(work: () => Promise<T>, ms: number): Promise<T> {
+  let policy = timeouts.get(ms);
+  if (!policy) timeouts.set(ms, (policy = timeout(ms, TimeoutStrategy.Aggressive)));
+  try {
+    return await policy.execute(work);
+  } catch (e) {
+    if (e instanceof TaskCancelledError) throw new EdgeRedisError(`edge Redis timed out after ${ms} ms`);
+    throw e;
+  }
 }
 
 export interface ExchangeOptions {
@@ -114,11 +121,7 @@ export class EdgeRedisSession {
     if (counted) metrics.redisRoundtrips.inc();
     this.active++;
     try {
-      return await withTimeout(
-        this.connected().then((c) => fn(c)),
-        timeoutMs,
-        "edge Redis",
-      );
+      return await withTimeout(() => this.connected().then((c) => fn(c)), timeoutMs);
     } catch (e) {
       if (counted) metrics.redisErrors.inc();
       this.drop();

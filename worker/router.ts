@@ -54,14 +54,24 @@ export const router = Router<Req, Args>({
   ],
 });
 
-router
-  .get("/v1/skus/:sku", (req) => getSku(req, req.deps))
-  .get("/v1/skus", (req) => getSkus(req, req.deps))
-  .post("/v1/prewarm", (req) => prewarm(req, req.deps))
-  .post("/v1/purge", (req) => purge(req, req.deps))
-  .get("/v1/hot", (req) => hot(req, req.deps))
-  .get("/healthz", (req) => healthz(req.deps))
-  .get("/metrics", (req) => nodeMetrics(req.deps))
-  .all("*", (req) => {
-    throw new HttpError("route_not_found", `no route for ${req.method} ${new URL(req.url).pathname}`);
-  });
+/** The routes (SPEC §5): method, path pattern, handler. */
+const ROUTES: [method: "GET" | "POST", path: string, handler: (req: Req) => Promise<Response> | Response][] = [
+  ["GET", "/v1/skus/:sku", (req) => getSku(req, req.deps)],
+  ["GET", "/v1/skus", (req) => getSkus(req, req.deps)],
+  ["POST", "/v1/prewarm", (req) => prewarm(req, req.deps)],
+  ["POST", "/v1/purge", (req) => purge(req, req.deps)],
+  ["GET", "/v1/hot", (req) => hot(req, req.deps)],
+  ["GET", "/healthz", (req) => healthz(req.deps)],
+  ["GET", "/metrics", (req) => nodeMetrics(req.deps)],
+];
+
+/** Each route's path as a regular expression (`:name` is one path segment). */
+const MATCHERS = ROUTES.map(([method, path]) => ({ method, re: new RegExp(`^${path.replace(/:[a-z]+/g, "[^/]+")}$`) }));
+
+for (const [method, path, handler] of ROUTES) router[method === "GET" ? "get" : "post"](path, handler);
+router.all("*", (req) => {
+  const path = new URL(req.url).pathname;
+  const allowed = MATCHERS.filter((m) => m.re.test(path)).map((m) => m.method);
+  if (allowed.length > 0) throw new HttpError("method_not_allowed", `${req.method} is not allowed on ${path}; allowed: ${allowed.join(", ")}`, { Allow: allowed.join(", ") });
+  throw new HttpError("route_not_found", `no route for ${req.method} ${path}`);
+});

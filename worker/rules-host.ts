@@ -208,10 +208,6 @@ export class RulesHost {
   private engine: RulesEngine | undefined;
   constructor(private readonly module: WebAssembly.Module) {}
 
-  get loaded(): boolean {
-    return this.engine !== undefined;
-  }
-
   /** Instantiates the module now (start-up check of the ABI) if not done yet. */
   ensureLoaded(): void {
     this.engine ??= RulesEngine.create(this.module);

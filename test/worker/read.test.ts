@@ -233,6 +233,17 @@ describe("operational routes", () => {
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ error: { code: "route_not_found" } });
   });
+
+  it.each([
+    ["DELETE", "/v1/skus/abc", "GET"],
+    ["GET", "/v1/prewarm", "POST"],
+    ["PUT", "/metrics", "GET"],
+  ])("answers %s %s with 405 and Allow: %s", async (method, path, allow) => {
+    const res = await SELF.fetch(`https://edge.test${path}`, { method });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("Allow")).toBe(allow);
+    expect(await res.json()).toMatchObject({ error: { code: "method_not_allowed" } });
+  });
 });
 
 describe("an unexpected error", () => {
