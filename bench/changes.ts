@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { demoCatalog, seedCatalog } from "../records/demo-catalog";
 import { encodeRecord } from "../records/encode";
+import { priceKey } from "../records/keys";
 import { startEdgeNode, type EdgeNode } from "../scripts/edge-node";
 import { startRedis } from "../scripts/redis-server";
 import { median, percentile, spread } from "./stats";
@@ -69,7 +70,7 @@ async function round(node: EdgeNode, redis: Redis, skus: readonly string[], trac
     const p = redis.pipeline();
     for (let i = 0; i < CHANGES_PER_SECOND / 100; i++) {
       const sku = background[Math.floor(Math.random() * background.length)]!;
-      p.set(`sku:${sku}:price`, Buffer.from(priceRecord(sku, 10_000 + Math.floor(Math.random() * 1000))));
+      p.set(priceKey("sku:", sku), Buffer.from(priceRecord(sku, 10_000 + Math.floor(Math.random() * 1000))));
     }
     void p.exec();
     if (tick++ % (100 / TRACKED_PER_SECOND) === 0) {
@@ -77,7 +78,7 @@ async function round(node: EdgeNode, redis: Redis, skus: readonly string[], trac
       const want = ++amount;
       delays.push(
         (async () => {
-          await redis.set(`sku:${sku}:price`, Buffer.from(priceRecord(sku, want)));
+          await redis.set(priceKey("sku:", sku), Buffer.from(priceRecord(sku, want)));
           const written = performance.now();
           if (explicitPrewarm) await prewarm(node.url, [sku]);
           while (performance.now() - written < 5000) {

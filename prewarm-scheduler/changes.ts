@@ -10,7 +10,7 @@
  * answers with that run's id.
  */
 import { z } from "zod";
-import { isValidRegion, isValidSku } from "../worker/ids";
+import { isValidRegion, isValidSku } from "../contract/ids";
 import type { Engine } from "./engine";
 import { parsePlan, targetNodes } from "./plan";
 import { describeIssues, InvalidFileError } from "./schema-errors";

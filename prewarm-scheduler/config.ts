@@ -8,11 +8,10 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { isValidRegion } from "../worker/ids";
+import { isValidRegion } from "../contract/ids";
+import { MAX_BATCH } from "../contract/prewarm";
 import { describeIssues, InvalidFileError } from "./schema-errors";
 
-/** The edge worker's limit on one prewarm batch (SPEC §5). */
-export const MAX_BATCH = 1000;
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes (1-63 chars)" });
 const region = z.string().refine(isValidRegion, { error: "must be a region name like cn-east" });

@@ -5,15 +5,9 @@
  * batch: 4xx). Per-SKU failures inside a 200 answer are data, not errors.
  */
 
-export interface PrewarmAnswer {
-  jobId: string;
-  region: string;
-  warmed: number;
-  fromEdge: number;
-  fromRegional: number;
-  failed: { sku: string; code: string }[];
-  durationMs: number;
-}
+import { isPrewarmAnswer, type PrewarmAnswer, type PrewarmRequest } from "../contract/prewarm";
+
+export type { PrewarmAnswer };
 
 /** A batch that did not get a 200: `code` is what the report counts its SKUs under. */
 export class BatchError extends Error {
@@ -44,11 +38,6 @@ export interface BatchRequest {
   timeoutMs: number;
 }
 
-function isAnswer(v: unknown): v is PrewarmAnswer {
-  if (typeof v !== "object" || v === null) return false;
-  const a = v as Record<string, unknown>;
-  return typeof a["warmed"] === "number" && typeof a["fromEdge"] === "number" && typeof a["fromRegional"] === "number" && Array.isArray(a["failed"]);
-}
 
 export async function postBatch(req: BatchRequest): Promise<PrewarmAnswer> {
   let res: Response;
@@ -56,7 +45,7 @@ export async function postBatch(req: BatchRequest): Promise<PrewarmAnswer> {
     res = await fetch(`${req.url}/v1/prewarm`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${req.token}` },
-      body: JSON.stringify({ region: req.region, skus: req.skus, jobId: req.jobId, ...(req.ttl === undefined ? {} : { ttl: req.ttl }), ...(req.ttlJitter ? { ttlJitter: req.ttlJitter } : {}) }),
+      body: JSON.stringify({ region: req.region, skus: [...req.skus], jobId: req.jobId, ...(req.ttl === undefined ? {} : { ttl: req.ttl }), ...(req.ttlJitter ? { ttlJitter: req.ttlJitter } : {}) } satisfies PrewarmRequest),
       signal: AbortSignal.timeout(req.timeoutMs),
     });
   } catch (e) {
@@ -77,6 +66,6 @@ export async function postBatch(req: BatchRequest): Promise<PrewarmAnswer> {
     const retryable = res.status >= 500 || res.status === 429 || res.status === 408;
     throw new BatchError(`http_${res.status}`, `${req.url} answered ${res.status} ${detail}`, retryable);
   }
-  if (!isAnswer(body)) throw new BatchError("bad_answer", `${req.url} answered 200 without a prewarm result`, true);
+  if (!isPrewarmAnswer(body)) throw new BatchError("bad_answer", `${req.url} answered 200 without a prewarm result`, true);
   return body;
 }

@@ -7,7 +7,7 @@
  * reported and left out, and when none answers the set is left as it was.
  */
 import type { Redis } from "ioredis";
-import { isValidSku } from "../worker/ids";
+import { isValidSku } from "../contract/ids";
 import type { SchedulerConfig } from "./config";
 
 export interface HotCollection {

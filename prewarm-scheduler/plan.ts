@@ -10,7 +10,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { isValidRegion, isValidSku } from "../worker/ids";
+import { isValidRegion, isValidSku } from "../contract/ids";
 import type { EdgeNodeConfig } from "./config";
 import { readDocument } from "./config";
 import { parseDurationMs } from "./durations";

@@ -1,6 +1,6 @@
 /** Resolves a plan's SKUs when a run starts: its list, or the top N of a Redis sorted set of hot SKUs. */
 import { Redis } from "ioredis";
-import { isValidSku } from "../worker/ids";
+import { isValidSku } from "../contract/ids";
 import type { Plan } from "./plan";
 
 export class SkuSourceError extends Error {

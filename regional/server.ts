@@ -4,10 +4,11 @@
  * answers the raw records of a list of SKUs, read from its own Redis in one
  * pipelined round trip and returned byte for byte as stored.
  */
-import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import Redis from "ioredis";
 import { Packr } from "msgpackr";
+import { bearerVerdict, readCapped } from "../contract/http";
+import { priceKey, stockKey } from "../records/keys";
 import { NO_FAULTS, parseFaults, type Faults } from "./faults";
 
 export interface RegionalOptions {
@@ -52,22 +53,13 @@ class HttpFailure extends Error {
   }
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        reject(new HttpFailure(413, "payload_too_large", `body exceeds ${MAX_BODY} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const bytes = await readCapped(req, MAX_BODY);
+  if (bytes === null) {
+    req.destroy();
+    throw new HttpFailure(413, "payload_too_large", `body exceeds ${MAX_BODY} bytes`);
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -77,10 +69,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 function checkBearer(req: IncomingMessage, token: string): void {
   if (token === "") return;
-  // Compared in constant time: an attacker learns nothing from how long a wrong token takes.
-  const got = Buffer.from(req.headers.authorization ?? "");
-  const want = Buffer.from(`Bearer ${token}`);
-  if (got.length !== want.length || !timingSafeEqual(got, want)) throw new HttpFailure(401, "unauthorized", "missing or invalid bearer token");
+  if (bearerVerdict(req.headers.authorization, token) !== "ok") throw new HttpFailure(401, "unauthorized", "missing or invalid bearer token");
 }
 
 function parseRequest(body: Buffer): { region: string; skus: string[] } {
@@ -134,7 +123,7 @@ export async function startRegional(options: RegionalOptions): Promise<Regional>
     let replies: [Error | null, unknown][] | null;
     try {
       const p = redis.pipeline();
-      for (const sku of skus) p.getBuffer(`${o.keyPrefix}${sku}:stock`).getBuffer(`${o.keyPrefix}${sku}:price`);
+      for (const sku of skus) p.getBuffer(stockKey(o.keyPrefix, sku)).getBuffer(priceKey(o.keyPrefix, sku));
       replies = await p.exec();
     } catch (e) {
       throw new HttpFailure(503, "store_unavailable", `regional Redis: ${(e as Error).message}`);

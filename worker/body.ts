@@ -3,6 +3,7 @@
  * oversize body is refused with 413 before it is buffered whole.
  */
 import { unpack } from "msgpackr";
+import { readCapped as readCappedChunks } from "../contract/http";
 import { HttpError } from "./errors";
 
 /** The largest body accepted: 1,000 SKUs of 64 characters fit with room to spare. */
@@ -12,26 +13,9 @@ async function readCapped(request: Request, max: number): Promise<Uint8Array> {
   const declared = Number(request.headers.get("Content-Length") ?? "0");
   if (declared > max) throw new HttpError("payload_too_large", `body is ${declared} bytes; the limit is ${max}`);
   if (!request.body) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = request.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel();
-      throw new HttpError("payload_too_large", `body exceeds the limit of ${max} bytes`);
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.byteLength;
-  }
-  return out;
+  const bytes = await readCappedChunks(request.body, max);
+  if (bytes === null) throw new HttpError("payload_too_large", `body exceeds the limit of ${max} bytes`);
+  return bytes;
 }
 
 /** Decodes a JSON or MessagePack body into an unknown value for the caller to validate. */

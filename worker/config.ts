@@ -4,7 +4,7 @@
  * request with a precise message instead of misbehaving on some of them.
  */
 
-import { isValidRegion } from "./ids";
+import { isValidRegion } from "../contract/ids";
 
 export interface Config {
   /** Region served by this node; the default `region` of every request. */

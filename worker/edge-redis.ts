@@ -12,6 +12,7 @@
  */
 import { TaskCancelledError, timeout, TimeoutStrategy, type TimeoutPolicy } from "cockatiel";
 import Redis from "ioredis";
+import { priceKey, stockKey } from "../records/keys";
 import type { Config } from "./config";
 import { HttpError } from "./errors";
 import { metrics } from "./metrics";
@@ -29,13 +30,7 @@ export class EdgeRedisError extends Error {
   }
 }
 
-export function stockKey(prefix: string, sku: string): string {
-  return `${prefix}${sku}:stock`;
-}
-
-export function priceKey(prefix: string, sku: string): string {
-  return `${prefix}${sku}:price`;
-}
+export { priceKey, stockKey };
 
 /** A warmed aggregate in the node's shared store: beside the SKU's records. */
 export function aggregateKey(prefix: string, sku: string, region: string): string {

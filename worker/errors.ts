@@ -24,8 +24,7 @@ export const HTTP_ERRORS = {
 
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;
 
-/** Codes of per-SKU failures inside a batch answer (SPEC §5). */
-export type SkuFailureCode = "not_found" | "invalid_record" | "regional_unavailable" | "invalid_sku" | "not_cached";
+export type { SkuFailureCode } from "../contract/prewarm";
 
 export class HttpError extends Error {
   readonly status: number;

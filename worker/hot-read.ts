@@ -9,7 +9,7 @@
 import { memKey, trustedHot } from "./cache";
 import { configOf } from "./config";
 import { EdgeRedisSession } from "./edge-redis";
-import { isValidRegion, isValidSku } from "./ids";
+import { isValidRegion, isValidSku } from "../contract/ids";
 import { hotKeys } from "./hot-keys";
 import { stateFor } from "./isolate";
 import { metrics } from "./metrics";

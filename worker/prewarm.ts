@@ -8,15 +8,13 @@ import { computeAggregates, storeAggregates, type Deps } from "./aggregates";
 import { requireBearer } from "./auth";
 import { readBody } from "./body";
 import { MAX_TTL_SECONDS, type Config } from "./config";
-import { HttpError, type SkuFailureCode } from "./errors";
-import { isValidSku } from "./ids";
+import { HttpError } from "./errors";
+import { MAX_BATCH, type PrewarmAnswer } from "../contract/prewarm";
+import { isValidSku } from "../contract/ids";
 import { requestRegion } from "./region";
 import { memKey } from "./cache";
 import { inflight } from "./isolate";
 import { metrics } from "./metrics";
-
-/** The most SKUs one prewarm batch may carry. */
-export const MAX_BATCH = 1000;
 
 export interface PrewarmBatch {
   region: string;
@@ -25,16 +23,6 @@ export interface PrewarmBatch {
   /** Up to this much is taken off each SKU's TTL (by SKU). */
   ttlJitterSeconds: number;
   jobId: string;
-}
-
-export interface PrewarmAnswer {
-  jobId: string;
-  region: string;
-  warmed: number;
-  fromEdge: number;
-  fromRegional: number;
-  failed: { sku: string; code: SkuFailureCode }[];
-  durationMs: number;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

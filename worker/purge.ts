@@ -10,9 +10,9 @@ import { readBody } from "./body";
 import { storeKey } from "./cache";
 import { inflight } from "./isolate";
 import { HttpError } from "./errors";
-import { isValidSku } from "./ids";
+import { isValidSku } from "../contract/ids";
 import { requestRegion } from "./region";
-import { MAX_BATCH } from "./prewarm";
+import { MAX_BATCH } from "../contract/prewarm";
 
 export async function purge(request: IRequest, deps: Deps): Promise<Response> {
   requireBearer(request, deps.cfg.prewarmToken);

@@ -18,7 +18,7 @@ import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "
 import { lookupAt, memKey, storeKey, type CachedAggregate, type Lookup, type Segment } from "./cache";
 import { HttpError } from "./errors";
 import { segmentEtag } from "./etag";
-import { isValidSku } from "./ids";
+import { isValidSku } from "../contract/ids";
 import { requestRegion } from "./region";
 import { hotKeys } from "./hot-keys";
 import { inflight, lookups } from "./isolate";

@@ -29,6 +29,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { stringify } from "yaml";
+import { seedCatalog } from "../../records/demo-catalog";
+import { priceKey, stockKey } from "../../records/keys";
 import { startRegional, type Regional } from "../../regional/server";
 import { startEdgeNode, type EdgeNode } from "../../scripts/edge-node";
 import { startRedis, type RedisProcess } from "../../scripts/redis-server";
@@ -57,15 +59,8 @@ interface Ctx {
   dir: string;
 }
 
-async function seed(client: Redis, cat: FlashCatalogue, skus: readonly string[]): Promise<void> {
-  for (let i = 0; i < skus.length; i += 1000) {
-    const p = client.pipeline();
-    for (const sku of skus.slice(i, i + 1000)) {
-      const r = cat.records(sku);
-      p.set(`sku:${sku}:stock`, Buffer.from(r.stock)).set(`sku:${sku}:price`, Buffer.from(r.price));
-    }
-    await p.exec();
-  }
+function seed(client: Redis, cat: FlashCatalogue, skus: readonly string[]): Promise<void> {
+  return seedCatalog(client, skus.map((sku) => ({ sku, ...cat.records(sku) })));
 }
 
 async function regionalRequests(url: string): Promise<number> {
@@ -130,7 +125,7 @@ async function oneRun(mode: Mode, rep: number, ctx: Ctx): Promise<RunSummary> {
             const p = edge.pipeline();
             for (const sku of cat.hot) {
               const r = cat.records(sku, k + 1);
-              p.set(`sku:${sku}:stock`, Buffer.from(r.stock)).set(`sku:${sku}:price`, Buffer.from(r.price));
+              p.set(stockKey("sku:", sku), Buffer.from(r.stock)).set(priceKey("sku:", sku), Buffer.from(r.price));
             }
             void p.exec().then(() => {
               const acked = Date.now();

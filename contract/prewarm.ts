@@ -1,0 +1,38 @@
+/**
+ * POST /v1/prewarm (SPEC §5), as the edge worker serves it and the scheduler
+ * sends it: the request, the answer, its limits and its per-SKU failure codes.
+ */
+
+/** The most SKUs one prewarm batch may carry. */
+export const MAX_BATCH = 1000;
+
+/** Per-SKU failure codes of an answer (SPEC §5); `not_cached` only answers a look (`only-if-cached`). */
+export const SKU_FAILURE_CODES = ["not_found", "invalid_record", "regional_unavailable", "invalid_sku", "not_cached"] as const;
+export type SkuFailureCode = (typeof SKU_FAILURE_CODES)[number];
+
+export interface PrewarmRequest {
+  region?: string;
+  skus: string[];
+  /** Seconds; default the node's CACHE_TTL_SECONDS. */
+  ttl?: number;
+  /** Up to this many seconds are taken off each SKU's TTL (by SKU); below `ttl`. */
+  ttlJitter?: number;
+  jobId?: string;
+}
+
+export interface PrewarmAnswer {
+  jobId: string;
+  region: string;
+  warmed: number;
+  fromEdge: number;
+  fromRegional: number;
+  failed: { sku: string; code: SkuFailureCode }[];
+  durationMs: number;
+}
+
+/** Whether a decoded body is a prewarm answer (the scheduler checks what a node said). */
+export function isPrewarmAnswer(v: unknown): v is PrewarmAnswer {
+  if (typeof v !== "object" || v === null) return false;
+  const a = v as Record<string, unknown>;
+  return typeof a["warmed"] === "number" && typeof a["fromEdge"] === "number" && typeof a["fromRegional"] === "number" && Array.isArray(a["failed"]);
+}
