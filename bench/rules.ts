@@ -15,7 +15,7 @@ import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { encodeRecord } from "../records/encode";
 import { demoCatalog } from "../records/demo-catalog";
-import { encodeFrame, instantiateRules, RulesHost, type RulesInput } from "../worker/rules-host";
+import { encodeFrame, instantiateRules, RulesHost, type RulesInput } from "../worker/rules/host";
 import { median } from "./stats";
 
 const ROOT = path.resolve(import.meta.dirname, "..");

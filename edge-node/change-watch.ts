@@ -18,7 +18,7 @@
  */
 import { Redis } from "ioredis";
 import type { Config } from "../worker/config";
-import { aggregateKey } from "../worker/edge-redis";
+import { aggregateKey } from "../worker/sources/edge-redis";
 
 /** Changes are collected this long before one re-warm: the time a change waits, at most, before its re-warm starts. */
 export const FLUSH_EVERY_MS = 25;

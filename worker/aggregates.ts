@@ -5,14 +5,15 @@
  * call per source), and per-SKU outcomes. Shared by prewarm and by
  * read-through on a cache miss.
  */
-import { notFoundEntry, storeKey, type CachedAggregate, type EdgeCache, type WriteCause } from "./cache";
+import { type EdgeCache, type WriteCause } from "./cache/edge-cache";
 import type { Config } from "./config";
-import { EdgeRedisError, readRecords, refillRecords, takeLeases, type EdgeRedisSession, type RecordPair } from "./edge-redis";
-import type { SkuFailureCode } from "./errors";
+import { EdgeRedisError, readRecords, refillRecords, takeLeases, type EdgeRedisSession, type RecordPair } from "./sources/edge-redis";
+import type { SkuFailureCode } from "../contract/prewarm";
 import { metrics } from "./metrics";
-import type { NodeSync } from "./node-sync";
-import { RegionalUnavailableError, type RegionalClient } from "./regional";
-import type { RulesHost, RulesInput, RulesOutput, Source } from "./rules-host";
+import type { NodeSync } from "./node/sync";
+import { RegionalUnavailableError, type RegionalClient } from "./sources/regional";
+import type { RulesHost, RulesInput, RulesOutput, Source } from "./rules/host";
+import { type CachedAggregate, notFoundEntry, storeKey } from "./cache/entry";
 
 export interface Deps {
   cfg: Config;

@@ -1,6 +1,6 @@
 /** The edge worker's entry: wiring only; the routes live in router.ts, the hot read's fast path in hot-read.ts. */
-import { hotRead } from "./hot-read";
-import { router } from "./router";
+import { hotRead } from "./http/hot-read";
+import { router } from "./http/router";
 
 export default {
   fetch: (request, env, ctx) => hotRead(request, env, ctx) ?? router.fetch(request, env, ctx),

@@ -7,16 +7,17 @@
  */
 import goStock from "../build/go-stock.wasm";
 import type { Deps, SkuOutcome } from "./aggregates";
-import { EdgeCache, type CachedAggregate } from "./cache";
-import { Coalescer } from "./coalesce";
+import { EdgeCache } from "./cache/edge-cache";
+import { Coalescer } from "./cache/coalesce";
 import { configOf, type Config } from "./config";
-import { EdgeRedisSession } from "./edge-redis";
-import { HotCache } from "./hot-cache";
-import { NodeSync } from "./node-sync";
-import { regionalClientFor } from "./regional";
-import { RulesHost } from "./rules-host";
-import { CacheApiStore, RedisStore, type AggregateStore } from "./store";
-import { WriteBehind } from "./write-behind";
+import { EdgeRedisSession } from "./sources/edge-redis";
+import { HotCache } from "./cache/hot-cache";
+import { NodeSync } from "./node/sync";
+import { regionalClientFor } from "./sources/regional";
+import { RulesHost } from "./rules/host";
+import { CacheApiStore, RedisStore, type AggregateStore } from "./cache/store";
+import { WriteBehind } from "./cache/write-behind";
+import type { CachedAggregate } from "./cache/entry";
 
 export const rulesHost = new RulesHost(goStock);
 

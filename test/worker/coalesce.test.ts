@@ -1,6 +1,6 @@
-/** Coalescing of concurrent computations of one key (worker/coalesce.ts), run in workerd. */
+/** Coalescing of concurrent computations of one key (worker/cache/coalesce.ts), run in workerd. */
 import { describe, expect, it } from "vitest";
-import { Coalescer } from "../../worker/coalesce";
+import { Coalescer } from "../../worker/cache/coalesce";
 
 const within = <T>(p: Promise<T>, ms: number): Promise<T> =>
   Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms))]);

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { encodeRecord } from "../../records/encode";
 import { rulesHost } from "../../worker/isolate";
-import type { RulesInput } from "../../worker/rules-host";
+import type { RulesInput } from "../../worker/rules/host";
 
 interface Vector {
   name: string;

@@ -1,6 +1,6 @@
 /** ETags of aggregate bodies: FNV-1a 64, checked against the published test vectors. */
 import { describe, expect, it } from "vitest";
-import { etagOf } from "../../worker/etag";
+import { etagOf } from "../../worker/cache/etag";
 
 describe("etagOf", () => {
   it.each([

@@ -4,12 +4,12 @@
  */
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { CachedAggregate } from "../../worker/cache";
 import { parseConfig } from "../../worker/config";
-import { entryBytes, HotCache } from "../../worker/hot-cache";
+import { entryBytes, HotCache } from "../../worker/cache/hot-cache";
 import { getSku, prewarmRequest, priceRecord, sleep, stockRecord, uniqueSku } from "./fixtures";
 import { metric } from "./parts";
 import { seed } from "./redis";
+import type { CachedAggregate } from "../../worker/cache/entry";
 
 function entry(json: string): CachedAggregate {
   return { segments: [{ json, computedAt: 0, validUntil: 1, nextAt: null }] };

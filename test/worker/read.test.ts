@@ -1,7 +1,7 @@
 /** GET /v1/skus/:sku, GET /v1/skus?ids=…, /healthz, /metrics in workerd on real Redis. */
 import { SELF, createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, inject, it } from "vitest";
-import { router } from "../../worker/router";
+import { router } from "../../worker/http/router";
 import { getSku, prewarmRequest, priceRecord, stockRecord, uniqueSku } from "./fixtures";
 import { regional } from "./parts";
 import { redisGetCalls, seed } from "./redis";

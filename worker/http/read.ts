@@ -14,15 +14,15 @@
  */
 import type { IRequest } from "itty-router";
 import { LRUCache } from "lru-cache";
-import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "./aggregates";
-import { lookupAt, memKey, storeKey, type CachedAggregate, type Lookup, type Segment } from "./cache";
+import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "../aggregates";
 import { HttpError } from "./errors";
-import { segmentEtag } from "./etag";
-import { isValidSku } from "../contract/ids";
+import { segmentEtag } from "../cache/etag";
+import { isValidSku } from "../../contract/ids";
 import { requestRegion } from "./region";
-import { hotKeys } from "./hot-keys";
-import { inflight, lookups } from "./isolate";
-import { metrics } from "./metrics";
+import { hotKeys } from "../node/hot-keys";
+import { inflight, lookups } from "../isolate";
+import { metrics } from "../metrics";
+import { type CachedAggregate, type Lookup, type Segment, lookupAt, memKey, storeKey } from "../cache/entry";
 
 /** The most SKUs one multi-get may ask for. */
 export const MAX_IDS = 100;

@@ -6,15 +6,16 @@
  * answered before the router, by `hot-read.ts`.)
  */
 import { Router, type IRequest } from "itty-router";
-import type { Deps } from "./aggregates";
+import type { Deps } from "../aggregates";
 import { HttpError, errorResponse, isHttpError } from "./errors";
 import { healthz } from "./health";
 import { hot } from "./hot";
-import { depsFor } from "./isolate";
-import { metrics } from "./metrics";
+import { depsFor } from "../isolate";
+import { metrics } from "../metrics";
+import { OverloadedError } from "../sources/edge-redis";
 import { prewarm } from "./prewarm";
 import { purge } from "./purge";
-import { getSku, getSkus } from "./skus";
+import { getSku, getSkus } from "./read";
 
 type Args = [env: Env, ctx: ExecutionContext];
 type Req = IRequest & { deps: Deps };
@@ -22,6 +23,7 @@ type Req = IRequest & { deps: Deps };
 /** Errors become responses here; an unexpected one is logged with a request id, and the client gets only the id (no internal text). */
 function toResponse(e: unknown): Response {
   if (isHttpError(e)) return errorResponse(e);
+  if (e instanceof OverloadedError) return errorResponse(new HttpError("overloaded", e.message, { "Retry-After": "1" }));
   const id = crypto.randomUUID();
   console.error(`internal error, request ${id}:`, e);
   return errorResponse(new HttpError("internal", `internal error; the node's log has the details under request ${id}`));

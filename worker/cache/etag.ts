@@ -1,3 +1,4 @@
+import type { Segment } from "./entry";
 /**
  * Strong ETags of aggregate bodies: the 64-bit FNV-1a hash of the JSON.
  * A segment's ETag is hashed when it is first served, not when it is
@@ -6,7 +7,6 @@
  * It guards against stale copies, not against an adversary, and a body
  * changes whenever its data or validity does.
  */
-import type { Segment } from "./cache";
 
 /** The length of an ETag: 16 hex digits in quotes. */
 export const ETAG_LENGTH = 18;

@@ -14,7 +14,7 @@
  * hotness is an estimate, not an account.
  */
 import type { default as Redis } from "ioredis";
-import type { MemKey } from "./node-sync";
+import type { MemKey } from "../cache/entry";
 
 export const WINDOW_MS = 60_000;
 /** Keys kept per count map after a prune. */

@@ -18,10 +18,11 @@
  * key was not invalidated since the operation started (by generation).
  */
 import type { ChainableCommander, default as Redis } from "ioredis";
-import type { Config } from "./config";
-import { nodeKey, type EdgeRedisSession } from "./edge-redis";
+import type { Config } from "../config";
+import { nodeKey, type EdgeRedisSession } from "../sources/edge-redis";
 import { hotKeys } from "./hot-keys";
-import { gaugeValues, metrics, pendingDeltas, renderMetrics, type ProcessGauges } from "./metrics";
+import { gaugeValues, metrics, pendingDeltas, renderMetrics, type ProcessGauges } from "../metrics";
+import type { MemKey } from "../cache/entry";
 
 /** How often a busy process reads the change log. */
 export const SYNC_EVERY_MS = 200;
@@ -99,8 +100,6 @@ function withScripts(client: Redis): Redis & NodeScripts {
   return client as Redis & NodeScripts;
 }
 
-/** `${region}\n${sku}`: the key of an aggregate in memory and in the change log. */
-export type MemKey = string;
 
 /**
  * This isolate's identity in the node and its counter flushes. They belong to

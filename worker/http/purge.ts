@@ -4,15 +4,15 @@
  * every other process's memory within 1 s (SPEC §7, `node-sync.ts`).
  */
 import type { IRequest } from "itty-router";
-import type { Deps } from "./aggregates";
+import type { Deps } from "../aggregates";
 import { requireBearer } from "./auth";
 import { readBody } from "./body";
-import { storeKey } from "./cache";
-import { inflight } from "./isolate";
+import { inflight } from "../isolate";
 import { HttpError } from "./errors";
-import { isValidSku } from "../contract/ids";
+import { isValidSku } from "../../contract/ids";
 import { requestRegion } from "./region";
-import { MAX_BATCH } from "../contract/prewarm";
+import { MAX_BATCH } from "../../contract/prewarm";
+import { storeKey } from "../cache/entry";
 
 export async function purge(request: IRequest, deps: Deps): Promise<Response> {
   requireBearer(request, deps.cfg.prewarmToken);

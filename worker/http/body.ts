@@ -3,7 +3,7 @@
  * oversize body is refused with 413 before it is buffered whole.
  */
 import { unpack } from "msgpackr";
-import { readCapped as readCappedChunks } from "../contract/http";
+import { readCapped as readCappedChunks } from "../../contract/http";
 import { HttpError } from "./errors";
 
 /** The largest body accepted: 1,000 SKUs of 64 characters fit with room to spare. */

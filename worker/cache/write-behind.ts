@@ -8,7 +8,7 @@
  * another's.
  */
 import pLimit, { type LimitFunction } from "p-limit";
-import { metrics } from "./metrics";
+import { metrics } from "../metrics";
 
 export class WriteBehind {
   private readonly limit: LimitFunction;

@@ -18,9 +18,9 @@ import {
   type IPolicy,
 } from "cockatiel";
 import { Packr } from "msgpackr";
-import type { Config } from "./config";
+import type { Config } from "../config";
 import type { RecordPair } from "./edge-redis";
-import { gauges, metrics } from "./metrics";
+import { gauges, metrics } from "../metrics";
 
 export type BreakerState = "closed" | "half-open" | "open";
 export type RegionalFailure = "error" | "timeout" | "rejected";

@@ -1,7 +1,7 @@
 /** GET /healthz: can this node answer? (edge Redis, regional breaker, Wasm, version) */
-import type { Deps } from "./aggregates";
+import type { Deps } from "../aggregates";
 
-import { ABI_VERSION } from "./rules-host";
+import { ABI_VERSION } from "../rules/host";
 
 export const VERSION = "0.1.0";
 

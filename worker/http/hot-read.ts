@@ -6,15 +6,16 @@
  * does not read plainly, a miss, a stale entry, an untrusted cache) returns
  * null and goes through the router, which gives the same answer the slow way.
  */
-import { memKey, trustedHot } from "./cache";
-import { configOf } from "./config";
-import { EdgeRedisSession } from "./edge-redis";
-import { isValidRegion, isValidSku } from "../contract/ids";
-import { hotKeys } from "./hot-keys";
-import { stateFor } from "./isolate";
-import { metrics } from "./metrics";
+import { trustedHot } from "../cache/edge-cache";
+import { configOf } from "../config";
+import { EdgeRedisSession } from "../sources/edge-redis";
+import { isValidRegion, isValidSku } from "../../contract/ids";
+import { hotKeys } from "../node/hot-keys";
+import { stateFor } from "../isolate";
+import { metrics } from "../metrics";
 import { answersFor } from "./region";
-import { onlyIfCached, serve } from "./skus";
+import { onlyIfCached, serve } from "./read";
+import { memKey } from "../cache/entry";
 
 const PREFIX = "/v1/skus/";
 const counted = {

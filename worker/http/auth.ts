@@ -1,5 +1,5 @@
 /** Bearer-token checks for the write routes (prewarm, purge, hot). */
-import { bearerVerdict } from "../contract/http";
+import { bearerVerdict } from "../../contract/http";
 import { HttpError } from "./errors";
 
 /** Throws 401 unless the request carries `Authorization: Bearer <token>`. */

@@ -12,14 +12,18 @@
  */
 import { TaskCancelledError, timeout, TimeoutStrategy, type TimeoutPolicy } from "cockatiel";
 import Redis from "ioredis";
-import { priceKey, stockKey } from "../records/keys";
-import type { Config } from "./config";
-import { HttpError } from "./errors";
-import { metrics } from "./metrics";
+import { priceKey, stockKey } from "../../records/keys";
+import type { Config } from "../config";
+import { metrics } from "../metrics";
 
 export interface RecordPair {
   stock: Uint8Array | null;
   price: Uint8Array | null;
+}
+
+/** The process is at EDGE_REDIS_MAX_SESSIONS: the request is refused before any I/O (503 `overloaded`). */
+export class OverloadedError extends Error {
+  override readonly name = "OverloadedError";
 }
 
 /** The edge Redis failed or did not answer within `edgeRedisTimeoutMs`. */
@@ -108,7 +112,7 @@ export class EdgeRedisSession {
       // Admission: past its capacity an isolate says so before any I/O, rather than let requests time out inside.
       if (busySessions >= this.cfg.edgeRedisMaxSessions) {
         metrics.shed.inc();
-        throw new HttpError("overloaded", `this node is at capacity (${this.cfg.edgeRedisMaxSessions} requests at work with its Redis per process); retry shortly`, { "Retry-After": "1" });
+        throw new OverloadedError(`this node is at capacity (${this.cfg.edgeRedisMaxSessions} requests at work with its Redis per process); retry shortly`);
       }
       busySessions++;
       this.busy = true;

@@ -8,8 +8,8 @@
  * that can no longer be served even stale is dropped when met.
  */
 import { LRUCache } from "lru-cache";
-import type { CachedAggregate } from "./cache";
 import { ETAG_LENGTH } from "./etag";
+import type { CachedAggregate } from "./entry";
 
 /**
  * Rough bytes an entry holds, on the high side: its JSON as UTF-16 (V8 keeps

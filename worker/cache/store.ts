@@ -12,18 +12,11 @@
  * long the bytes are kept (stale grace included); freshness is decided by
  * `lookupAt`, to the millisecond.
  */
-import type { CachedAggregate, Segment } from "./cache";
-import type { AggregateStoreKind } from "./config";
-import { aggregateKey, EdgeRedisError, exchangeTimeoutMs, getAggOrRecords, priceKey, stockKey, type EdgeRedisSession } from "./edge-redis";
-import { metrics } from "./metrics";
-import type { MemKey, NodeSync } from "./node-sync";
-
-export interface StoreKey {
-  sku: string;
-  region: string;
-  /** `${region}\n${sku}` */
-  mem: MemKey;
-}
+import type { AggregateStoreKind } from "../config";
+import { aggregateKey, EdgeRedisError, exchangeTimeoutMs, getAggOrRecords, priceKey, stockKey, type EdgeRedisSession } from "../sources/edge-redis";
+import { metrics } from "../metrics";
+import type { NodeSync } from "../node/sync";
+import type { CachedAggregate, MemKey, Segment, StoreKey } from "./entry";
 
 export interface StoreItem {
   key: StoreKey;

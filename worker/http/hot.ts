@@ -5,11 +5,11 @@
  * be read, this isolate's own counts answer, marked `X-Hot-Scope: isolate`.
  */
 import type { IRequest } from "itty-router";
-import type { Deps } from "./aggregates";
+import type { Deps } from "../aggregates";
 import { requireBearer } from "./auth";
-import { EdgeRedisError } from "./edge-redis";
+import { EdgeRedisError } from "../sources/edge-redis";
 import { HttpError } from "./errors";
-import { CAPACITY, hotKeys, type HotSku } from "./hot-keys";
+import { CAPACITY, hotKeys, type HotSku } from "../node/hot-keys";
 import { requestRegion } from "./region";
 
 export async function hot(request: IRequest, deps: Deps): Promise<Response> {

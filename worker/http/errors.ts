@@ -24,7 +24,7 @@ export const HTTP_ERRORS = {
 
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;
 
-export type { SkuFailureCode } from "../contract/prewarm";
+export type { SkuFailureCode } from "../../contract/prewarm";
 
 export class HttpError extends Error {
   readonly status: number;

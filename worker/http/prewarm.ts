@@ -4,17 +4,17 @@
  * Idempotent: the same batch again rewrites the same keys.
  */
 import type { IRequest } from "itty-router";
-import { computeAggregates, storeAggregates, type Deps } from "./aggregates";
+import { computeAggregates, storeAggregates, type Deps } from "../aggregates";
 import { requireBearer } from "./auth";
 import { readBody } from "./body";
-import { MAX_TTL_SECONDS, type Config } from "./config";
+import { MAX_TTL_SECONDS, type Config } from "../config";
 import { HttpError } from "./errors";
-import { MAX_BATCH, type PrewarmAnswer } from "../contract/prewarm";
-import { isValidSku } from "../contract/ids";
+import { MAX_BATCH, type PrewarmAnswer } from "../../contract/prewarm";
+import { isValidSku } from "../../contract/ids";
 import { requestRegion } from "./region";
-import { memKey } from "./cache";
-import { inflight } from "./isolate";
-import { metrics } from "./metrics";
+import { inflight } from "../isolate";
+import { metrics } from "../metrics";
+import { memKey } from "../cache/entry";
 
 export interface PrewarmBatch {
   region: string;

@@ -1,7 +1,7 @@
 /** Which region a request is for, and whether this node answers for it (EDGE_REGION, EDGE_REGIONS). */
-import type { Config } from "./config";
+import type { Config } from "../config";
 import { HttpError } from "./errors";
-import { isValidRegion } from "../contract/ids";
+import { isValidRegion } from "../../contract/ids";
 
 /**
  * The region a request names (`raw`), or the node's EDGE_REGION when it names

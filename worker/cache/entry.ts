@@ -1,0 +1,70 @@
+/**
+ * A cached entry and its keys: the data model every part of the edge cache
+ * shares (the hot cache, the shared store, ETags, coalescing, the change log).
+ *
+ * An entry holds a short price timeline: the aggregate valid now and, when a
+ * price change falls inside the TTL, the aggregates valid from each change
+ * to the end of the TTL (segments). A read picks the segment in force at its
+ * own millisecond, so a flash price starts exactly at T0 with no recompute.
+ * The key is SKU + region only, so extra query parameters can neither create
+ * nor poison entries.
+ */
+
+/** `${region}\n${sku}`: the key of an aggregate in memory, in coalescing and in the change log. */
+export type MemKey = string;
+
+export interface StoreKey {
+  sku: string;
+  region: string;
+  /** `${region}\n${sku}` */
+  mem: MemKey;
+}
+
+export interface Segment {
+  json: string;
+  computedAt: number;
+  validUntil: number;
+  /** The next price change after computedAt, or null. */
+  nextAt: number | null;
+  /** Its strong ETag, computed on first use (`segmentEtag`): a prewarm need not hash what may never be read. */
+  etag?: string;
+  /** A cached `not_found` (NEGATIVE_TTL_SECONDS): no body, never served stale. */
+  notFound?: true;
+}
+
+/** Segments in time order; each starts where the previous one ends. */
+export interface CachedAggregate {
+  segments: Segment[];
+}
+
+export type Lookup =
+  | { state: "fresh"; segment: Segment }
+  /** Past its validUntil only because its TTL ran out: the price it shows is still the one in force. */
+  | { state: "stale"; segment: Segment; staleForMs: number }
+  | { state: "absent" };
+
+/** What a stored entry means at `now`. */
+export function lookupAt(entry: CachedAggregate, now: number): Lookup {
+  for (const s of entry.segments) if (s.computedAt <= now && now < s.validUntil) return { state: "fresh", segment: s };
+  const last = entry.segments[entry.segments.length - 1];
+  // Stale is allowed only when no price change has happened since: never a wrong price; never for a cached not_found.
+  if (last && !last.notFound && now >= last.validUntil && (last.nextAt === null || now < last.nextAt)) {
+    return { state: "stale", segment: last, staleForMs: now - last.validUntil };
+  }
+  return { state: "absent" };
+}
+
+/** A cached `not_found` answer for `ttlMs` from `now`. */
+export function notFoundEntry(now: number, ttlMs: number): CachedAggregate {
+  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, notFound: true }] };
+}
+
+/** The key of a SKU's aggregate in memory, in coalescing and in the change log. */
+export function memKey(region: string, sku: string): MemKey {
+  return `${region}\n${sku}`;
+}
+
+export function storeKey(sku: string, region: string): StoreKey {
+  return { sku, region, mem: memKey(region, sku) };
+}
+
