@@ -14,13 +14,14 @@ import { bodyLimit } from "hono/body-limit";
 import { bearerAuth } from "hono/bearer-auth";
 import { HTTPException } from "hono/http-exception";
 import { timeout } from "hono/timeout";
-import type { Engine } from "./engine";
+import { within, type Engine } from "./engine";
 import { parsePlan } from "./plan";
 import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
 import { resolveSkus } from "./sku-source";
 import { verifyPlan } from "./verify";
 import { ChangeFanout } from "./changes";
+import { schedulerMetrics } from "./metrics";
 
 function errorBody(code: string, message: string, details?: readonly string[]) {
   return { error: { code, message, ...(details ? { details } : {}) } };
@@ -85,6 +86,12 @@ export function opsApp(engine: Engine): Hono {
   app.post("/v1/verify", async (c) => {
     const plan = await readPlan(c);
     return c.json(await verifyPlan(engine.cfg, plan, await resolveSkus(plan.skus, engine.redis)));
+  });
+  // Prometheus: the queues, open runs, readiness (behind the token like the rest; Prometheus sends it as a bearer).
+  const registry = schedulerMetrics(engine);
+  app.get("/metrics", async (c) => {
+    const text = await within(registry.metrics(), engine.cfg.redisTimeoutMs, () => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` }));
+    return c.body(text, 200, { "Content-Type": registry.contentType });
   });
   const changes = new ChangeFanout(engine);
   app.post("/v1/changes", async (c) => {

@@ -300,6 +300,11 @@ export class RunStore {
     return (await this.redis.prewarmCloseRun(this.key(runId), this.openKey, runId, Date.now(), reason)) === 1;
   }
 
+  /** How many runs are open. */
+  async openCount(): Promise<number> {
+    return this.redis.zcard(this.openKey);
+  }
+
   /** Runs still open whose deadline is at or before `at`. */
   async overdue(at: number, limit = 100): Promise<string[]> {
     return this.redis.zrangebyscore(this.openKey, "-inf", at, "LIMIT", 0, limit);

@@ -19,6 +19,9 @@ import { requiredUntil, verifyPlan } from "../../prewarm-scheduler/verify";
 import { collectHotSkus } from "../../prewarm-scheduler/hot-skus";
 import { Pacer, slowdownReason } from "../../prewarm-scheduler/pacing";
 import { checkPlan } from "../../prewarm-scheduler/check";
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { startRegional } from "../../regional/server";
 import { freePort, startRedis } from "../../scripts/redis-server";
 import { startStack, TOKEN, type Stack } from "./scheduler/stack";
 
@@ -318,6 +321,53 @@ describe("prewarm check", () => {
     expect(slow.ok).toBe(false);
     expect(slow.problems).toEqual([expect.stringMatching(/^edge-east: warming 2500 SKUs takes about 25\.0 s, but the campaign allows 10\.0 s/), expect.stringMatching(/^edge-north: /)]);
     expect(await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)))).toEqual(before);
+  });
+});
+
+describe("dashboards", () => {
+  /** The names a Prometheus text exposition exports: its samples', and its declared metrics' (a labelled metric has no sample before its first label set). */
+  const exported = (text: string): string[] =>
+    text.split("\n").flatMap((l) => {
+      const declared = /^# TYPE (\S+) (\S+)$/.exec(l);
+      if (declared) return declared[2] === "histogram" ? [`${declared[1]}_bucket`, `${declared[1]}_sum`, `${declared[1]}_count`] : [declared[1]!];
+      return l === "" || l.startsWith("#") ? [] : [l.split(/[{ ]/)[0]!];
+    });
+
+  it("the Grafana dashboard queries only series the nodes, the region and the scheduler export, and Prometheus scrapes all three", async () => {
+    const e = engine(stack.config(), false);
+    const regional = await startRegional({ redisUrl: stack.schedulerRedis.url });
+    try {
+      const ops = await opsApp(e).request("/metrics");
+      expect(ops.status).toBe(200);
+      const series = new Set([
+        ...exported(await (await fetch(`${stack.edges[0]!.node.url}/metrics`)).text()),
+        ...exported(await (await fetch(`${regional.url}/metrics`)).text()),
+        ...exported(await ops.text()),
+      ]);
+      expect(series).toContain("prewarm_queue_jobs");
+      const dashboard = JSON.parse(readFileSync(path.join(ROOT, "deploy/grafana/dashboards/edge-prewarm.json"), "utf8")) as { uid: string; panels: { title: string; targets: { expr: string }[] }[] };
+      const queried = dashboard.panels.flatMap((p) => p.targets.flatMap((t) => [...t.expr.matchAll(/\b(?:edge|regional|prewarm)_[a-z0-9_]+/g)].map((m) => `${p.title}: ${m[0]}`)));
+      expect(queried.length).toBeGreaterThan(15);
+      expect(queried.filter((q) => !series.has(q.slice(q.lastIndexOf(": ") + 2)))).toEqual([]);
+      for (const want of ["Hit ratio per node", "Prewarm SKUs/s per node", "Readiness per campaign and node", "Regional requests", "Prewarm batch latency (p50, p99)"]) {
+        expect(dashboard.panels.map((p) => p.title)).toContain(want);
+      }
+      const prom = parseYaml(readFileSync(path.join(ROOT, "deploy/prometheus/prometheus.yml"), "utf8")) as { scrape_configs: { job_name: string; metrics_path: string }[] };
+      expect(prom.scrape_configs.map((j) => [j.job_name, j.metrics_path])).toEqual([["edge-nodes", "/metrics"], ["regional", "/metrics"], ["prewarm-scheduler", "/metrics"]]);
+    } finally {
+      await regional.close();
+    }
+  });
+
+  it("the scheduler's /metrics counts its queues' jobs and needs the ops token", async () => {
+    const e = engine(stack.config({ opsToken: "ops-secret" }), false);
+    await e.startRun(plan({ skus: { list: stack.skus.slice(0, 10) } }));
+    const app = opsApp(e);
+    expect((await app.request("/metrics")).status).toBe(401);
+    const text = await (await app.request("/metrics", { headers: { Authorization: "Bearer ops-secret" } })).text();
+    expect(text).toMatch(/^prewarm_queue_jobs\{queue="runs",state="waiting"\} 1$/m);
+    expect(text).toMatch(/^prewarm_runs_open 1$/m);
+    expect(text).toMatch(/^prewarm_scheduler_redis_up 1$/m);
   });
 });
 
