@@ -1,4 +1,4 @@
-/** The edge worker's entry: wiring only; the routes live in router.ts, the hot read's fast path in hot-read.ts. */
+/** The edge worker's entry: wiring only; the routes live in http/router.ts, the warmed read's fast path in http/hot-read.ts. */
 import { hotRead } from "./http/hot-read";
 import { router } from "./http/router";
 
