@@ -191,7 +191,7 @@ withCommon(program.command("worker").description("process plan expansions and ba
   const engine = new Engine(config(o));
   engine.startWorkers();
   await engine.waitUntilReady();
-  console.error(`prewarm worker: ${engine.cfg.nodes.length} node queues, concurrency ${engine.cfg.concurrencyPerNode} per node`);
+  console.error(`prewarm worker: ${engine.cfg.nodes.length} nodes, ${engine.cfg.concurrency} batches in flight, at most ${engine.cfg.concurrencyPerNode} per node`);
   await untilSignal(engine, "prewarm worker");
 });
 

@@ -38,11 +38,14 @@ export const configSchema = z
     /** SKUs per POST /v1/prewarm. @default 1000 */
     batchSize: z.int().min(1).max(MAX_BATCH).default(MAX_BATCH),
     /**
-     * Batches in flight per node, per scheduler process. One 1,000-SKU batch
-     * already keeps a node's isolate busy; two at once on one local workerd
-     * made one of them miss its edge Redis deadline (see the README). @default 1
+     * Batches in flight per node, over all scheduler processes (a lease per
+     * batch in the scheduler's Redis). One 1,000-SKU batch already keeps a
+     * node's process busy; two at once on one local workerd made one of them
+     * miss its edge Redis deadline (see the README). @default 1
      */
     concurrencyPerNode: z.int().min(1).max(64).default(1),
+    /** Batches in flight per scheduler process, over all nodes: its one batch worker's slots. @default 64 */
+    concurrency: z.int().min(1).max(1024).default(64),
     /** SKUs per second sent to one node, over all scheduler processes; 0 = no limit. @default 0 */
     maxSkusPerSecondPerNode: z.int().min(0).default(0),
     /** Slowing a node down while it leans on its region. */

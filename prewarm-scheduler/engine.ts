@@ -1,11 +1,16 @@
 /**
  * The fan-out engine: BullMQ queues in the scheduler's Redis, shared by every
  * scheduler process. A run job (queue `runs`) opens the run, expands its plan
- * into batches and enqueues them on one queue per edge node (`node-<name>`);
- * each node queue has its own workers with the per-node concurrency, so a
- * slow or dead node only ever holds up its own queue. Job ids are derived
- * from the run id, so an expansion that is retried enqueues nothing twice,
- * and the run store counts each batch once however often it is tried.
+ * into batches and enqueues them, every node's interleaved, on one queue
+ * (`batches`). Each scheduler process works it with one BullMQ worker of
+ * `concurrency` slots, so its Redis connections do not grow with the fleet.
+ * Per-node isolation is kept by per-node leases in Redis (at most
+ * `concurrencyPerNode` batches in flight per node, over all processes) and
+ * the node's pace: a batch whose node is busy or paced goes back to the queue
+ * as a delayed job, freeing its slot, so a slow or dead node holds up only its
+ * own batches. Job ids are derived from the run id and the node, so an
+ * expansion that is retried enqueues nothing twice, and the run store counts
+ * each batch once however often it is tried.
  *
  * Every run ends by its deadline: a batch or expansion that fails for good,
  * for whatever reason (a node's answer, a scheduler error, a job stalled past
@@ -14,7 +19,7 @@
  * sweep of any process running workers, or by the CLI watching the run.
  */
 import { createHash } from "node:crypto";
-import { Job, Queue, UnrecoverableError, Worker, type JobsOptions } from "bullmq";
+import { DelayedError, Job, Queue, UnrecoverableError, Worker, type JobsOptions } from "bullmq";
 import { TaskCancelledError, timeout, TimeoutStrategy } from "cockatiel";
 import { Redis } from "ioredis";
 import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
@@ -64,9 +69,13 @@ export function newRunId(planName: string, at = Date.now()): string {
   return `${planName}-${stamp(at)}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
-export function nodeQueueName(node: string): string {
-  return `node-${node}`;
+/** The BullMQ job id of a node's batch (the run store names the batch `${runId}.${i}` per node). */
+export function batchJobId(node: string, batchId: string): string {
+  return `${batchId}@${node}`;
 }
+
+/** How long a batch waits before it tries again for a slot of a busy node (ms, jittered). */
+const BUSY_RETRY_MS = 100;
 
 /**
  * A plan's identity for supersession: its name and what it warms. A newer run
@@ -108,7 +117,7 @@ export class Engine {
   private readonly pacer: Pacer;
   /** A connection whose commands fail within `redisTimeoutMs` while Redis is away, rather than wait for it. */
   private readonly probe: Redis;
-  private readonly nodeQueues = new Map<string, Queue<BatchJobData>>();
+  readonly batches: Queue<BatchJobData>;
   private readonly workers: Worker[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
@@ -128,17 +137,8 @@ export class Engine {
     this.store = new RunStore(this.redis, cfg.prefix);
     this.pacer = new Pacer(this.redis, cfg.prefix);
     this.runs = new Queue<RunJobData>("runs", { connection: this.redis, prefix: cfg.prefix });
-    this.runs.on("error", (e) => this.logConnectionError(e));
-  }
-
-  nodeQueue(node: string): Queue<BatchJobData> {
-    let q = this.nodeQueues.get(node);
-    if (!q) {
-      q = new Queue<BatchJobData>(nodeQueueName(node), { connection: this.redis, prefix: this.cfg.prefix });
-      q.on("error", (e) => this.logConnectionError(e));
-      this.nodeQueues.set(node, q);
-    }
-    return q;
+    this.batches = new Queue<BatchJobData>("batches", { connection: this.redis, prefix: cfg.prefix });
+    for (const q of [this.runs, this.batches] as Queue[]) q.on("error", (e) => this.logConnectionError(e));
   }
 
   private lastConnectionError = "";
@@ -151,7 +151,7 @@ export class Engine {
 
   /** Every queue this configuration uses (for the dashboard). */
   queues(): Queue[] {
-    return [this.runs as Queue, ...this.cfg.nodes.map((n) => this.nodeQueue(n.name) as Queue)];
+    return [this.runs as Queue, this.batches as Queue];
   }
 
   /** Whether the scheduler's Redis answers a PING now (within `redisTimeoutMs`); never waits longer. */
@@ -206,7 +206,7 @@ export class Engine {
     return runId;
   }
 
-  /** Starts this process's workers: plan expansion, one worker per node queue, and the deadline sweep. */
+  /** Starts this process's workers: plan expansion, the batches (one worker, `concurrency` slots), and the deadline sweep. */
   startWorkers(): void {
     const common = {
       connection: this.redis,
@@ -220,15 +220,13 @@ export class Engine {
       if (job?.finishedOn && job.name !== "verify") void this.expansionFailed(job, err).catch((e: Error) => console.error(`scheduler: recording the failed expansion ${job.id}: ${e.message}`));
     });
     this.workers.push(runs);
-    for (const node of this.cfg.nodes) {
-      const w = new Worker<BatchJobData>(nodeQueueName(node.name), (job) => this.processBatch(node, job), { ...common, concurrency: this.cfg.concurrencyPerNode });
-      // A batch that failed for good without our processor recording it (a scheduler error, a job
-      // stalled past its limit) is recorded here; one the processor recorded is a no-op.
-      w.on("failed", (job, err) => {
-        if (job?.finishedOn) void this.store.record(this.failedBatch(job.data, jobFailureCode(err.message), 0)).catch((e: Error) => console.error(`scheduler: recording the failed batch ${job.id}: ${e.message}`));
-      });
-      this.workers.push(w);
-    }
+    const batches = new Worker<BatchJobData>("batches", (job, token) => this.processBatch(job, token), { ...common, concurrency: this.cfg.concurrency });
+    // A batch that failed for good without our processor recording it (a scheduler error, a job
+    // stalled past its limit) is recorded here; one the processor recorded is a no-op.
+    batches.on("failed", (job, err) => {
+      if (job?.finishedOn) void this.store.record(this.failedBatch(job.data, jobFailureCode(err.message), 0)).catch((e: Error) => console.error(`scheduler: recording the failed batch ${job.id}: ${e.message}`));
+    });
+    this.workers.push(batches);
     for (const w of this.workers) w.on("error", (e) => console.error(`scheduler worker ${w.name}: ${e.message}`));
     let sweeping = false;
     this.sweeper = setInterval(() => {
@@ -282,28 +280,28 @@ export class Engine {
       removeOnComplete: KEEP_JOBS,
       removeOnFail: KEEP_JOBS,
     };
-    for (const node of nodes) {
-      await this.nodeQueue(node.name).addBulk(
-        batches.map((b, i) => {
-          const batchId = `${runId}.${i}`;
-          const data: BatchJobData = {
-            runId,
-            node: node.name,
-            batchId,
-            region: node.region,
-            skus: b,
-            deadline: opened.deadline,
-            planKey: opened.planKey,
-            createdAt: opened.createdAt,
-            ...(plan.ttl === undefined ? {} : { ttl: plan.ttl }),
-            ...(plan.ttlJitter > 0 ? { ttlJitter: plan.ttlJitter } : {}),
-          };
-          return { name: "batch", data, opts: { ...opts, jobId: batchId } };
-        }),
-      );
-      // Only once this run's batches are queued may they supersede an older run's.
-      await this.store.markLatest(opened.planKey, node.name, opened.createdAt);
-    }
+    // Batch i of every node, then batch i + 1: the queue serves the nodes evenly.
+    const jobs = batches.flatMap((b, i) =>
+      nodes.map((node) => {
+        const batchId = `${runId}.${i}`;
+        const data: BatchJobData = {
+          runId,
+          node: node.name,
+          batchId,
+          region: node.region,
+          skus: b,
+          deadline: opened.deadline,
+          planKey: opened.planKey,
+          createdAt: opened.createdAt,
+          ...(plan.ttl === undefined ? {} : { ttl: plan.ttl }),
+          ...(plan.ttlJitter > 0 ? { ttlJitter: plan.ttlJitter } : {}),
+        };
+        return { name: "batch", data, opts: { ...opts, jobId: batchJobId(node.name, batchId) } };
+      }),
+    );
+    for (let i = 0; i < jobs.length; i += 1000) await this.batches.addBulk(jobs.slice(i, i + 1000));
+    // Only once this run's batches are queued may they supersede an older run's.
+    for (const node of nodes) await this.store.markLatest(opened.planKey, node.name, opened.createdAt);
     return { runId, batches: batches.length * nodes.length };
   }
 
@@ -357,11 +355,16 @@ export class Engine {
     };
   }
 
-  private async processBatch(node: EdgeNodeConfig, job: Job<BatchJobData>): Promise<void> {
+  private async processBatch(job: Job<BatchJobData>, token: string | undefined): Promise<void> {
     const d = job.data;
     const started = performance.now();
     if (d.deadline - Date.now() <= 0) {
       await this.store.record(this.failedBatch(d, "deadline_exceeded", 0));
+      return;
+    }
+    const node = this.cfg.nodes.find((n) => n.name === d.node);
+    if (!node) {
+      await this.store.record(this.failedBatch(d, "node_absent", 0));
       return;
     }
     if (d.planKey !== undefined && d.createdAt !== undefined && (await this.store.latest(d.planKey, d.node)) > d.createdAt) {
@@ -370,15 +373,34 @@ export class Engine {
       await this.store.record({ runId: d.runId, node: d.node, batchId: d.batchId, skus: d.skus.length, warmed: 0, fromEdge: 0, fromRegional: 0, failedByCode: {}, batchFailed: false, superseded: d.skus.length, latencyMs: 0, samples: [] });
       return;
     }
-    // The node's pace (its SKUs/s limit, and any slowdown its recent answers caused), shared by every scheduler process.
-    const pacedMs = await this.pacer.take(node.name, d.skus.length, node.maxSkusPerSecond ?? this.cfg.maxSkusPerSecondPerNode);
-    if (pacedMs > 0) {
-      if (Date.now() + pacedMs >= d.deadline) {
-        await this.store.record(this.failedBatch(d, "deadline_exceeded", 0));
-        return;
-      }
-      await new Promise((res) => setTimeout(res, pacedMs));
+    // The node's pace (its SKUs/s limit, and any slowdown its recent answers caused): a batch that
+    // would wait long goes back to the queue until then, rather than hold a slot of this process.
+    const waitMs = await this.pacer.wait(node.name);
+    if (waitMs > BUSY_RETRY_MS) return this.later(job, token, waitMs);
+    // At most concurrencyPerNode batches in flight on the node, over all scheduler processes.
+    const holder = batchJobId(d.node, d.batchId);
+    if (!(await this.pacer.acquire(node.name, holder, this.cfg.concurrencyPerNode, this.cfg.requestTimeoutMs + 10_000))) return this.later(job, token, BUSY_RETRY_MS * (0.5 + Math.random()));
+    try {
+      return await this.sendBatch(node, job, started);
+    } finally {
+      await this.pacer.release(node.name, holder).catch(() => undefined); // else its lease expires
     }
+  }
+
+  /** Puts a batch back in the queue for `ms` without counting a try (BullMQ's DelayedError), or fails it when that passes its deadline. */
+  private async later(job: Job<BatchJobData>, token: string | undefined, ms: number): Promise<void> {
+    if (Date.now() + ms >= job.data.deadline) {
+      await this.store.record(this.failedBatch(job.data, "deadline_exceeded", 0));
+      return;
+    }
+    await job.moveToDelayed(Date.now() + Math.ceil(ms), token);
+    throw new DelayedError();
+  }
+
+  private async sendBatch(node: EdgeNodeConfig, job: Job<BatchJobData>, started: number): Promise<void> {
+    const d = job.data;
+    const pacedMs = await this.pacer.take(node.name, d.skus.length, node.maxSkusPerSecond ?? this.cfg.maxSkusPerSecondPerNode);
+    if (pacedMs > 0) await new Promise((res) => setTimeout(res, pacedMs)); // at most BUSY_RETRY_MS, or another process booked just before
     const remaining = d.deadline - Date.now();
     try {
       const answer = await postBatch({
@@ -458,7 +480,7 @@ export class Engine {
     const byCode: Record<string, number> = {};
     await Promise.all(
       unsettled.map(async (b) => {
-        const job = await Job.fromId<BatchJobData>(this.nodeQueue(b.node), b.batchId);
+        const job = await Job.fromId<BatchJobData>(this.batches, batchJobId(b.node, b.batchId));
         const code = !job ? "not_enqueued" : job.finishedOn && job.failedReason ? jobFailureCode(job.failedReason) : "deadline_exceeded";
         byCode[code] = (byCode[code] ?? 0) + 1;
         const data: BatchJobData = job?.data ?? { runId, node: b.node, batchId: b.batchId, region: "", skus: [], deadline: meta.deadline };
@@ -478,7 +500,7 @@ export class Engine {
     this.closed = true;
     clearInterval(this.sweeper);
     await Promise.all(this.workers.map((w) => w.close()));
-    await Promise.all([this.runs.close(), ...[...this.nodeQueues.values()].map((q) => q.close())]);
+    await Promise.all([this.runs.close(), this.batches.close()]);
     this.redis.disconnect();
     this.probe.disconnect();
   }

@@ -1,6 +1,10 @@
 /**
- * The warmer protects what it warms: a per-node pace shared by every
- * scheduler process, in the scheduler's Redis.
+ * The warmer protects what it warms: per node, a limit of batches in flight
+ * and a pace, shared by every scheduler process, in the scheduler's Redis.
+ *
+ * Slots: a node has at most `concurrencyPerNode` batches in flight over all
+ * scheduler processes, each held as a lease (a sorted-set member that expires
+ * after the batch's timeout, so a process that dies cannot keep it).
  *
  * Each node has one instant, "free at" (GCRA): a batch of n SKUs to a node
  * limited to r SKUs/s may start at max(now, free at), which then moves on by
@@ -21,6 +25,17 @@ redis.call('SET', KEYS[1], free + tonumber(ARGV[2]), 'PX', math.max(1000, free +
 return free - now
 `;
 
+const ACQUIRE = `
+-- KEYS: slots; ARGV: now, lease expiry, limit, holder; returns 1 when the holder has a slot
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`;
+
 const SLOW = `
 -- KEYS: pace; ARGV: now, slowdown ms
 local now = tonumber(ARGV[1])
@@ -30,6 +45,7 @@ return free - now
 `;
 
 type PacingRedis = Redis & {
+  prewarmSlotAcquire(key: string, now: number, expiresAt: number, limit: number, holder: string): Promise<number>;
   prewarmPaceTake(key: string, now: number, costMs: number): Promise<number>;
   prewarmPaceSlow(key: string, now: number, slowdownMs: number): Promise<number>;
 };
@@ -55,6 +71,7 @@ export class Pacer {
     private readonly prefix: string,
   ) {
     if (!("prewarmPaceTake" in redis)) {
+      redis.defineCommand("prewarmSlotAcquire", { numberOfKeys: 1, lua: ACQUIRE });
       redis.defineCommand("prewarmPaceTake", { numberOfKeys: 1, lua: TAKE });
       redis.defineCommand("prewarmPaceSlow", { numberOfKeys: 1, lua: SLOW });
     }
@@ -63,6 +80,20 @@ export class Pacer {
 
   private key(node: string): string {
     return `${this.prefix}:pace:${node}`;
+  }
+
+  /** Takes one of `node`'s `limit` slots for `holder` (a batch) until `leaseMs` from now; false when all are taken. */
+  async acquire(node: string, holder: string, limit: number, leaseMs: number, now = Date.now()): Promise<boolean> {
+    return (await this.redis.prewarmSlotAcquire(`${this.prefix}:slots:${node}`, now, now + leaseMs, limit, holder)) === 1;
+  }
+
+  async release(node: string, holder: string): Promise<void> {
+    await this.redis.zrem(`${this.prefix}:slots:${node}`, holder);
+  }
+
+  /** How long until `node`'s pace lets a batch start (0: now); books nothing. */
+  async wait(node: string, now = Date.now()): Promise<number> {
+    return Math.max(0, Number((await this.redis.get(this.key(node))) ?? 0) - now);
   }
 
   /** Books a batch of `skus` on `node` at `skusPerSecond` (0: no limit, but a slowdown still applies); the ms to wait before sending it. */
