@@ -20,8 +20,8 @@ export async function watchRun(engine: Engine, runId: string, o: WatchOptions): 
   const poll = o.pollMs ?? 250;
   const bounded = <T>(p: Promise<T>): Promise<T> =>
     within(p, engine.cfg.redisTimeoutMs, () => new SchedulerRedisError(`the scheduler's Redis ${describeRedis(engine.cfg.redis)} did not answer within ${engine.cfg.redisTimeoutMs} ms while watching run ${runId}; the run goes on: see \`prewarm status ${runId}\``));
-  const report = async (): Promise<RunReport> => {
-    const r = await bounded(engine.store.report(runId));
+  const report = async (latencies = false): Promise<RunReport> => {
+    const r = await bounded(engine.store.report(runId, { latencies }));
     if (r === null) throw new Error(`no run ${runId}`);
     return r;
   };
@@ -34,7 +34,7 @@ export async function watchRun(engine: Engine, runId: string, o: WatchOptions): 
         if (!bars.has(n.name)) bars.set(n.name, multi?.create(r.totalSkus, 0, { node: n.name.padEnd(12), warmed: 0, failed: 0 }));
         bars.get(n.name)?.update(n.skus, { warmed: n.warmed, failed: n.failed });
       }
-      if (r.finishedAt !== null) return r;
+      if (r.finishedAt !== null) return report(true);
       if (await bounded(engine.closeRunIfOverdue(runId))) r = await report();
       else {
         await new Promise((res) => setTimeout(res, poll));

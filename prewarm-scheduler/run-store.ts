@@ -343,14 +343,19 @@ export class RunStore {
     return raw === null ? null : (JSON.parse(raw) as RunMeta);
   }
 
-  async report(runId: string): Promise<RunReport | null> {
+  /**
+   * A run's report. Without `latencies` (a watcher's progress polls) it reads
+   * the run's one hash only, and the batch latency percentiles are null: one
+   * command however many nodes the run has.
+   */
+  async report(runId: string, o: { latencies?: boolean } = {}): Promise<RunReport | null> {
     const hash = await this.redis.hgetall(this.key(runId));
     if (!hash["meta"]) return null;
     const meta = JSON.parse(hash["meta"]) as RunMeta;
     const num = (k: string): number => Number(hash[k] ?? 0);
     const nodes = await Promise.all(
       meta.nodes.map(async (n) => {
-        const lat = (await this.redis.lrange(this.key(runId, `:lat:${n.name}`), 0, -1)).map(Number).sort((a, b) => a - b);
+        const lat = o.latencies === false ? [] : (await this.redis.lrange(this.key(runId, `:lat:${n.name}`), 0, -1)).map(Number).sort((a, b) => a - b);
         const byPrefix = (prefix: string): Record<string, number> => {
           const out: Record<string, number> = {};
           for (const [k, v] of Object.entries(hash)) if (k.startsWith(prefix) && Number(v) > 0) out[k.slice(prefix.length)] = Number(v);
