@@ -3,7 +3,9 @@
  *
  * Reads every worker variable (SPEC §6) from the environment, plus NODE_HOST
  * (127.0.0.1), NODE_PORT (8787), NODE_PROCESSES (the machine's cores) and
- * NODE_WATCH_CHANGES (1: re-warm warm SKUs whose records change);
+ * NODE_WATCH_CHANGES (1: re-warm warm SKUs whose records change), and, to
+ * announce itself to the scheduler's node registry, NODE_ANNOUNCE_URL (the
+ * ops API), NODE_ANNOUNCE_TOKEN, NODE_NAME and NODE_PUBLIC_URL;
  * AGGREGATE_STORE defaults to `redis` here (workerd has no Cache API unless
  * one is configured, and a node's processes share its edge Redis). The
  * configuration is checked before anything starts, with the worker's own
@@ -37,6 +39,12 @@ const port = Number(env["NODE_PORT"]);
 const processes = Number(env["NODE_PROCESSES"]);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`NODE_PORT must be a port number (0 = any free port), got ${JSON.stringify(env["NODE_PORT"])}`);
 if (!Number.isInteger(processes) || processes < 1 || processes > 256) fail(`NODE_PROCESSES must be an integer in 1..256, got ${JSON.stringify(env["NODE_PROCESSES"])}`);
+if (env["NODE_ANNOUNCE_URL"]) {
+  // Announcing to the scheduler's registry needs the node's name, the URL the scheduler reaches it at, and the registry token.
+  for (const v of ["NODE_NAME", "NODE_PUBLIC_URL", "NODE_ANNOUNCE_TOKEN"]) if (!env[v]) fail(`NODE_ANNOUNCE_URL is set, so ${v} must be too`);
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(env["NODE_NAME"]!)) fail(`NODE_NAME must be lowercase letters, digits and dashes (1-63 chars), got ${JSON.stringify(env["NODE_NAME"])}`);
+  for (const v of ["NODE_ANNOUNCE_URL", "NODE_PUBLIC_URL"]) if (!/^https?:\/\//.test(env[v]!)) fail(`${v} must be an http(s) URL, got ${JSON.stringify(env[v])}`);
+}
 if (env["NODE_WATCH_CHANGES"] !== undefined && !["0", "1"].includes(env["NODE_WATCH_CHANGES"])) fail(`NODE_WATCH_CHANGES must be 0 or 1, got ${JSON.stringify(env["NODE_WATCH_CHANGES"])}`);
 try {
   const cfg = parseConfig(env as RawConfig);

@@ -20,13 +20,14 @@
  * warm on the node (change-watch.ts; NODE_WATCH_CHANGES=0 switches it off).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { CONFIG_VARS } from "../worker/config";
 import { parseConfig, type RawConfig } from "../worker/config";
+import { announce } from "./announce";
 import { ChangeWatch } from "./change-watch";
 import { COMPAT_FILE, bundleDir, nodeConfig } from "./workerd-config";
 import { workerdBinary } from "./workerd-binary";
@@ -231,6 +232,11 @@ try {
   await Promise.all(slots.map((s) => start(s).then(() => healthy(s))));
   heartbeat();
   await watchChanges();
+  const schedulerUrl = process.env["NODE_ANNOUNCE_URL"];
+  if (schedulerUrl) {
+    const version = (JSON.parse(readFileSync(path.join(import.meta.dirname, "../package.json"), "utf8")) as { version: string }).version;
+    announce({ schedulerUrl, token: process.env["NODE_ANNOUNCE_TOKEN"] ?? "", node: { name: process.env["NODE_NAME"]!, url: process.env["NODE_PUBLIC_URL"]!, region: cfg.edgeRegion, processes: count, version }, log });
+  }
   for (const s of slots) log(`process ${s.index + 1} (pid ${s.child?.pid}) ready, probe port ${s.probePort}`);
   console.log(`edge node listening on http://${host}:${port} (${count} processes)`);
 } catch (e) {

@@ -43,15 +43,15 @@ export class ChangeFanout {
   constructor(private readonly engine: Engine) {}
 
   /** Validates a notice and adds it to its window; resolves with the id of the run that re-warms it. */
-  notify(body: unknown): Promise<string> {
+  async notify(body: unknown): Promise<string> {
     const r = noticeSchema.safeParse(body);
     if (!r.success) throw new InvalidFileError("notice", describeIssues(r.error));
     const regions = r.data.regions ? [...new Set(r.data.regions)].sort() : undefined;
+    // Refuse regions no node serves now, in the caller's answer, not later in a worker.
+    targetNodes(this.plan(["x"], regions), await this.engine.fleet(), "notice");
     const key = regions?.join(",") ?? "*";
     let w = this.open.get(key);
     if (!w) {
-      // Refuse regions no node serves now, in the caller's answer, not later in a worker.
-      targetNodes(this.plan(["x"], regions), this.engine.cfg.nodes, "notice");
       let start!: () => void;
       const started = new Promise<void>((res) => (start = res));
       const win: Window = { skus: new Set(), regions, start: () => start(), run: started.then(() => this.engine.startRun(this.plan([...win.skus], regions), "changes")) };

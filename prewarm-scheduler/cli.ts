@@ -11,6 +11,7 @@
  *   prewarm schedule <plan>     register a cron or campaign plan (idempotent)
  *   prewarm unschedule <name>   remove a plan's schedule
  *   prewarm list                schedules and recent runs
+ *   prewarm nodes list|add|remove   the fleet: the config's nodes and the live registry
  *   prewarm worker              process batches (run as many as you like, anywhere)
  *   prewarm serve               the ops HTTP API and job dashboard (workers included)
  *
@@ -97,7 +98,7 @@ withCommon(program.command("run <plan>").description("run a plan now and report 
 withCommon(program.command("check <plan>").description("dry run: resolve the SKUs, estimate each node's time from its recent runs, refuse a campaign whose lead is too short; sends nothing to the nodes")).action(async (planFile: string, o: Common) => {
   const plan = loadPlan(planFile);
   await withEngine(o, async (engine) => {
-    const r = await checkPlan(engine.cfg, engine.store, plan, await resolveSkus(plan.skus, engine.redis));
+    const r = await checkPlan(await engine.withFleet(), engine.store, plan, await resolveSkus(plan.skus, engine.redis));
     out(o, r, formatCheck(r));
     if (!r.ok) process.exitCode = 1;
   });
@@ -112,7 +113,7 @@ withCommon(program.command("hot <key>").description("collect every node's most-r
       process.exit(2);
     }
     await withEngine(o, async (engine) => {
-      const r = await collectHotSkus(engine.cfg, engine.redis, key, top);
+      const r = await collectHotSkus(await engine.withFleet(), engine.redis, key, top);
       out(o, r, [`${r.key}: ${r.skus} SKUs`, ...r.nodes.map((n) => `  ${n.name.padEnd(16)} ${n.error ? `not collected: ${n.error}` : `${n.skus} SKUs`}`)].join("\n"));
       if (r.skus === 0) process.exitCode = 1;
     });
@@ -127,7 +128,7 @@ withCommon(program.command("verify <plan>").description("check that every planne
       const multi = o.progress && !o.json && process.stderr.isTTY ? new MultiBar({ format: " {node} |{bar}| {percentage}% {value}/{total} keys checked", hideCursor: true }, Presets.shades_classic) : null;
       const bars = new Map<string, ReturnType<MultiBar["create"]>>();
       try {
-        const report = await verifyPlan(engine.cfg, plan, skus, {
+        const report = await verifyPlan(await engine.withFleet(), plan, skus, {
           onProgress: (node, checked) => {
             if (!multi) return;
             if (!bars.has(node)) bars.set(node, multi.create(skus.length, 0, { node: node.padEnd(12) }));
@@ -186,6 +187,27 @@ withCommon(program.command("list").description("schedules and recent runs"))
       out(o, { schedules, runs: runs.map(({ nodes: _n, ...r }) => r) }, text);
     });
   });
+
+const nodes = program.command("nodes").description("the fleet: the config's nodes and the registry (nodes that announce themselves, or added here)");
+withCommon(nodes.command("list").description("every node, with its source and state")).action(async (o: Common) => {
+  await withEngine(o, async (engine) => {
+    const all = [...engine.cfg.nodes.map((n) => ({ name: n.name, url: n.url, region: n.region, source: "config", state: "live", lastSeen: null as number | null })), ...(await engine.registry.list())];
+    out(o, { nodes: all }, all.length === 0 ? "(no nodes)" : all.map((n) => `${n.name.padEnd(24)} ${n.region.padEnd(10)} ${n.source.padEnd(9)} ${n.state.padEnd(6)} ${n.url}`).join("\n"));
+  });
+});
+withCommon(nodes.command("add <name> <url> <region>").description("add a node to the registry (its URL must match the config's nodeUrlAllow)")).action(async (name: string, url: string, region: string, o: Common) => {
+  await withEngine(o, async (engine) => {
+    const e = await engine.registry.add({ name, url, region });
+    out(o, e, `added ${e.name} (${e.region})`);
+  });
+});
+withCommon(nodes.command("remove <name>").description("remove a node from the registry")).action(async (name: string, o: Common) => {
+  await withEngine(o, async (engine) => {
+    const removed = await engine.registry.remove(name);
+    out(o, { name, removed }, removed ? `removed ${name}` : `no registry node ${name}`);
+    if (!removed) process.exitCode = 2;
+  });
+});
 
 withCommon(program.command("worker").description("process plan expansions and batches until SIGINT/SIGTERM")).action(async (o: Common) => {
   const engine = new Engine(config(o));

@@ -34,7 +34,14 @@ export const configSchema = z
     prefix: z.string().regex(/^[A-Za-z0-9_-]+$/, { error: "must be letters, digits, - or _" }).default("prewarm"),
     /** Bearer token of the nodes' POST /v1/prewarm. */
     token: z.string().min(1, { error: "must not be empty (use ${PREWARM_TOKEN} to read it from the environment)" }),
-    nodes: z.array(nodeSchema).min(1, { error: "must list at least one edge node" }),
+    /** The static fleet; nodes may also join through the registry (`nodeUrlAllow`). */
+    nodes: z.array(nodeSchema).default([]),
+    /** URL patterns (`*` = anything) a registry node's URL must match: the fleet's token goes only there. None: no node can join. @default [] */
+    nodeUrlAllow: z.array(z.string().min(1)).default([]),
+    /** Bearer token nodes announce themselves with (`POST /v1/nodes/announce`); empty: announcing is off. @default "" */
+    registryToken: z.string().default(""),
+    /** A registry node that has not announced itself for this long is absent. @default 15000 */
+    nodeAbsentAfterMs: z.int().min(100).max(3_600_000).default(15_000),
     /** SKUs per POST /v1/prewarm. @default 1000 */
     batchSize: z.int().min(1).max(MAX_BATCH).default(MAX_BATCH),
     /**

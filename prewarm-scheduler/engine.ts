@@ -25,6 +25,7 @@ import { Redis } from "ioredis";
 import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
 import { isBatchError, postBatch } from "./edge-client";
 import { Pacer, slowdownReason } from "./pacing";
+import { asNode, NodeRegistry, type NodeState } from "./registry";
 import { targetNodes, type Plan } from "./plan";
 import { RunStore, type BatchResult, type ReadinessSummary, type RunMeta } from "./run-store";
 import { verifyPlan, type VerifyReport } from "./verify";
@@ -74,6 +75,9 @@ export function batchJobId(node: string, batchId: string): string {
   return `${batchId}@${node}`;
 }
 
+/** How long a scheduler process reuses its read of the node registry. */
+const REGISTRY_CACHE_MS = 1000;
+
 /** How long a batch waits before it tries again for a slot of a busy node (ms, jittered). */
 const BUSY_RETRY_MS = 100;
 
@@ -115,6 +119,9 @@ export class Engine {
   readonly store: RunStore;
   readonly runs: Queue<RunJobData>;
   private readonly pacer: Pacer;
+  readonly registry: NodeRegistry;
+  /** The registry as last read (at most REGISTRY_CACHE_MS old): a batch does not read the whole registry. */
+  private registryCache: { at: number; nodes: Promise<NodeState[]> } | null = null;
   /** A connection whose commands fail within `redisTimeoutMs` while Redis is away, rather than wait for it. */
   private readonly probe: Redis;
   readonly batches: Queue<BatchJobData>;
@@ -136,6 +143,7 @@ export class Engine {
     this.probe.on("error", () => {});
     this.store = new RunStore(this.redis, cfg.prefix);
     this.pacer = new Pacer(this.redis, cfg.prefix);
+    this.registry = new NodeRegistry(this.redis, cfg);
     this.runs = new Queue<RunJobData>("runs", { connection: this.redis, prefix: cfg.prefix });
     this.batches = new Queue<BatchJobData>("batches", { connection: this.redis, prefix: cfg.prefix });
     for (const q of [this.runs, this.batches] as Queue[]) q.on("error", (e) => this.logConnectionError(e));
@@ -152,6 +160,30 @@ export class Engine {
   /** Every queue this configuration uses (for the dashboard). */
   queues(): Queue[] {
     return [this.runs as Queue, this.batches as Queue];
+  }
+
+  private registered(): Promise<NodeState[]> {
+    const now = Date.now();
+    if (!this.registryCache || now - this.registryCache.at > REGISTRY_CACHE_MS) this.registryCache = { at: now, nodes: this.registry.list(now) };
+    return this.registryCache.nodes;
+  }
+
+  /** The fleet now: the config's nodes and the registry's live ones. */
+  async fleet(): Promise<EdgeNodeConfig[]> {
+    return [...this.cfg.nodes, ...(await this.registered()).filter((n) => n.state === "live").map(asNode)];
+  }
+
+  /** The config with the fleet as it is now (for verify, check, hot SKUs). */
+  async withFleet(): Promise<SchedulerConfig> {
+    return { ...this.cfg, nodes: await this.fleet() };
+  }
+
+  /** A node to send a batch to, or why not. */
+  private async nodeFor(name: string): Promise<EdgeNodeConfig | "absent"> {
+    const fixed = this.cfg.nodes.find((n) => n.name === name);
+    if (fixed) return fixed;
+    const entry = (await this.registered()).find((n) => n.name === name);
+    return entry?.state === "live" ? asNode(entry) : "absent";
   }
 
   /** Whether the scheduler's Redis answers a PING now (within `redisTimeoutMs`); never waits longer. */
@@ -194,7 +226,7 @@ export class Engine {
 
   /** Opens a run of a plan and enqueues its expansion; returns its id. Workers (here or in other processes) do the rest. */
   async startRun(plan: Plan, trigger = "cli"): Promise<string> {
-    targetNodes(plan, this.cfg.nodes); // fail now, in the caller's terminal, rather than in a worker
+    targetNodes(plan, await this.fleet()); // fail now, in the caller's terminal, rather than in a worker
     const runId = newRunId(plan.name);
     await this.store.open(this.openingMeta(plan, runId, trigger, runId, Date.now()));
     try {
@@ -259,7 +291,7 @@ export class Engine {
     let nodes: EdgeNodeConfig[];
     let skus: string[];
     try {
-      nodes = targetNodes(plan, this.cfg.nodes);
+      nodes = targetNodes(plan, await this.fleet());
       skus = await resolveSkus(plan.skus, this.redis);
     } catch (e) {
       // A plan that cannot be valid fails once, not on every retry.
@@ -315,7 +347,7 @@ export class Engine {
   async verifyCampaign(job: Job<RunJobData>): Promise<{ plan: string; before: number; after: number | null; runId: string | null }> {
     const plan = job.data.plan;
     const skus = await resolveSkus(plan.skus, this.redis);
-    const before = await verifyPlan(this.cfg, plan, skus, { collect: true });
+    const before = await verifyPlan(await this.withFleet(), plan, skus, { collect: true });
     const straggling = before.nodes.filter((n) => (n.stragglerSkus?.length ?? 0) > 0);
     let runId: string | null = null;
     let after: VerifyReport | null = null;
@@ -325,7 +357,7 @@ export class Engine {
       runId = await this.startRun({ ...rest, schedule: { once: true }, skus: { list: union }, targets: { nodes: straggling.map((n) => n.name) } }, "verify");
       const until = Date.now() + plan.deadline + CLOSE_GRACE_MS + 1000;
       while (Date.now() < until && (await this.store.report(runId))?.finishedAt == null) await new Promise((r) => setTimeout(r, 200));
-      after = await verifyPlan(this.cfg, plan, skus);
+      after = await verifyPlan(await this.withFleet(), plan, skus);
     }
     await this.store.saveReadiness({ plan: plan.name, before: summarize(before), after: after && summarize(after), runId });
     return { plan: plan.name, before: before.readyPct, after: after?.readyPct ?? null, runId };
@@ -362,8 +394,9 @@ export class Engine {
       await this.store.record(this.failedBatch(d, "deadline_exceeded", 0));
       return;
     }
-    const node = this.cfg.nodes.find((n) => n.name === d.node);
-    if (!node) {
+    // A node that left (removed, or no longer announcing itself) fails at once, not retried until the deadline.
+    const node = await this.nodeFor(d.node);
+    if (node === "absent") {
       await this.store.record(this.failedBatch(d, "node_absent", 0));
       return;
     }

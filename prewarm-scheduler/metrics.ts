@@ -1,8 +1,8 @@
 /**
  * The scheduler's own metrics, in Prometheus text format (prom-client), served
  * by the ops API at `GET /metrics`: the state of its queues, the runs still
- * open, the latest readiness of each campaign that checks itself, and whether
- * its Redis answers. Everything is read from the scheduler's Redis at scrape
+ * open, the latest readiness of each campaign that checks itself, the fleet
+ * (the node registry) and whether its Redis answers. Everything is read from the scheduler's Redis at scrape
  * time, so any scheduler process answers for all of them.
  */
 import { Gauge, Registry } from "prom-client";
@@ -54,6 +54,28 @@ export function schedulerMetrics(engine: Engine): Registry {
         const r = s.readiness?.after ?? s.readiness?.before;
         for (const n of r?.nodes ?? []) this.set({ plan: s.plan, node: n.name }, n.skus === 0 ? 1 : n.ready / n.skus);
       }
+    },
+  });
+  new Gauge({
+    name: "prewarm_nodes",
+    help: "Edge nodes of the fleet, by source (config, announced, added) and state (live, absent).",
+    labelNames: ["source", "state"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      this.set({ source: "config", state: "live" }, engine.cfg.nodes.length);
+      for (const n of await engine.registry.list()) this.inc({ source: n.source, state: n.state });
+    },
+  });
+  new Gauge({
+    name: "prewarm_node_last_seen_seconds",
+    help: "Seconds since a registry node last announced itself.",
+    labelNames: ["node"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const now = Date.now();
+      for (const n of await engine.registry.list(now)) if (n.source === "announced") this.set({ node: n.name }, (now - n.lastSeen) / 1000);
     },
   });
   return registry;

@@ -9,7 +9,8 @@ import { HonoAdapter } from "@bull-board/hono";
 import { serve, type ServerType } from "@hono/node-server";
 import { serveStatic } from "@hono/node-server/serve-static";
 import { randomUUID } from "node:crypto";
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
+import { bearerVerdict } from "../contract/http";
 import { bodyLimit } from "hono/body-limit";
 import { bearerAuth } from "hono/bearer-auth";
 import { HTTPException } from "hono/http-exception";
@@ -43,6 +44,12 @@ export function opsApp(engine: Engine): Hono {
   app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
   // Unauthenticated, so it says whether the scheduler's Redis answers, not where it is or what it said.
   app.get("/healthz", async (c) => ((await engine.health()).ok ? c.json({ ok: true }) : c.json({ ok: false, error: "the scheduler's Redis is not answering" }, 503)));
+  // A node's heartbeat: its own token (registryToken), not the ops token; off when none is configured.
+  app.post("/v1/nodes/announce", async (c) => {
+    if (engine.cfg.registryToken === "") return c.json(errorBody("not_found", "announcing is off: the config has no registryToken"), 404);
+    if (bearerVerdict(c.req.header("Authorization"), engine.cfg.registryToken) !== "ok") return c.json(errorBody("unauthorized", "missing or invalid registry token"), 401);
+    return registryCall(c, async (body) => c.json(await engine.registry.announce(body), 200));
+  });
   if (engine.cfg.opsToken !== "") app.use("/*", bearerAuth({ token: engine.cfg.opsToken }));
   // Every route below needs the scheduler's Redis: without it, a bounded 503 rather than a hung request.
   // (A verify asks the nodes too, and takes as long as they do.)
@@ -85,7 +92,7 @@ export function opsApp(engine: Engine): Hono {
   // Readiness of a posted plan on its target nodes (warms nothing).
   app.post("/v1/verify", async (c) => {
     const plan = await readPlan(c);
-    return c.json(await verifyPlan(engine.cfg, plan, await resolveSkus(plan.skus, engine.redis)));
+    return c.json(await verifyPlan(await engine.withFleet(), plan, await resolveSkus(plan.skus, engine.redis)));
   });
   // Prometheus: the queues, open runs, readiness (behind the token like the rest; Prometheus sends it as a bearer).
   const registry = schedulerMetrics(engine);
@@ -93,6 +100,11 @@ export function opsApp(engine: Engine): Hono {
     const text = await within(registry.metrics(), engine.cfg.redisTimeoutMs, () => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` }));
     return c.body(text, 200, { "Content-Type": registry.contentType });
   });
+  app.get("/v1/nodes", async (c) =>
+    c.json({ nodes: [...engine.cfg.nodes.map(({ token: _t, ...n }) => ({ ...n, source: "config", state: "live" })), ...(await engine.registry.list())] }),
+  );
+  app.post("/v1/nodes", async (c) => registryCall(c, async (body) => c.json(await engine.registry.add(body), 201)));
+  app.delete("/v1/nodes/:name", async (c) => ((await engine.registry.remove(c.req.param("name"))) ? c.body(null, 204) : c.json(errorBody("not_found", `no registry node ${c.req.param("name")}`), 404)));
   const changes = new ChangeFanout(engine);
   app.post("/v1/changes", async (c) => {
     let body: unknown;
@@ -101,14 +113,13 @@ export function opsApp(engine: Engine): Hono {
     } catch {
       throw new HTTPException(400, { message: "body must be JSON {skus: [...], regions?: [...]}" });
     }
-    let run: Promise<string>;
+    let runId: string;
     try {
-      run = changes.notify(body);
+      runId = await changes.notify(body);
     } catch (e) {
       if (isInvalidFileError(e)) return c.json(errorBody("bad_request", e.message, e.problems), 400);
       throw e;
     }
-    const runId = await run;
     return c.json({ runId, status: `/v1/runs/${runId}` }, 202);
   });
   app.get("/v1/schedules", async (c) => c.json({ schedules: await listSchedules(engine) }));
@@ -122,6 +133,22 @@ export function opsApp(engine: Engine): Hono {
   board.setBasePath("/admin/queues");
   app.route("/admin/queues", board.registerPlugin());
   return app;
+}
+
+/** Reads a JSON body for the registry and answers its validation errors as 400s. */
+async function registryCall(c: Context, fn: (body: unknown) => Promise<Response>): Promise<Response> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    return c.json(errorBody("bad_request", "body must be JSON {name, url, region, processes?, version?}"), 400);
+  }
+  try {
+    return await fn(body);
+  } catch (e) {
+    if (isInvalidFileError(e)) return c.json(errorBody("bad_request", e.message, e.problems), 400);
+    throw e;
+  }
 }
 
 export function serveOps(engine: Engine, port: number, hostname = "127.0.0.1"): Promise<ServerType> {

@@ -37,7 +37,7 @@ const campaignJobId = (plan: string, t: number): string => `campaign-${plan}-${t
 const verifyJobId = (plan: string, t: number): string => `campaign-verify-${plan}-${t}`;
 
 export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now()): Promise<ScheduleEntry> {
-  targetNodes(plan, engine.cfg.nodes);
+  targetNodes(plan, await engine.fleet());
   const s = plan.schedule;
   if (s.once) throw new InvalidFileError(plan.name, ['schedule: is "once"; use `prewarm run` for it, or give {cron} or {campaign}']);
   // A plan re-registered with other times replaces its old schedule, but only

@@ -22,6 +22,8 @@ import { checkPlan } from "../../prewarm-scheduler/check";
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { startRegional } from "../../regional/server";
+import { serveOps } from "../../prewarm-scheduler/ops-api";
+import { startEdgeNode } from "../../scripts/edge-node";
 import { freePort, startRedis } from "../../scripts/redis-server";
 import { startStack, TOKEN, type Stack } from "./scheduler/stack";
 
@@ -200,6 +202,78 @@ describe("fan-out over the fleet", () => {
     } finally {
       for (const x of sockets) x.destroy();
       server.close();
+    }
+  }, 30_000);
+});
+
+describe("the node registry", () => {
+  const post = (app: ReturnType<typeof opsApp>, route: string, body: unknown, token?: string): Promise<Response> =>
+    Promise.resolve(app.request(route, { method: "POST", headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) }));
+
+  it("lets a node join by announcing itself, only with the registry token and at an allowed URL; a run targets it; when it stops announcing, its batches fail as node_absent", async () => {
+    const cfg = stack.config({ nodeUrlAllow: ["http://127.0.0.1:*"], registryToken: "reg-secret", nodeAbsentAfterMs: 1500 });
+    const e = engine(cfg);
+    const app = opsApp(e);
+    const joined = { name: "edge-joined", url: stack.edges[0]!.node.url, region: "cn-east", processes: 2, version: "test" };
+    expect((await post(app, "/v1/nodes/announce", joined)).status).toBe(401);
+    expect((await post(app, "/v1/nodes/announce", joined, "wrong")).status).toBe(401);
+    const elsewhere = await post(app, "/v1/nodes/announce", { ...joined, url: "http://10.9.8.7:8787" }, "reg-secret");
+    expect(elsewhere.status).toBe(400);
+    const text = await elsewhere.text();
+    expect(text).toMatch(/url: not allowed by the config's nodeUrlAllow/);
+    expect(text).not.toContain("10.9.8.7");
+    expect((await post(app, "/v1/nodes/announce", { ...joined, name: "edge-east" }, "reg-secret")).status).toBe(400);
+    expect((await post(app, "/v1/nodes/announce", joined, "reg-secret")).status).toBe(200);
+
+    const listed = (await (await app.request("/v1/nodes")).json()) as { nodes: { name: string; source: string; state: string }[] };
+    expect(listed.nodes.map((n) => [n.name, n.source, n.state])).toEqual([["edge-east", "config", "live"], ["edge-north", "config", "live"], ["edge-joined", "announced", "live"]]);
+    const r = await watchRun(e, await e.startRun(plan({ targets: { nodes: ["edge-joined"] }, skus: { list: stack.skus.slice(0, 10) } })), { bars: false, pollMs: 50 });
+    expect(r.nodes.map((n) => [n.name, n.warmed])).toEqual([["edge-joined", 10]]);
+
+    // Queued while it was live, sent after it stopped announcing: node_absent at once, not retried.
+    await e.batches.pause();
+    const runId = await e.startRun(plan({ targets: { nodes: ["edge-joined"] }, skus: { list: stack.skus.slice(0, 10) } }));
+    await until(() => e.store.isExpanded(runId), Boolean);
+    await new Promise((res) => setTimeout(res, 2600)); // past nodeAbsentAfterMs, and the 1 s registry cache
+    expect((await e.registry.list()).map((n) => [n.name, n.state])).toEqual([["edge-joined", "absent"]]);
+    await e.batches.resume();
+    const gone = await watchRun(e, runId, { bars: false, pollMs: 50 });
+    expect(gone.nodes[0]).toMatchObject({ name: "edge-joined", failedByCode: { node_absent: 10 } });
+    const attempts = (await e.batches.getCompleted()).filter((j) => j.data.runId === runId).map((j) => j.attemptsMade);
+    expect(attempts).toEqual([1]); // one try, no retry
+    await expect(e.startRun(plan({ targets: { nodes: ["edge-joined"] } }))).rejects.toThrow(/targets\.nodes: not in the config: edge-joined/);
+  }, 30_000);
+
+  it("a self-hosted node announces itself with its processes and version (npm run node with NODE_ANNOUNCE_URL)", async () => {
+    const e = engine(stack.config({ nodeUrlAllow: ["http://127.0.0.1:*"], registryToken: "reg-secret" }), false);
+    const ops = await serveOps(e, 0, "127.0.0.1");
+    const opsPort = (ops.address() as { port: number }).port;
+    const port = await freePort();
+    const node = await startEdgeNode({
+      vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: stack.edges[0]!.redis.url, PREWARM_TOKEN: TOKEN, NODE_ANNOUNCE_URL: `http://127.0.0.1:${opsPort}`, NODE_ANNOUNCE_TOKEN: "reg-secret", NODE_NAME: "edge-self", NODE_PUBLIC_URL: `http://127.0.0.1:${port}` },
+      processes: 1,
+      port,
+    });
+    try {
+      const entry = await until(async () => (await e.registry.list()).find((n) => n.name === "edge-self"), (x) => x !== undefined, 10_000);
+      expect(entry).toMatchObject({ url: `http://127.0.0.1:${port}`, region: "cn-east", processes: 1, source: "announced", state: "live", version: expect.stringMatching(/^\d+\.\d+\.\d+$/) });
+    } finally {
+      await node.stop();
+      ops.close();
+    }
+  }, 60_000);
+
+  it("prewarm nodes add refuses a URL the config does not allow, naming the rule, not the URL", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "prewarm-nodes-"));
+    const configFile = path.join(dir, "config.yaml");
+    writeFileSync(configFile, stringify(stack.config({ nodeUrlAllow: ["https://*.edge.example.com"] })));
+    try {
+      const r = await cli(["nodes", "add", "edge-x", "http://169.254.169.254", "cn-east", "--config", configFile]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(/url: not allowed by the config's nodeUrlAllow/);
+      expect(r.err).not.toContain("169.254");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
 });
@@ -627,7 +701,7 @@ describe("plans", () => {
   it("accepts the example plans and config shipped in plans/", () => {
     expect(loadPlan(path.join(ROOT, "plans/singles-day-flash.yaml")).schedule.campaign?.refreshEvery).toBe(30_000);
     expect(loadPlan(path.join(ROOT, "plans/nightly-catalogue.yaml")).skus.list).toEqual(["iphone15-256g-00000", "sneaker-air-00001", "tv-55-oled-00002"]);
-    expect(loadConfig(path.join(ROOT, "plans/prewarm.config.example.yaml"), { PREWARM_TOKEN: "t", OPS_TOKEN: "" }).nodes).toHaveLength(3);
+    expect(loadConfig(path.join(ROOT, "plans/prewarm.config.example.yaml"), { PREWARM_TOKEN: "t", OPS_TOKEN: "", REGISTRY_TOKEN: "" }).nodes).toHaveLength(3);
     expect(() => loadConfig(path.join(ROOT, "plans/prewarm.config.example.yaml"), {})).toThrow(/token: environment variable PREWARM_TOKEN is not set/);
   });
 

@@ -1,0 +1,96 @@
+/**
+ * The live node registry: edge nodes that announce themselves (a self-hosted
+ * node's supervisor, every few seconds: its heartbeat) or that ops add by
+ * hand, beside the config's static list. Kept in the scheduler's Redis, so
+ * every scheduler process sees the same fleet.
+ *
+ * Closed by default: a registry node gets the fleet's token with every batch,
+ * so its URL must match one of the config's `nodeUrlAllow` patterns (none by
+ * default: no node can join), and announcing needs the config's
+ * `registryToken` (none by default: announcing is off). A node that stopped
+ * announcing for `nodeAbsentAfterMs` is absent: its batches fail as
+ * `node_absent` at once instead of being retried until the deadline.
+ *
+ *   {prefix}:registry   hash: node name -> entry (JSON)
+ */
+import type { Redis } from "ioredis";
+import { z } from "zod";
+import { isValidRegion } from "../contract/ids";
+import type { EdgeNodeConfig, SchedulerConfig } from "./config";
+import { describeIssues, InvalidFileError } from "./schema-errors";
+
+export const entrySchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes (1-63 chars)" }),
+  url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).transform((u) => u.replace(/\/+$/, "")),
+  region: z.string().refine(isValidRegion, { error: "must be a region name like cn-east" }),
+  processes: z.int().min(1).max(1024).optional(),
+  version: z.string().max(100).optional(),
+});
+
+export interface RegistryEntry extends z.output<typeof entrySchema> {
+  /** `announced` (a node's heartbeat) or `added` (by ops: never absent). */
+  source: "announced" | "added";
+  lastSeen: number;
+}
+
+export interface NodeState extends RegistryEntry {
+  state: "live" | "absent";
+}
+
+/** Whether `url` matches a pattern of the allow-list (`*` stands for any run of characters). */
+export function urlAllowed(url: string, patterns: readonly string[]): boolean {
+  return patterns.some((p) => new RegExp(`^${p.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, "\\$&")).join(".*")}$`).test(url));
+}
+
+export class NodeRegistry {
+  constructor(
+    private readonly redis: Redis,
+    private readonly cfg: SchedulerConfig,
+  ) {}
+
+  private get key(): string {
+    return `${this.cfg.prefix}:registry`;
+  }
+
+  /** Validates an entry: its fields, its URL against the allow-list, its name against the static list. */
+  private check(input: unknown, source: string): z.output<typeof entrySchema> {
+    const r = entrySchema.safeParse(input);
+    if (!r.success) throw new InvalidFileError(source, describeIssues(r.error));
+    const e = r.data;
+    if (this.cfg.nodes.some((n) => n.name === e.name)) throw new InvalidFileError(source, [`name: ${e.name} is a node of the config file; the registry cannot replace it`]);
+    // The URL is not echoed: only whether it passed.
+    if (!urlAllowed(e.url, this.cfg.nodeUrlAllow)) throw new InvalidFileError(source, ["url: not allowed by the config's nodeUrlAllow (the fleet's token is only sent to the URLs the operator allows)"]);
+    return e;
+  }
+
+  /** A node's heartbeat: registers or refreshes it. */
+  async announce(input: unknown, now = Date.now()): Promise<RegistryEntry> {
+    const e: RegistryEntry = { ...this.check(input, "announce"), source: "announced", lastSeen: now };
+    await this.redis.hset(this.key, e.name, JSON.stringify(e));
+    return e;
+  }
+
+  /** Adds a node by hand (it does not need to announce itself, and is never absent). */
+  async add(input: unknown, now = Date.now()): Promise<RegistryEntry> {
+    const e: RegistryEntry = { ...this.check(input, "node"), source: "added", lastSeen: now };
+    await this.redis.hset(this.key, e.name, JSON.stringify(e));
+    return e;
+  }
+
+  async remove(name: string): Promise<boolean> {
+    return (await this.redis.hdel(this.key, name)) === 1;
+  }
+
+  async list(now = Date.now()): Promise<NodeState[]> {
+    const all = await this.redis.hgetall(this.key);
+    return Object.values(all)
+      .map((raw) => JSON.parse(raw) as RegistryEntry)
+      .map((e) => ({ ...e, state: e.source === "added" || now - e.lastSeen < this.cfg.nodeAbsentAfterMs ? ("live" as const) : ("absent" as const) }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+}
+
+/** A registry entry as a node the engine sends batches to (with the fleet's token). */
+export function asNode(e: RegistryEntry): EdgeNodeConfig {
+  return { name: e.name, url: e.url, region: e.region };
+}
