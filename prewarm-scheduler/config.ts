@@ -30,8 +30,10 @@ export const configSchema = z
   .strictObject({
     /** The scheduler's own Redis (BullMQ job state, runs, schedules). @default "redis://127.0.0.1:6379" */
     redis: z.string().regex(/^rediss?:\/\//, { error: "must be a redis:// or rediss:// URL" }).default("redis://127.0.0.1:6379"),
+    /** `redis` is a node of a Redis Cluster: the prefix becomes a hash tag (`{prewarm}`), so multi-key scripts find their keys in one slot. @default false */
+    redisCluster: z.boolean().default(false),
     /** Key prefix of every queue and run record, so several deployments can share one Redis. @default "prewarm" */
-    prefix: z.string().regex(/^[A-Za-z0-9_-]+$/, { error: "must be letters, digits, - or _" }).default("prewarm"),
+    prefix: z.string().regex(/^(\{[A-Za-z0-9_-]+\}|[A-Za-z0-9_-]+)$/, { error: "must be letters, digits, - or _ (in {} for a Redis Cluster hash tag)" }).default("prewarm"),
     /** Bearer token of the nodes' POST /v1/prewarm. */
     token: z.string().min(1, { error: "must not be empty (use ${PREWARM_TOKEN} to read it from the environment)" }),
     /** The static fleet; nodes may also join through the registry (`nodeUrlAllow`). */
@@ -149,7 +151,7 @@ export function parseConfig(doc: unknown, source = "config", env: NodeJS.Process
   if (missing.length > 0) throw new InvalidFileError(source, missing);
   const r = configSchema.safeParse(expanded);
   if (!r.success) throw new InvalidFileError(source, describeIssues(r.error));
-  return r.data;
+  return r.data.redisCluster && !r.data.prefix.startsWith("{") ? { ...r.data, prefix: `{${r.data.prefix}}` } : r.data;
 }
 
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): SchedulerConfig {

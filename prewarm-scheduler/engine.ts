@@ -21,10 +21,10 @@
 import { createHash } from "node:crypto";
 import { DelayedError, Job, Queue, UnrecoverableError, Worker, type JobsOptions } from "bullmq";
 import { TaskCancelledError, timeout, TimeoutStrategy } from "cockatiel";
-import { Redis } from "ioredis";
 import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
 import { isBatchError, postBatch } from "./edge-client";
 import { Pacer, slowdownReason } from "./pacing";
+import { connectRedis, type SchedulerRedis } from "./redis";
 import { asNode, NodeRegistry, type NodeState } from "./registry";
 import { targetNodes, type Plan } from "./plan";
 import { RunStore, type BatchResult, type ReadinessSummary, type RunMeta } from "./run-store";
@@ -115,7 +115,7 @@ export async function within<T>(p: Promise<T>, ms: number, onTimeout: () => Erro
 }
 
 export class Engine {
-  readonly redis: Redis;
+  readonly redis: SchedulerRedis;
   readonly store: RunStore;
   readonly runs: Queue<RunJobData>;
   private readonly pacer: Pacer;
@@ -123,7 +123,7 @@ export class Engine {
   /** The registry as last read (at most REGISTRY_CACHE_MS old): a batch does not read the whole registry. */
   private registryCache: { at: number; nodes: Promise<NodeState[]> } | null = null;
   /** A connection whose commands fail within `redisTimeoutMs` while Redis is away, rather than wait for it. */
-  private readonly probe: Redis;
+  private readonly probe: SchedulerRedis;
   readonly batches: Queue<BatchJobData>;
   private readonly workers: Worker[] = [];
   private sweeper: NodeJS.Timeout | undefined;
@@ -131,10 +131,10 @@ export class Engine {
 
   constructor(readonly cfg: SchedulerConfig) {
     // BullMQ's blocking commands need ioredis to retry forever rather than fail a request.
-    this.redis = new Redis(cfg.redis, { maxRetriesPerRequest: null });
+    this.redis = connectRedis(cfg, { maxRetriesPerRequest: null });
     this.redis.on("error", () => {}); // reported by health() and the queues' error events, not as unhandled events
     this.redis.on("ready", () => (this.lastConnectionError = ""));
-    this.probe = new Redis(cfg.redis, {
+    this.probe = connectRedis(cfg, {
       maxRetriesPerRequest: 0,
       connectTimeout: cfg.redisTimeoutMs,
       commandTimeout: cfg.redisTimeoutMs,
@@ -510,20 +510,23 @@ export class Engine {
     }
     const unsettled = await this.store.unsettled(meta);
     if (unsettled.length === 0) return this.store.close(runId, "");
-    const byCode: Record<string, number> = {};
-    await Promise.all(
+    const settled = await Promise.all(
       unsettled.map(async (b) => {
         const job = await Job.fromId<BatchJobData>(this.batches, batchJobId(b.node, b.batchId));
         const code = !job ? "not_enqueued" : job.finishedOn && job.failedReason ? jobFailureCode(job.failedReason) : "deadline_exceeded";
-        byCode[code] = (byCode[code] ?? 0) + 1;
         const data: BatchJobData = job?.data ?? { runId, node: b.node, batchId: b.batchId, region: "", skus: [], deadline: meta.deadline };
-        await this.store.record({ ...this.failedBatch(data, code, 0), skus: b.skus, failedByCode: { [code]: b.skus } });
+        return { code, result: { ...this.failedBatch(data, code, 0), skus: b.skus, failedByCode: { [code]: b.skus } } };
       }),
     );
+    const byCode: Record<string, number> = {};
+    for (const { code } of settled) byCode[code] = (byCode[code] ?? 0) + 1;
     const total = meta.nodes.reduce((s, n) => s + n.batches, 0);
     const codes = Object.entries(byCode).map(([c, n]) => `${n} ${c}`).join(", ");
-    // The last record above may have finished the run already; the reason is what tells why.
-    await this.store.close(runId, `closed at its deadline with ${unsettled.length} of ${total} batches unsettled (${codes})`);
+    // The reason first: the last record below finishes the run, and whoever sees it finished sees why.
+    const reason = `closed at its deadline with ${unsettled.length} of ${total} batches unsettled (${codes})`;
+    await this.store.setReason(runId, reason);
+    await Promise.all(settled.map(({ result }) => this.store.record(result)));
+    await this.store.close(runId, reason);
     return true;
   }
 

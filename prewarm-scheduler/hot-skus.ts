@@ -6,7 +6,7 @@
  * old), so a run never reads half a set; a node that does not answer is
  * reported and left out, and when none answers the set is left as it was.
  */
-import type { Redis } from "ioredis";
+import type { SchedulerRedis } from "./redis";
 import { isValidSku } from "../contract/ids";
 import type { SchedulerConfig } from "./config";
 
@@ -28,7 +28,7 @@ async function nodeHot(url: string, token: string, region: string, top: number, 
 }
 
 /** Collects the nodes' top `top` SKUs into the sorted set `key` (score = reads over all nodes). */
-export async function collectHotSkus(cfg: SchedulerConfig, redis: Redis, key: string, top: number): Promise<HotCollection> {
+export async function collectHotSkus(cfg: SchedulerConfig, redis: SchedulerRedis, key: string, top: number): Promise<HotCollection> {
   const reads = new Map<string, number>();
   const nodes = await Promise.all(
     cfg.nodes.map(async (n) => {
@@ -43,7 +43,8 @@ export async function collectHotSkus(cfg: SchedulerConfig, redis: Redis, key: st
     }),
   );
   if (nodes.every((n) => n.error !== undefined) || reads.size === 0) return { key, skus: 0, nodes };
-  const tmp = `${key}:collecting:${process.pid}:${Date.now()}`;
+  // In the key's own hash slot (`{key}` hashes as `key` does), so the rename works on a Redis Cluster too.
+  const tmp = `{${key}}:collecting:${process.pid}:${Date.now()}`;
   const m = redis.multi();
   m.zadd(tmp, ...[...reads].flatMap(([sku, r]) => [r, sku]));
   m.rename(tmp, key);

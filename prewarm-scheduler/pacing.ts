@@ -14,7 +14,7 @@
  * pushes the node's instant further by `slowdownMs`: its next batches wait,
  * and the run's report counts the slowdown by reason.
  */
-import type { Redis } from "ioredis";
+import type { SchedulerRedis } from "./redis";
 import type { PrewarmAnswer } from "./edge-client";
 
 const TAKE = `
@@ -44,7 +44,7 @@ redis.call('SET', KEYS[1], free, 'PX', free - now + 60000)
 return free - now
 `;
 
-type PacingRedis = Redis & {
+type PacingRedis = SchedulerRedis & {
   prewarmSlotAcquire(key: string, now: number, expiresAt: number, limit: number, holder: string): Promise<number>;
   prewarmPaceTake(key: string, now: number, costMs: number): Promise<number>;
   prewarmPaceSlow(key: string, now: number, slowdownMs: number): Promise<number>;
@@ -67,7 +67,7 @@ export class Pacer {
   private readonly redis: PacingRedis;
 
   constructor(
-    redis: Redis,
+    redis: SchedulerRedis,
     private readonly prefix: string,
   ) {
     if (!("prewarmPaceTake" in redis)) {

@@ -13,7 +13,7 @@
  *
  *   {prefix}:registry   hash: node name -> entry (JSON)
  */
-import type { Redis } from "ioredis";
+import type { SchedulerRedis } from "./redis";
 import { z } from "zod";
 import { isValidRegion } from "../contract/ids";
 import type { EdgeNodeConfig, SchedulerConfig } from "./config";
@@ -44,7 +44,7 @@ export function urlAllowed(url: string, patterns: readonly string[]): boolean {
 
 export class NodeRegistry {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: SchedulerRedis,
     private readonly cfg: SchedulerConfig,
   ) {}
 

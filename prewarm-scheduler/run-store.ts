@@ -19,7 +19,7 @@
  *   {prefix}:latest:{planKey}     hash: node -> creation time of the newest run of
  *                                 that plan with batches for the node (supersession)
  */
-import type { Redis } from "ioredis";
+import type { SchedulerRedis } from "./redis";
 
 /** Failure samples kept per run (the counters are exact; the samples are for reading). */
 export const MAX_FAILURE_SAMPLES = 1000;
@@ -189,7 +189,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 `;
 
-type RunRedis = Redis & {
+type RunRedis = SchedulerRedis & {
   prewarmOpenRun(hash: string, runs: string, open: string, ...args: (string | number)[]): Promise<number>;
   prewarmExpandRun(hash: string, open: string, ...args: (string | number)[]): Promise<number>;
   prewarmRecordBatch(done: string, hash: string, lat: string, failures: string, open: string, ...args: (string | number)[]): Promise<number>;
@@ -219,7 +219,7 @@ export class RunStore {
   private readonly redis: RunRedis;
 
   constructor(
-    redis: Redis,
+    redis: SchedulerRedis,
     private readonly prefix: string,
   ) {
     for (const [name, def] of Object.entries(SCRIPTS)) if (!(name in redis)) redis.defineCommand(name, def);
@@ -293,6 +293,11 @@ export class RunStore {
       ...samples,
     );
     return res === 1;
+  }
+
+  /** Notes why a run is being closed, before its last batches are settled: whoever sees it finished sees why. */
+  async setReason(runId: string, reason: string): Promise<void> {
+    await this.redis.hsetnx(this.key(runId), "reason", reason);
   }
 
   /** Closes a run with the reason it did not finish by itself (none: it did); false when it had finished already. */

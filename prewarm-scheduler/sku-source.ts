@@ -2,13 +2,14 @@
 import { Redis } from "ioredis";
 import { isValidSku } from "../contract/ids";
 import type { Plan } from "./plan";
+import type { SchedulerRedis } from "./redis";
 
 export class SkuSourceError extends Error {
   override readonly name = "SkuSourceError";
 }
 
 /** The SKUs of a run, de-duplicated in plan order (highest score first for a hot set). */
-export async function resolveSkus(skus: Plan["skus"], schedulerRedis: Redis): Promise<string[]> {
+export async function resolveSkus(skus: Plan["skus"], schedulerRedis: SchedulerRedis): Promise<string[]> {
   if (skus.hot === undefined) return [...new Set(skus.list)];
   const { key, top, redis: url } = skus.hot;
   const client = url ? new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 }) : schedulerRedis;

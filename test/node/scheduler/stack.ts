@@ -9,13 +9,17 @@ import Redis from "ioredis";
 import { demoCatalog, seedCatalog } from "../../../records/demo-catalog";
 import { parseConfig, type SchedulerConfig, type SchedulerConfigInput } from "../../../prewarm-scheduler/config";
 import { startEdgeNode, type EdgeNode } from "../../../scripts/edge-node";
-import { freePort, startRedis, type RedisProcess } from "../../../scripts/redis-server";
+import { freePort, startRedis, startRedisCluster } from "../../../scripts/redis-server";
+
+/** SCHEDULER_REDIS=cluster runs the scheduler's tests on a Redis Cluster of 3 primaries (the `node-cluster` project). */
+export const CLUSTER = process.env["SCHEDULER_REDIS"] === "cluster";
 
 export const TOKEN = "sched-test-token";
 
 export interface Stack {
-  schedulerRedis: RedisProcess;
-  edges: { name: string; region: string; node: EdgeNode; redis: RedisProcess }[];
+  /** The scheduler's Redis: one server, or (CLUSTER) a node of a 3-primary cluster. */
+  schedulerRedis: { url: string; stop(): Promise<void> };
+  edges: { name: string; region: string; node: EdgeNode; redis: { url: string; stop(): Promise<void> } }[];
   skus: string[];
   config(overrides?: Partial<SchedulerConfigInput>): SchedulerConfig;
   /** A node entry for an address where nothing listens. */
@@ -26,7 +30,7 @@ export interface Stack {
 }
 
 export async function startStack(skuCount: number): Promise<Stack> {
-  const schedulerRedis = await startRedis();
+  const schedulerRedis = CLUSTER ? await startRedisCluster(3) : await startRedis();
   const catalog = demoCatalog(skuCount, Date.now(), Date.now() + 3_600_000);
   const edges: Stack["edges"] = [];
   try {
@@ -50,6 +54,7 @@ export async function startStack(skuCount: number): Promise<Stack> {
     config: (overrides = {}) =>
       parseConfig({
         redis: schedulerRedis.url,
+        redisCluster: CLUSTER,
         prefix: `test-${randomUUID().slice(0, 8)}`,
         token: TOKEN,
         nodes: edges.map((e) => ({ name: e.name, url: e.node.url, region: e.region })),
