@@ -24,7 +24,7 @@ export function schedulerMetrics(engine: Engine): Registry {
   });
   new Gauge({
     name: "prewarm_queue_jobs",
-    help: "Jobs in the scheduler's queues, by queue (runs, node-<name>) and state.",
+    help: "Jobs in the scheduler's queues, by queue (runs, batches) and state.",
     labelNames: ["queue", "state"] as const,
     registers: [registry],
     async collect() {
