@@ -4,9 +4,10 @@
  * deleted, the node re-warms that SKU, so it serves the new aggregate within
  * a second with no purge and no prewarm from outside.
  *
- * How: Redis keyspace notifications (keyevent channels for `set`, `del`,
- * `unlink`; the watcher switches on the `E$g` classes it needs, keeping any
- * the operator set). Changed SKUs are collected for FLUSH_EVERY_MS,
+ * How: Redis keyspace notifications, subscribed by pattern to the record
+ * keys only (`__keyspace@<db>__:{prefix}*:stock|price`, so the node's own
+ * aggregate writes never reach the watch), for `set`, `del` and `unlink`; the
+ * watcher switches on the `K$g` classes it needs, keeping any the operator set. Changed SKUs are collected for FLUSH_EVERY_MS,
  * de-duplicated, filtered to those with an aggregate on the node (one
  * pipelined PTTL per SKU and region), and re-warmed with one POST /v1/prewarm
  * per region and up to 1,000 SKUs to one of the node's processes, each keeping
@@ -34,13 +35,16 @@ export interface ChangeWatchOptions {
   log: (line: string) => void;
 }
 
-/** The keyspace-notification classes the watcher needs: keyevent (E), string commands ($), generic commands (g). */
+/** The keyspace-notification classes the watcher needs: keyspace (K), string commands ($), generic commands (g). */
 export function withNeededFlags(current: string): string {
   let flags = current;
   // "A" stands for every class but key-miss and new-key events: it already includes $ and g.
-  for (const f of flags.includes("A") ? ["E"] : ["E", "$", "g"]) if (!flags.includes(f)) flags += f;
+  for (const f of flags.includes("A") ? ["K"] : ["K", "$", "g"]) if (!flags.includes(f)) flags += f;
   return flags;
 }
+
+/** The events of a record key that mean its value changed. */
+const CHANGES = new Set(["set", "del", "unlink"]);
 
 export class ChangeWatch {
   private readonly sub: Redis;
@@ -67,12 +71,24 @@ export class ChangeWatch {
   /** Switches the notifications on and subscribes; rejects (naming why) when the edge Redis refuses. */
   async start(): Promise<void> {
     await Promise.all([this.sub.connect(), this.client.connect()]);
+    await this.ensureFlags();
+    // A Redis restarted without its runtime config has notifications off again: switch them back on.
+    this.client.on("ready", () => void this.ensureFlags().catch((e: Error) => this.o.log(`could not switch the edge Redis's keyspace notifications back on: ${e.message}`)));
+    const db = Number(new URL(this.o.cfg.edgeRedisUrl).pathname.slice(1) || 0);
+    const channel = `__keyspace@${db}__:`;
+    this.sub.on("pmessage", (_pattern: string, ch: string, event: string) => {
+      if (CHANGES.has(event)) this.onKey(ch.slice(channel.length));
+    });
+    // Redis matches the patterns: only record keys are sent (glob: escape what the prefix may hold).
+    const glob = this.o.cfg.redisKeyPrefix.replace(/[*?[\]\\]/g, "\\$&");
+    await this.sub.psubscribe(`${channel}${glob}*:stock`, `${channel}${glob}*:price`);
+  }
+
+  /** Adds the notification classes the watch needs to those the edge Redis has on. */
+  private async ensureFlags(): Promise<void> {
     const [, current] = (await this.client.config("GET", "notify-keyspace-events")) as [string, string];
     const needed = withNeededFlags(current);
     if (needed !== current) await this.client.config("SET", "notify-keyspace-events", needed);
-    const db = Number(new URL(this.o.cfg.edgeRedisUrl).pathname.slice(1) || 0);
-    this.sub.on("message", (_channel: string, key: string) => this.onKey(key));
-    await this.sub.subscribe(`__keyevent@${db}__:set`, `__keyevent@${db}__:del`, `__keyevent@${db}__:unlink`);
   }
 
   private onKey(key: string): void {

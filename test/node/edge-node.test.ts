@@ -316,6 +316,18 @@ describe("a record that changes in the edge Redis", () => {
     expect(await metricOf(node.url, 'edge_prewarm_skus_total{result="warmed"}')).toBe(warmed + 1);
   });
 
+  it("is still seen after the edge Redis lost its notification settings and the watch reconnected", async () => {
+    await client.config("SET", "notify-keyspace-events", ""); // as a restarted Redis without its runtime config
+    await client.call("CLIENT", "KILL", "TYPE", "normal"); // every connection drops (ours too; ioredis reconnects)
+    await new Promise((res) => setTimeout(res, 1000));
+    expect(String(((await client.config("GET", "notify-keyspace-events")) as string[])[1])).toMatch(/K/);
+    const sku = await seedSku(10_000);
+    expect((await post(node.url, "/v1/prewarm", { skus: [sku], ttl: 600 })).status).toBe(200);
+    const since = performance.now();
+    await setPrice(sku, 7_500);
+    expect(await msUntil(proc(1), sku, 7_500, since, 3000)).not.toBeNull();
+  });
+
   it("warms nothing when its SKU is not warm on the node", async () => {
     const sku = await seedSku(10_000);
     await setPrice(sku, 9_000);

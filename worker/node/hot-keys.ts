@@ -23,6 +23,8 @@ export const CAPACITY = 1000;
 export const FLUSH_EVERY_MS = 1000;
 /** Keys kept in the node's sorted set of one window. */
 const NODE_KEEP = 5 * CAPACITY;
+/** The most keys one flush adds to the node's counts: this isolate's most read since the last one (the long tail does not make a hot list). */
+const FLUSH_TOP = 200;
 
 export interface HotSku {
   sku: string;
@@ -92,7 +94,8 @@ export class HotKeys {
     this.pending = new Map();
     this.flushedAt = now;
     const p = client.pipeline();
-    for (const [k, v] of counts) p.zincrby(key, v, k);
+    const top = counts.size <= FLUSH_TOP ? [...counts] : [...counts].sort((a, b) => b[1] - a[1]).slice(0, FLUSH_TOP);
+    for (const [k, v] of top) p.zincrby(key, v, k);
     p.zremrangebyrank(key, 0, -(NODE_KEEP + 1));
     p.pexpire(key, 3 * WINDOW_MS);
     await p.exec();
