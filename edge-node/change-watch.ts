@@ -19,6 +19,7 @@
  */
 import { Redis } from "ioredis";
 import type { Config } from "../worker/config";
+import { postBatch } from "../contract/prewarm-client";
 import { aggregateKey } from "../worker/sources/edge-redis";
 
 /** Changes are collected this long before one re-warm: the time a change waits, at most, before its re-warm starts. */
@@ -134,7 +135,9 @@ export class ChangeWatch {
         if (err || typeof pttl !== "number" || pttl < 0) continue; // not warm here (-2), or no expiry to keep (-1)
         const left = Math.ceil((pttl - graceMs) / 1000);
         const ttl = left >= 1 ? Math.min(left, 86_400) : cfg.cacheTtlSeconds;
-        byTtl.set(ttl, [...(byTtl.get(ttl) ?? []), sku]);
+        const group = byTtl.get(ttl);
+        if (group) group.push(sku);
+        else byTtl.set(ttl, [sku]);
       }
       for (const [ttl, batch] of byTtl) await this.post(region, batch, ttl);
     }
@@ -143,15 +146,8 @@ export class ChangeWatch {
   private async post(region: string, skus: string[], ttl: number): Promise<void> {
     const base = this.o.target();
     if (base === null) throw new Error("no process is running");
-    const res = await fetch(`${base}/v1/prewarm`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.o.cfg.prewarmToken}` },
-      body: JSON.stringify({ region, skus, ttl, jobId: `changes-${Date.now()}` }),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const body = (await res.json().catch(() => null)) as { warmed?: number; failed?: unknown[] } | null;
-    if (res.status !== 200) throw new Error(`POST /v1/prewarm answered ${res.status}`);
-    this.counts.rewarmed += body?.warmed ?? 0;
+    const answer = await postBatch({ url: base, token: this.o.cfg.prewarmToken, region, skus, ttl, jobId: `changes-${Date.now()}`, timeoutMs: 10_000 });
+    this.counts.rewarmed += answer.warmed;
   }
 
   close(): void {

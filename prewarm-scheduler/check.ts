@@ -8,7 +8,7 @@
  */
 import type { SchedulerConfig } from "./config";
 import { targetNodes, type Plan } from "./plan";
-import type { RunStore } from "./run-store";
+import { percentile, type RunStore } from "./run-store";
 
 /** Recent runs looked at for a node's throughput. */
 const HISTORY = 50;
@@ -38,11 +38,6 @@ export interface CheckReport {
   problems: string[];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)]!;
-}
-
 /** Each node's SKUs/s in its recent runs (warmed and failed SKUs over the time from the run's start to its last batch). */
 async function measuredThroughput(store: RunStore): Promise<Map<string, number[]>> {
   const rates = new Map<string, number[]>();
@@ -62,7 +57,7 @@ export async function checkPlan(cfg: SchedulerConfig, store: RunStore, plan: Pla
   const rates = await measuredThroughput(store);
   const nodes = targetNodes(plan, cfg.nodes).map((n): NodeEstimate => {
     const measured = rates.get(n.name);
-    const m = measured && measured.length > 0 ? median(measured) : null;
+    const m = measured && measured.length > 0 ? percentile([...measured].sort((a, b) => a - b), 50) : null;
     const limit = n.maxSkusPerSecond ?? cfg.maxSkusPerSecondPerNode;
     const bound = [m, limit > 0 ? limit : null].filter((x): x is number => x !== null);
     return { name: n.name, skus: skus.length, measuredSkusPerSecond: m, runsMeasured: measured?.length ?? 0, limitSkusPerSecond: limit, estimateMs: bound.length === 0 ? null : (skus.length / Math.min(...bound)) * 1000 };

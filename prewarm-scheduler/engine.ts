@@ -22,7 +22,7 @@ import { createHash } from "node:crypto";
 import { DelayedError, Job, Queue, UnrecoverableError, Worker, type JobsOptions } from "bullmq";
 import { TaskCancelledError, timeout, TimeoutStrategy } from "cockatiel";
 import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
-import { isBatchError, postBatch } from "./edge-client";
+import { isBatchError, postBatch } from "../contract/prewarm-client";
 import { Pacer, slowdownReason } from "./pacing";
 import { connectRedis, type SchedulerRedis } from "./redis";
 import { asNode, NodeRegistry, type NodeState } from "./registry";

@@ -48,22 +48,18 @@ export function opsApp(engine: Engine): Hono {
   app.post("/v1/nodes/announce", async (c) => {
     if (engine.cfg.registryToken === "") return c.json(errorBody("not_found", "announcing is off: the config has no registryToken"), 404);
     if (bearerVerdict(c.req.header("Authorization"), engine.cfg.registryToken) !== "ok") return c.json(errorBody("unauthorized", "missing or invalid registry token"), 401);
-    return registryCall(c, async (body) => c.json(await engine.registry.announce(body), 200));
+    return validated(c, NODE_SHAPE, async (body) => c.json(await engine.registry.announce(body), 200));
   });
   if (engine.cfg.opsToken !== "") app.use("/*", bearerAuth({ token: engine.cfg.opsToken }));
   // Every route below needs the scheduler's Redis: without it, a bounded 503 rather than a hung request.
   // (A verify asks the nodes too, and takes as long as they do.)
-  const bounded = timeout(engine.cfg.redisTimeoutMs, () => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` }));
+  const unanswered = (): HTTPException => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` });
+  const bounded = timeout(engine.cfg.redisTimeoutMs, unanswered);
   app.use("/v1/*", (c, next) => (c.req.path === "/v1/verify" ? next() : bounded(c, next)));
   app.use("/v1/*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody("payload_too_large", `bodies are limited to ${MAX_BODY_BYTES} bytes`), 413) }));
 
-  const readPlan = async (c: { req: { json(): Promise<unknown> } }) => {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      throw new HTTPException(400, { message: "body must be JSON {plan: {...}}" });
-    }
+  const readPlan = async (c: Context) => {
+    const body = await readJson(c, "{plan: {...}}");
     const plan = typeof body === "object" && body !== null && "plan" in body ? (body as { plan: unknown }).plan : undefined;
     if (plan === undefined) throw new HTTPException(400, { message: "body must be JSON {plan: {...}}" });
     return parsePlan(plan, "plan", "api");
@@ -97,31 +93,21 @@ export function opsApp(engine: Engine): Hono {
   // Prometheus: the queues, open runs, readiness (behind the token like the rest; Prometheus sends it as a bearer).
   const registry = schedulerMetrics(engine);
   app.get("/metrics", async (c) => {
-    const text = await within(registry.metrics(), engine.cfg.redisTimeoutMs, () => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` }));
+    const text = await within(registry.metrics(), engine.cfg.redisTimeoutMs, unanswered);
     return c.body(text, 200, { "Content-Type": registry.contentType });
   });
   app.get("/v1/nodes", async (c) =>
     c.json({ nodes: [...engine.cfg.nodes.map(({ token: _t, ...n }) => ({ ...n, source: "config", state: "live" })), ...(await engine.registry.list())] }),
   );
-  app.post("/v1/nodes", async (c) => registryCall(c, async (body) => c.json(await engine.registry.add(body), 201)));
+  app.post("/v1/nodes", async (c) => validated(c, NODE_SHAPE, async (body) => c.json(await engine.registry.add(body), 201)));
   app.delete("/v1/nodes/:name", async (c) => ((await engine.registry.remove(c.req.param("name"))) ? c.body(null, 204) : c.json(errorBody("not_found", `no registry node ${c.req.param("name")}`), 404)));
   const changes = new ChangeFanout(engine);
-  app.post("/v1/changes", async (c) => {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      throw new HTTPException(400, { message: "body must be JSON {skus: [...], regions?: [...]}" });
-    }
-    let runId: string;
-    try {
-      runId = await changes.notify(body);
-    } catch (e) {
-      if (isInvalidFileError(e)) return c.json(errorBody("bad_request", e.message, e.problems), 400);
-      throw e;
-    }
-    return c.json({ runId, status: `/v1/runs/${runId}` }, 202);
-  });
+  app.post("/v1/changes", async (c) =>
+    validated(c, "{skus: [...], regions?: [...]}", async (body) => {
+      const runId = await changes.notify(body);
+      return c.json({ runId, status: `/v1/runs/${runId}` }, 202);
+    }),
+  );
   app.get("/v1/schedules", async (c) => c.json({ schedules: await listSchedules(engine) }));
   app.post("/v1/schedules", async (c) => c.json(await schedulePlan(engine, await readPlan(c)), 201));
   app.delete("/v1/schedules/:plan", async (c) =>
@@ -135,14 +121,20 @@ export function opsApp(engine: Engine): Hono {
   return app;
 }
 
-/** Reads a JSON body for the registry and answers its validation errors as 400s. */
-async function registryCall(c: Context, fn: (body: unknown) => Promise<Response>): Promise<Response> {
-  let body: unknown;
+const NODE_SHAPE = "{name, url, region, processes?, version?}";
+
+/** A request's JSON body; a 400 naming the `shape` expected when it is not JSON. */
+async function readJson(c: Context, shape: string): Promise<unknown> {
   try {
-    body = await c.req.json();
+    return await c.req.json();
   } catch {
-    return c.json(errorBody("bad_request", "body must be JSON {name, url, region, processes?, version?}"), 400);
+    throw new HTTPException(400, { message: `body must be JSON ${shape}` });
   }
+}
+
+/** Runs `fn` on a JSON body and answers what fails its validation as a 400 `bad_request` naming the fields. */
+async function validated(c: Context, shape: string, fn: (body: unknown) => Promise<Response>): Promise<Response> {
+  const body = await readJson(c, shape);
   try {
     return await fn(body);
   } catch (e) {

@@ -15,7 +15,7 @@
  * and the run's report counts the slowdown by reason.
  */
 import type { SchedulerRedis } from "./redis";
-import type { PrewarmAnswer } from "./edge-client";
+import type { PrewarmAnswer } from "../contract/prewarm-client";
 
 const TAKE = `
 -- KEYS: pace; ARGV: now, cost ms; returns the wait (ms) before this batch may start

@@ -205,7 +205,7 @@ const SCRIPTS = {
   prewarmMarkLatest: { numberOfKeys: 1, lua: MARK_LATEST },
 };
 
-function percentile(sorted: readonly number[], p: number): number | null {
+export function percentile(sorted: readonly number[], p: number): number | null {
   if (sorted.length === 0) return null;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
@@ -358,15 +358,19 @@ export class RunStore {
     if (!hash["meta"]) return null;
     const meta = JSON.parse(hash["meta"]) as RunMeta;
     const num = (k: string): number => Number(hash[k] ?? 0);
+    // The per-code fields of every node (`n|code|<code>`, `n|slowed|<reason>`), in one pass over the hash.
+    const counted = new Map<string, { code: Record<string, number>; slowed: Record<string, number> }>();
+    for (const [k, v] of Object.entries(hash)) {
+      const [node, kind, what] = k.split("|");
+      if ((kind !== "code" && kind !== "slowed") || what === undefined || !(Number(v) > 0)) continue;
+      let c = counted.get(node!);
+      if (!c) counted.set(node!, (c = { code: {}, slowed: {} }));
+      c[kind][what] = Number(v);
+    }
     const nodes = await Promise.all(
       meta.nodes.map(async (n) => {
         const lat = o.latencies === false ? [] : (await this.redis.lrange(this.key(runId, `:lat:${n.name}`), 0, -1)).map(Number).sort((a, b) => a - b);
-        const byPrefix = (prefix: string): Record<string, number> => {
-          const out: Record<string, number> = {};
-          for (const [k, v] of Object.entries(hash)) if (k.startsWith(prefix) && Number(v) > 0) out[k.slice(prefix.length)] = Number(v);
-          return out;
-        };
-        const failedByCode = byPrefix(`${n.name}|code|`);
+        const failedByCode = counted.get(n.name)?.code ?? {};
         const firstAt = num(`${n.name}|firstAt`);
         return {
           ...n,
@@ -380,7 +384,7 @@ export class RunStore {
           superseded: num(`${n.name}|superseded`),
           failedByCode,
           pacedMs: num(`${n.name}|pacedMs`),
-          slowed: byPrefix(`${n.name}|slowed|`),
+          slowed: counted.get(n.name)?.slowed ?? {},
           durationMs: firstAt === 0 ? 0 : num(`${n.name}|lastAt`) - meta.createdAt,
           p50Ms: percentile(lat, 50),
           p95Ms: percentile(lat, 95),

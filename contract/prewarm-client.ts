@@ -1,11 +1,12 @@
 /**
- * One POST /v1/prewarm to one edge node (SPEC §5), with a timeout, and the
+ * One POST /v1/prewarm to one edge node (SPEC §5; the scheduler's batches and
+ * the node's change watch send it here), with a timeout, and the
  * classification of what went wrong: a retryable failure (the node is down,
  * slow, overloaded or answered 5xx) or a final one (the node refuses the
  * batch: 4xx). Per-SKU failures inside a 200 answer are data, not errors.
  */
 
-import { isPrewarmAnswer, type PrewarmAnswer, type PrewarmRequest } from "../contract/prewarm";
+import { isPrewarmAnswer, type PrewarmAnswer, type PrewarmRequest } from "./prewarm";
 
 export type { PrewarmAnswer };
 
