@@ -406,15 +406,15 @@ export class Engine {
       await this.store.record({ runId: d.runId, node: d.node, batchId: d.batchId, skus: d.skus.length, warmed: 0, fromEdge: 0, fromRegional: 0, failedByCode: {}, batchFailed: false, superseded: d.skus.length, latencyMs: 0, samples: [] });
       return;
     }
-    // The node's pace (its SKUs/s limit, and any slowdown its recent answers caused): a batch that
-    // would wait long goes back to the queue until then, rather than hold a slot of this process.
-    const waitMs = await this.pacer.wait(node.name);
-    if (waitMs > BUSY_RETRY_MS) return this.later(job, token, waitMs);
     // At most concurrencyPerNode batches in flight on the node, over all scheduler processes.
     const holder = batchJobId(d.node, d.batchId);
     if (!(await this.pacer.acquire(node.name, holder, this.cfg.concurrencyPerNode, this.cfg.requestTimeoutMs + 10_000))) return this.later(job, token, BUSY_RETRY_MS * (0.5 + Math.random()));
     try {
-      return await this.sendBatch(node, job, started);
+      // The node's pace (its SKUs/s limit, and any slowdown its recent answers caused): a batch that
+      // would wait long goes back to the queue until then, booking nothing, rather than hold a slot.
+      const pacedMs = await this.pacer.take(node.name, d.skus.length, node.maxSkusPerSecond ?? this.cfg.maxSkusPerSecondPerNode, Date.now(), BUSY_RETRY_MS);
+      if (pacedMs < 0) return await this.later(job, token, -pacedMs);
+      return await this.sendBatch(node, job, started, pacedMs);
     } finally {
       await this.pacer.release(node.name, holder).catch(() => undefined); // else its lease expires
     }
@@ -430,10 +430,9 @@ export class Engine {
     throw new DelayedError();
   }
 
-  private async sendBatch(node: EdgeNodeConfig, job: Job<BatchJobData>, started: number): Promise<void> {
+  private async sendBatch(node: EdgeNodeConfig, job: Job<BatchJobData>, started: number, pacedMs: number): Promise<void> {
     const d = job.data;
-    const pacedMs = await this.pacer.take(node.name, d.skus.length, node.maxSkusPerSecond ?? this.cfg.maxSkusPerSecondPerNode);
-    if (pacedMs > 0) await new Promise((res) => setTimeout(res, pacedMs)); // at most BUSY_RETRY_MS, or another process booked just before
+    if (pacedMs > 0) await new Promise((res) => setTimeout(res, pacedMs)); // at most BUSY_RETRY_MS
     const remaining = d.deadline - Date.now();
     try {
       const answer = await postBatch({

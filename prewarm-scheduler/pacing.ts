@@ -18,9 +18,12 @@ import type { SchedulerRedis } from "./redis";
 import type { PrewarmAnswer } from "../contract/prewarm-client";
 
 const TAKE = `
--- KEYS: pace; ARGV: now, cost ms; returns the wait (ms) before this batch may start
+-- KEYS: pace; ARGV: now, cost ms, max wait ms (-1: any); returns the wait (ms) before this batch may
+-- start, or, when that is over the max wait, minus the wait, booking nothing
 local now = tonumber(ARGV[1])
 local free = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local most = tonumber(ARGV[3])
+if most >= 0 and free - now > most then return now - free end
 redis.call('SET', KEYS[1], free + tonumber(ARGV[2]), 'PX', math.max(1000, free + tonumber(ARGV[2]) - now + 60000))
 return free - now
 `;
@@ -46,7 +49,7 @@ return free - now
 
 type PacingRedis = SchedulerRedis & {
   prewarmSlotAcquire(key: string, now: number, expiresAt: number, limit: number, holder: string): Promise<number>;
-  prewarmPaceTake(key: string, now: number, costMs: number): Promise<number>;
+  prewarmPaceTake(key: string, now: number, costMs: number, maxWaitMs: number): Promise<number>;
   prewarmPaceSlow(key: string, now: number, slowdownMs: number): Promise<number>;
 };
 
@@ -91,15 +94,14 @@ export class Pacer {
     await this.redis.zrem(`${this.prefix}:slots:${node}`, holder);
   }
 
-  /** How long until `node`'s pace lets a batch start (0: now); books nothing. */
-  async wait(node: string, now = Date.now()): Promise<number> {
-    return Math.max(0, Number((await this.redis.get(this.key(node))) ?? 0) - now);
-  }
-
-  /** Books a batch of `skus` on `node` at `skusPerSecond` (0: no limit, but a slowdown still applies); the ms to wait before sending it. */
-  async take(node: string, skus: number, skusPerSecond: number, now = Date.now()): Promise<number> {
+  /**
+   * Books a batch of `skus` on `node` at `skusPerSecond` (0: no limit, but a
+   * slowdown still applies); the ms to wait before sending it. When that wait
+   * would pass `maxWaitMs`, books nothing and answers minus the wait.
+   */
+  async take(node: string, skus: number, skusPerSecond: number, now = Date.now(), maxWaitMs = -1): Promise<number> {
     const cost = skusPerSecond > 0 ? Math.ceil((skus * 1000) / skusPerSecond) : 0;
-    return this.redis.prewarmPaceTake(this.key(node), now, cost);
+    return this.redis.prewarmPaceTake(this.key(node), now, cost, maxWaitMs);
   }
 
   /** Pushes `node`'s next batches back by `ms`. */

@@ -151,20 +151,20 @@ async function resolve(deps: Deps, skus: readonly string[], region: string, look
     for (const [k, e] of looked) entries.set(k, e);
   }
   const now = Date.now();
-  const looked = skus.map((sku): [string, Lookup] => {
+  const looked = skus.map((sku): [string, Lookup, CachedAggregate | null | undefined] => {
     const entry = entries.get(memKey(region, sku));
-    return [sku, entry ? lookupAt(entry, now) : { state: "absent" }];
+    return [sku, entry ? lookupAt(entry, now) : { state: "absent" }, entry];
   });
   const swrMs = deps.cfg.staleWhileRevalidateSeconds * 1000;
   const answers = new Map<string, Answer>();
   const revalidate: string[] = [];
   const compute: string[] = [];
   let notCached = 0;
-  for (const [sku, l] of looked) {
+  for (const [sku, l, entry] of looked) {
     if (l.state === "fresh" && l.segment.notFound) answers.set(sku, { sku, failure: { sku, ok: false, code: "not_found", detail: "neither the edge nor the region has it (cached not_found)" } });
-    else if (l.state === "fresh") answers.set(sku, { sku, segment: l.segment, result: "HIT", cachedUntil: cachedUntil(entries.get(memKey(region, sku))) });
+    else if (l.state === "fresh") answers.set(sku, { sku, segment: l.segment, result: "HIT", cachedUntil: cachedUntil(entry) });
     else if (l.state === "stale" && l.staleForMs <= swrMs) {
-      answers.set(sku, { sku, segment: l.segment, result: "STALE", cachedUntil: cachedUntil(entries.get(memKey(region, sku))) });
+      answers.set(sku, { sku, segment: l.segment, result: "STALE", cachedUntil: cachedUntil(entry) });
       revalidate.push(sku);
     } else if (lookOnly) {
       answers.set(sku, { sku, failure: { sku, ok: false, code: "not_cached", detail: "not cached" } });
