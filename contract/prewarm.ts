@@ -6,8 +6,12 @@
 /** The most SKUs one prewarm batch may carry. */
 export const MAX_BATCH = 1000;
 
-/** Per-SKU failure codes of an answer (SPEC §5); `not_cached` only answers a look (`only-if-cached`). */
-export const SKU_FAILURE_CODES = ["not_found", "invalid_record", "regional_unavailable", "invalid_sku", "not_cached"] as const;
+/**
+ * Per-SKU failure codes of an answer (SPEC §5); `not_cached` only answers a
+ * look (`only-if-cached`); `purged`: a purge of the key came while the batch
+ * computed it from records read before it, so it was not written (send it again).
+ */
+export const SKU_FAILURE_CODES = ["not_found", "invalid_record", "regional_unavailable", "invalid_sku", "not_cached", "purged"] as const;
 export type SkuFailureCode = (typeof SKU_FAILURE_CODES)[number];
 
 export interface PrewarmRequest {

@@ -105,20 +105,8 @@ export async function startRegional(options: RegionalOptions): Promise<Regional>
     state.counters.requests.set(status, (state.counters.requests.get(status) ?? 0) + 1);
   };
 
-  async function records(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    checkBearer(req, o.token);
-    const { skus } = parseRequest(await readBody(req));
-    state.counters.skus += skus.length;
-    const f = state.faults;
-    if (f.latencyMs > 0) await new Promise((r) => setTimeout(r, f.latencyMs));
-    if (f.outage) throw new HttpFailure(503, "outage", "injected outage");
-    if (f.errorRate > 0 && Math.random() < f.errorRate) throw new HttpFailure(500, "injected_error", "injected error");
-    if (f.corruptBody) {
-      count(200);
-      res.writeHead(200, { "Content-Type": "application/msgpack" });
-      res.end(Buffer.from([0xc1, 0xc1, 0xc1]));
-      return;
-    }
+  /** The records of `skus` from the region's Redis, by SKU (SKUs it does not know are absent). */
+  async function readRecords(skus: readonly string[]): Promise<Record<string, { stock: Buffer | null; price: Buffer | null }>> {
     if (redis.status !== "ready") await redis.connect().catch(() => undefined);
     let replies: [Error | null, unknown][] | null;
     try {
@@ -141,6 +129,27 @@ export async function startRegional(options: RegionalOptions): Promise<Regional>
         out[sku] = { stock: Buffer.isBuffer(stock) ? stock : null, price: Buffer.isBuffer(price) ? price : null };
       }
     });
+    return out;
+  }
+
+  async function records(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    checkBearer(req, o.token);
+    const { skus } = parseRequest(await readBody(req));
+    state.counters.skus += skus.length;
+    const f = state.faults;
+    // The records are read as the request arrives and answered after the added latency, as a far region's would be.
+    const reading = readRecords(skus);
+    reading.catch(() => undefined); // awaited below, unless a fault answers first
+    if (f.latencyMs > 0) await new Promise((r) => setTimeout(r, f.latencyMs));
+    if (f.outage) throw new HttpFailure(503, "outage", "injected outage");
+    if (f.errorRate > 0 && Math.random() < f.errorRate) throw new HttpFailure(500, "injected_error", "injected error");
+    if (f.corruptBody) {
+      count(200);
+      res.writeHead(200, { "Content-Type": "application/msgpack" });
+      res.end(Buffer.from([0xc1, 0xc1, 0xc1]));
+      return;
+    }
+    const out = await reading;
     count(200);
     res.writeHead(200, { "Content-Type": "application/msgpack" });
     res.end(packr.pack({ records: out }));

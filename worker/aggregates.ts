@@ -5,9 +5,9 @@
  * call per source), and per-SKU outcomes. Shared by prewarm and by
  * read-through on a cache miss.
  */
-import { type EdgeCache, type WriteCause } from "./cache/edge-cache";
+import { type EdgeCache, type WriteCause, type WriteResult } from "./cache/edge-cache";
 import type { Config } from "./config";
-import { EdgeRedisError, readRecords, refillRecords, takeLeases, type EdgeRedisSession, type RecordPair } from "./sources/edge-redis";
+import { EdgeRedisError, keepRegionalCopies, readRecords, takeLeases, type EdgeRecords, type EdgeRedisSession, type RecordPair } from "./sources/edge-redis";
 import type { SkuFailureCode } from "../contract/prewarm";
 import { metrics } from "./metrics";
 import type { NodeSync } from "./node/sync";
@@ -30,7 +30,8 @@ export interface Deps {
 
 export type SkuOutcome =
   | { sku: string; ok: true; source: Source; entry: CachedAggregate }
-  | { sku: string; ok: false; code: SkuFailureCode; detail: string };
+  /** `basis`: when the records that showed the failure were read (a cached not_found is conditional on it, as an entry is). */
+  | { sku: string; ok: false; code: Exclude<SkuFailureCode, "purged">; detail: string; basis?: number };
 
 export interface BatchRequest {
   skus: readonly string[];
@@ -38,6 +39,11 @@ export interface BatchRequest {
   ttlSeconds: number;
   /** Up to this much (s) is taken off each SKU's TTL, by SKU, so a batch's keys do not all expire in the same second. @default 0 */
   ttlJitterSeconds?: number;
+  /**
+   * When the batch's records were read, at the latest: a read that found its
+   * records along with its cache lookup passes the lookup's start. @default the computation's start
+   */
+  basis?: number;
 }
 
 /**
@@ -60,50 +66,54 @@ type Failure = Extract<SkuOutcome, { ok: false }>;
 export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: "prewarm" | "read"): Promise<SkuOutcome[]> {
   metrics.computations.inc({ trigger });
   const { cfg, rules } = deps;
+  const basis = req.basis ?? Date.now();
   const ttlOf = (sku: string): number => req.ttlSeconds * 1000 - jitterMs(sku, req.ttlJitterSeconds ?? 0);
 
-  let edge: RecordPair[] | null = null;
+  let edge: EdgeRecords[] | null = null;
   let edgeFailure = "";
   try {
-    edge = await readRecords(deps.redis, req.skus);
+    // A read uses the region's copy the node keeps; a prewarm asks the region afresh for what the edge lacks.
+    edge = await readRecords(deps.redis, req.skus, trigger === "read");
   } catch (e) {
     if (!(e instanceof EdgeRedisError)) throw e;
     edgeFailure = e.message;
   }
 
-  // The edge first; what it lacks, or holds corrupt, goes to the region.
+  // The edge first; what it lacks, or holds corrupt, comes from the region's copy on the node, else from the region.
   const now = Date.now(); // read after the I/O: a Worker's clock only moves across I/O
   const computed = new Map<string, Computed>();
+  const failures = new Map<string, Failure>();
   const pending: Failure[] = [];
   if (edge) {
     const results = runRules(rules, req.skus.map((sku, i) => input(sku, req.region, now, ttlOf(sku), "edge", edge[i]!)));
+    const copied: { f: Failure; copy: RecordPair }[] = [];
     req.skus.forEach((sku, i) => {
       const out = results[i]!;
       if (out.ok) computed.set(sku, { source: "edge", out, records: edge[i]!, computedAt: now });
-      else pending.push({ sku, ok: false, code: out.code, detail: `edge: ${out.detail}` });
+      else {
+        const f: Failure = { sku, ok: false, code: out.code, detail: `edge: ${out.detail}` };
+        const copy = edge[i]!.copy;
+        if (copy === null) pending.push(f);
+        // Unknown to the region (asked moments ago): not found, unless the edge holds something corrupt.
+        else if (copy.stock === null && copy.price === null) failures.set(sku, f.code === "invalid_record" ? f : { ...f, code: "not_found", detail: `${f.detail}; unknown to the region (asked moments ago)` });
+        else copied.push({ f, copy });
+      }
     });
+    computeFrom(rules, copied, req.region, now, ttlOf, computed, failures);
   } else {
     for (const sku of req.skus) pending.push({ sku, ok: false, code: "regional_unavailable", detail: edgeFailure });
   }
 
-  const failures = new Map<string, Failure>();
   if (pending.length > 0 && deps.regional) {
     try {
-      const fetched = await fetchOncePerNode(deps, deps.regional, req.region, pending, edge !== null);
+      const fetched = await fetchOncePerNode(deps, deps.regional, req.region, pending, edge !== null, trigger === "read");
       const found = pending.filter((f) => fetched.has(f.sku));
-      const at = Date.now();
-      const results = runRules(rules, found.map((f) => input(f.sku, req.region, at, ttlOf(f.sku), "regional", fetched.get(f.sku)!)));
-      found.forEach((f, i) => {
-        const out = results[i]!;
-        if (out.ok) computed.set(f.sku, { source: "regional", out, records: fetched.get(f.sku)!, computedAt: at });
-        else failures.set(f.sku, { ...f, code: out.code, detail: `regional: ${out.detail}` });
-      });
+      computeFrom(rules, found.map((f) => ({ f, copy: fetched.get(f.sku)! })), req.region, Date.now(), ttlOf, computed, failures);
       for (const f of pending) {
         if (fetched.has(f.sku)) continue;
         // Unknown to the region too: not found, unless the edge holds something corrupt.
         failures.set(f.sku, f.code === "invalid_record" ? f : { ...f, code: "not_found", detail: `${f.detail}; unknown to the region` });
       }
-      if (fetched.size > 0 && edge !== null) deps.background(refill(deps.redis, cfg, fetched));
     } catch (e) {
       if (!(e instanceof RegionalUnavailableError)) throw e;
       for (const f of pending) failures.set(f.sku, { ...f, code: "regional_unavailable", detail: `${f.detail}; ${e.message}` });
@@ -112,11 +122,21 @@ export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: 
     for (const f of pending) failures.set(f.sku, f);
   }
 
-  const timelines = timelinesOf(deps, req.region, ttlOf, computed);
+  const timelines = timelinesOf(deps, req.region, ttlOf, computed, basis);
   return req.skus.map((sku): SkuOutcome => {
     const t = timelines.get(sku);
     if (t) return { sku, ok: true, source: computed.get(sku)!.source, entry: t };
-    return failures.get(sku)!;
+    return { ...failures.get(sku)!, basis };
+  });
+}
+
+/** Runs the rules on the region's records of `items` (fetched, or the node's copy): `regional` aggregates, or failures. */
+function computeFrom(rules: RulesHost, items: readonly { f: Failure; copy: RecordPair }[], region: string, at: number, ttlOf: (sku: string) => number, computed: Map<string, Computed>, failures: Map<string, Failure>): void {
+  const results = runRules(rules, items.map(({ f, copy }) => input(f.sku, region, at, ttlOf(f.sku), "regional", copy)));
+  items.forEach(({ f, copy }, i) => {
+    const out = results[i]!;
+    if (out.ok) computed.set(f.sku, { source: "regional", out, records: copy, computedAt: at });
+    else failures.set(f.sku, { ...f, code: out.code, detail: `regional: ${out.detail}` });
   });
 }
 
@@ -128,8 +148,8 @@ function runRules(rules: RulesHost, inputs: RulesInput[]): RulesOutput[] {
   return inputs.length === 0 ? [] : rules.run(inputs);
 }
 
-/** How often a process waiting for another's regional fetch looks for the refilled records. */
-const REFILL_POLL_MS = 10;
+/** How often a process waiting for another's regional fetch looks for the region's copy. */
+const COPY_POLL_MS = 10;
 
 /**
  * Fetches records from the region so that concurrent misses of one SKU on
@@ -137,15 +157,29 @@ const REFILL_POLL_MS = 10;
  * (coalescing within a process is `Coalescer`'s job). For SKUs the edge lacks
  * outright, each process first takes a short lease in the edge Redis (SET NX,
  * one round trip for the batch); a process that does not get one waits, up to
- * the regional budget, for the records the lease holder refills, and fetches
- * what has not come by then itself. Without an edge Redis, it simply fetches.
+ * the regional budget, for the lease holder's answer: the region's copy of
+ * both records, or its note that the region does not know the SKU, never
+ * half a pair; and fetches what has not come by then itself. Whatever this
+ * process fetched is kept as the region's copy for the others (unless a
+ * purge came since it asked). Without an edge Redis, or for a prewarm
+ * (`shared` false), it simply fetches.
  */
-async function fetchOncePerNode(deps: Deps, regional: RegionalClient, region: string, pending: readonly Failure[], edgeUp: boolean): Promise<Map<string, RecordPair>> {
-  const fetch = (skus: string[]): Promise<Map<string, RecordPair>> => (skus.length === 0 ? Promise.resolve(new Map()) : regional.fetchRecords(region, skus));
+async function fetchOncePerNode(deps: Deps, regional: RegionalClient, region: string, pending: readonly Failure[], edgeUp: boolean, shared: boolean): Promise<Map<string, RecordPair>> {
+  const budgetMs = deps.cfg.regionalTimeoutMs + 100;
+  const fetch = async (skus: string[]): Promise<Map<string, RecordPair>> => {
+    if (skus.length === 0) return new Map();
+    const asked = Date.now();
+    const got = await regional.fetchRecords(region, skus);
+    if (edgeUp) {
+      const unknown = skus.filter((sku) => !got.has(sku));
+      deps.background(keepCopies(deps.redis, deps.cfg, got, unknown, asked, budgetMs + 50));
+    }
+    return got;
+  };
   const missing = pending.filter((f) => f.code === "not_found").map((f) => f.sku);
   const direct = pending.filter((f) => f.code !== "not_found").map((f) => f.sku);
-  if (!edgeUp || missing.length === 0) return fetch(pending.map((f) => f.sku));
-  const budgetMs = deps.cfg.regionalTimeoutMs + 100;
+  // A prewarm asks the region itself: what another process fetched may have been asked before the prewarm began.
+  if (!edgeUp || !shared || missing.length === 0) return fetch(pending.map((f) => f.sku));
   let leased: boolean[];
   try {
     leased = await takeLeases(deps.redis, region, missing, budgetMs + 50);
@@ -155,39 +189,45 @@ async function fetchOncePerNode(deps: Deps, regional: RegionalClient, region: st
   }
   const mine = [...direct, ...missing.filter((_, i) => leased[i])];
   const theirs = missing.filter((_, i) => !leased[i]);
-  const [fetched, refilled] = await Promise.all([fetch(mine), awaitRefill(deps.redis, theirs, Date.now() + budgetMs)]);
-  const late = theirs.filter((sku) => !refilled.has(sku));
+  const [fetched, copies] = await Promise.all([fetch(mine), awaitCopies(deps.redis, theirs, Date.now() + budgetMs)]);
+  const late = theirs.filter((sku) => !copies.has(sku));
   const more = await fetch(late);
-  return new Map([...fetched, ...refilled, ...more]);
+  const records = new Map([...fetched, ...more]);
+  for (const [sku, copy] of copies) if (copy.stock !== null || copy.price !== null) records.set(sku, copy);
+  return records;
 }
 
-/** Polls the edge Redis until the records of `skus` appear (another process refilled them) or the deadline passes. */
-async function awaitRefill(session: EdgeRedisSession, skus: readonly string[], deadline: number): Promise<Map<string, RecordPair>> {
+/**
+ * Polls the edge Redis until the region's copy of each of `skus` appears
+ * (another process fetched it: both records, or that the region does not
+ * know the SKU) or the deadline passes.
+ */
+async function awaitCopies(session: EdgeRedisSession, skus: readonly string[], deadline: number): Promise<Map<string, RecordPair>> {
   const found = new Map<string, RecordPair>();
   let left = [...skus];
   while (left.length > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, REFILL_POLL_MS));
-    let pairs: RecordPair[];
+    await new Promise((r) => setTimeout(r, COPY_POLL_MS));
+    let read: EdgeRecords[];
     try {
-      pairs = await readRecords(session, left);
+      read = await readRecords(session, left, true);
     } catch {
       break;
     }
     left = left.filter((sku, i) => {
-      const p = pairs[i]!;
-      if (p.stock === null && p.price === null) return true;
-      found.set(sku, p);
+      const copy = read[i]!.copy;
+      if (copy === null) return true;
+      found.set(sku, copy);
       return false;
     });
   }
   return found;
 }
 
-async function refill(session: EdgeRedisSession, cfg: Config, fetched: Map<string, RecordPair>): Promise<void> {
+async function keepCopies(session: EdgeRedisSession, cfg: Config, fetched: Map<string, RecordPair>, unknown: readonly string[], asked: number, unknownTtlMs: number): Promise<void> {
   try {
-    await refillRecords(session, fetched, cfg.regionalRefillTtlSeconds);
+    await keepRegionalCopies(session, fetched, unknown, asked, cfg.regionalRefillTtlSeconds, unknownTtlMs);
   } catch {
-    // Counted as an edge Redis error; the next read simply asks the region again.
+    // Counted as an edge Redis error; the next miss simply asks the region again.
   }
 }
 
@@ -204,14 +244,14 @@ interface Computed {
  * TTL does, the aggregates from each change to the end of the same TTL:
  * computed from the same records, one Wasm call per step for the batch.
  */
-function timelinesOf(deps: Deps, region: string, ttlOf: (sku: string) => number, computed: Map<string, Computed>): Map<string, CachedAggregate> {
+function timelinesOf(deps: Deps, region: string, ttlOf: (sku: string) => number, computed: Map<string, Computed>, basis: number): Map<string, CachedAggregate> {
   const timelines = new Map<string, CachedAggregate>();
   let step = [...computed].map(([sku, c]) => ({ sku, c, from: c.computedAt, out: c.out as RulesOutput }));
   for (let round = 0; step.length > 0; round++) {
     const next: typeof step = [];
     for (const s of step) {
       if (!s.out.ok) continue; // the same records cannot fail later; if they do, the timeline just ends
-      const t = timelines.get(s.sku) ?? { segments: [] };
+      const t = timelines.get(s.sku) ?? { segments: [], basis };
       t.segments.push({ json: s.out.json, computedAt: s.from, validUntil: s.out.validUntil, nextAt: s.out.nextAt });
       timelines.set(s.sku, t);
       const horizon = s.c.computedAt + ttlOf(s.sku);
@@ -228,15 +268,22 @@ function timelinesOf(deps: Deps, region: string, ttlOf: (sku: string) => number,
 }
 
 /**
- * Writes every successful outcome to the edge cache, all at once, and, when
- * `negativeTtlSeconds` > 0, a `not_found` for that long (so that reads of an
- * unknown SKU do not each cost an edge Redis and a regional request).
+ * Writes what each outcome means for the edge cache, all at once, each only
+ * over older data (`EdgeCache.putMany`): an aggregate; for a SKU found
+ * `not_found`, a cached not_found for NEGATIVE_TTL_SECONDS (so that reads of
+ * an unknown SKU do not each cost an edge Redis and a regional request, and
+ * an aggregate of a SKU whose records are gone is replaced, not kept warm),
+ * or, where that is 0, the removal of its aggregate. Other failures leave
+ * the cache as it is. The result of each SKU's write, by SKU.
  */
-export async function storeAggregates(cache: EdgeCache, region: string, outcomes: readonly SkuOutcome[], now: number, cause: WriteCause, negativeTtlSeconds = 0): Promise<void> {
+export async function storeAggregates(cache: EdgeCache, region: string, outcomes: readonly SkuOutcome[], now: number, cause: WriteCause, negativeTtlSeconds: number): Promise<Map<string, WriteResult>> {
   const items = outcomes.flatMap((o) => {
     if (o.ok) return [{ key: storeKey(o.sku, region), entry: o.entry }];
-    if (o.code === "not_found" && negativeTtlSeconds > 0) return [{ key: storeKey(o.sku, region), entry: notFoundEntry(now, negativeTtlSeconds * 1000) }];
-    return [];
+    if (o.code !== "not_found") return [];
+    const basis = o.basis ?? now;
+    const entry: CachedAggregate = negativeTtlSeconds > 0 ? notFoundEntry(now, negativeTtlSeconds * 1000, basis) : { segments: [], basis };
+    return [{ key: storeKey(o.sku, region), entry }];
   });
-  await cache.putMany(items, now, cause);
+  const results = await cache.putMany(items, now, cause);
+  return new Map(items.map((item, i) => [item.key.sku, results[i]!]));
 }

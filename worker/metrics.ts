@@ -154,6 +154,7 @@ export const metrics = {
   httpRequests: new Counter("edge_http_requests_total", "Requests answered, by route and status.", []),
   shed: new Counter("edge_requests_shed_total", "Requests answered 503 overloaded before any I/O: the process already had EDGE_REDIS_MAX_SESSIONS requests working with the edge Redis."),
   cacheLookups: new Counter("edge_cache_lookups_total", "Edge cache outcomes on reads.", [{ result: "hit" }, { result: "miss" }, { result: "stale" }]),
+  cacheLooks: new Counter("edge_cache_looks_total", "Looks (reads with Cache-Control: only-if-cached, e.g. prewarm verify): they read no record and are not lookups, so they do not move the hit ratio.", [{ result: "hit" }, { result: "stale" }, { result: "not_cached" }]),
   cacheLayerHits: new Counter("edge_cache_layer_hits_total", "Entries found on reads, by layer: the process's memory (hot cache) or the node's shared store.", [
     { layer: "memory" },
     { layer: "store" },

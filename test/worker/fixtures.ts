@@ -42,6 +42,14 @@ export function prewarmRequest(body: unknown, init: { token?: string | null; con
   });
 }
 
+export function purgeRequest(body: unknown): Promise<Response> {
+  return SELF.fetch("https://edge.test/v1/purge", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${inject("prewarmToken")}` },
+    body: JSON.stringify(body),
+  });
+}
+
 export function getSku(sku: string, query = "", headers: Record<string, string> = {}): Promise<Response> {
   return SELF.fetch(`https://edge.test/v1/skus/${sku}${query}`, { headers });
 }

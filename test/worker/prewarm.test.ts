@@ -110,6 +110,17 @@ describe("POST /v1/prewarm", () => {
     expect(await bad.json()).toMatchObject({ error: { code: "invalid_record" } });
   });
 
+  it("replaces the aggregate of a SKU whose records were deleted with a not_found: it is not served warm with its old price", async () => {
+    const [sku] = await seeded(1, "gone");
+    expect(await (await prewarmRequest({ skus: [sku], ttl: 3600 })).json()).toMatchObject({ warmed: 1 });
+    expect((await getSku(sku!)).headers.get("X-Cache")).toBe("HIT");
+    await withRedis((r) => r.del(`sku:${sku}:price`)); // the region lacks it too
+    expect(await (await prewarmRequest({ skus: [sku], ttl: 3600 })).json()).toMatchObject({ warmed: 0, failed: [{ sku, code: "not_found" }] });
+    const res = await getSku(sku!);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+  });
+
   it("reports unknown and badly named SKUs per SKU without failing the batch", async () => {
     const [good] = await seeded(1);
     const missing = uniqueSku("missing");

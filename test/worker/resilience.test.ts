@@ -8,7 +8,7 @@ import { SELF } from "cloudflare:test";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { encodeRecord } from "../../records/encode";
 import { metrics } from "../../worker/metrics";
-import { getSku, prewarmRequest, priceRecord, sleep, stockRecord, uniqueSku } from "./fixtures";
+import { getSku, prewarmRequest, priceRecord, purgeRequest, sleep, stockRecord, uniqueSku } from "./fixtures";
 import { edgeRedis, metric, regional } from "./parts";
 import { seed, seedRegional, withRedis } from "./redis";
 
@@ -45,7 +45,7 @@ afterEach(async () => {
 });
 
 describe("regional fallback", () => {
-  it("refills only what the edge lacks: the feed's own record keeps its bytes and gets no TTL", async () => {
+  it("keeps the region's copy beside the feed's records, never in them: the feed's record keeps its bytes and gets no TTL", async () => {
     const sku = uniqueSku("clobber");
     // The feed wrote a newer stock record at the edge, with no TTL; the price is missing there.
     const feedStock = encodeRecord(stockRecord(sku, 99, { updatedAt: 2_000 }));
@@ -53,26 +53,48 @@ describe("regional fallback", () => {
     await seedRegional(sku, stockRecord(sku, 5, { updatedAt: 1_000 }), priceRecord(sku, 7_000));
     const res = await getSku(sku);
     expect(res.status).toBe(200);
-    // the price is refilled (after the answer, in waitUntil): wait for it
-    let priceTtl = -2;
-    for (let i = 0; i < 40 && priceTtl < 0; i++, await sleep(25)) priceTtl = await withRedis((r) => r.ttl(`sku:${sku}:price`));
-    expect(priceTtl).toBeGreaterThan(0);
-    const [stockBytes, stockTtl] = await withRedis(async (r) => [await r.getBuffer(`sku:${sku}:stock`), await r.ttl(`sku:${sku}:stock`)] as const);
+    expect(await res.json()).toMatchObject({ source: "regional", stock: { available: 5 } });
+    // the copy is kept after the answer (in waitUntil): wait for it
+    let copyTtl = -2;
+    for (let i = 0; i < 40 && copyTtl < 0; i++, await sleep(25)) copyTtl = await withRedis((r) => r.ttl(`sku:${sku}:regional`));
+    expect(copyTtl).toBeGreaterThan(0);
+    expect(copyTtl).toBeLessThanOrEqual(60);
+    const [stockBytes, stockTtl, price] = await withRedis(async (r) => [await r.getBuffer(`sku:${sku}:stock`), await r.ttl(`sku:${sku}:stock`), await r.exists(`sku:${sku}:price`)] as const);
     expect(Buffer.compare(stockBytes!, Buffer.from(feedStock))).toBe(0);
     expect(stockTtl).toBe(-1);
+    expect(price).toBe(0);
   });
 
-  it("reads what the edge lacks from the region, serves it as source regional, and refills the edge Redis", async () => {
+  it("reads what the edge lacks from the region, serves it as source regional, and keeps the region's copy for the next miss (still regional)", async () => {
     const sku = await regionalOnly();
     const res = await getSku(sku);
     expect(res.status).toBe(200);
     expect(res.headers.get("X-Cache")).toBe("MISS");
     expect(await res.json()).toMatchObject({ sku, source: "regional", price: { amount: 7_000 } });
-    // The refill happens after the answer (waitUntil): poll the edge Redis for it.
+    // The copy is kept after the answer (waitUntil): poll the edge Redis for it.
     let ttl = -2;
-    for (let i = 0; i < 40 && ttl < 0; i++, await sleep(25)) ttl = await withRedis((r) => r.ttl(`sku:${sku}:price`));
+    for (let i = 0; i < 40 && ttl < 0; i++, await sleep(25)) ttl = await withRedis((r) => r.ttl(`sku:${sku}:regional`));
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(60);
+    expect(await withRedis((r) => r.exists(`sku:${sku}:stock`, `sku:${sku}:price`))).toBe(0);
+    // A miss of another aggregate of the SKU (another region) computes from the copy: no regional call, and still `regional`.
+    const before = await regional.counters();
+    const again = await getSku(sku, "?region=cn-north");
+    expect(again.headers.get("X-Cache")).toBe("MISS");
+    expect(await again.json()).toMatchObject({ sku, region: "cn-north", source: "regional", price: { amount: 7_000 } });
+    expect((await regional.counters()).requests).toBe(before.requests);
+  });
+
+  it("drops the region's copy with a purge: a price fixed at the region is served, as regional, right after the purge", async () => {
+    const sku = await regionalOnly("fixed", 7_000);
+    expect(await (await getSku(sku)).json()).toMatchObject({ source: "regional", price: { amount: 7_000 } });
+    for (let i = 0; i < 40 && (await withRedis((r) => r.exists(`sku:${sku}:regional`))) === 0; i++) await sleep(25);
+    await seedRegional(sku, stockRecord(sku), priceRecord(sku, 6_500));
+    expect((await purgeRequest({ skus: [sku] })).status).toBe(200);
+    expect(await withRedis((r) => r.exists(`sku:${sku}:regional`))).toBe(0);
+    const res = await getSku(sku);
+    expect(res.headers.get("X-Cache")).toBe("MISS");
+    expect(await res.json()).toMatchObject({ source: "regional", price: { amount: 6_500 } });
   });
 
   it("prewarms a batch from edge and region in one regional call and counts each source", async () => {

@@ -3,10 +3,11 @@
  * price changes inside a warmed entry's life served at the exact millisecond
  * without reading Redis or the region.
  */
+import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { getSku, prewarmRequest, priceRecord, sleep, stockRecord, uniqueSku } from "./fixtures";
 import { metric, regional } from "./parts";
-import { redisGetCalls, seed } from "./redis";
+import { redisGetCalls, seed, seedRegional, withRedis } from "./redis";
 
 interface Aggregate {
   price: { amount: number; promoId: string | null };
@@ -94,5 +95,47 @@ describe("price changes inside a warmed entry's life", () => {
     const res = await getSku(sku);
     expect(res.headers.get("X-Cache")).toBe("MISS");
     expect(((await res.json()) as Aggregate).price).toMatchObject({ amount: 9_000, promoId: "late" });
+  });
+});
+
+describe("an answer that waits on a miss (SPEC §4: never a price whose time has passed)", () => {
+  it("answers a multi-get's warm key with the price in force when the answer is built, not when the request began", async () => {
+    const t0 = Date.now() + 250;
+    const warm = await warmed(30, [{ id: "flash-wait", kind: "fixed", value: 4_999, startsAt: t0, endsAt: t0 + 600_000 }]);
+    const slow = uniqueSku("wait");
+    await seedRegional(slow, stockRecord(slow), priceRecord(slow, 3_000));
+    await regional.setFaults({ latencyMs: 300 }); // the miss waits past T0 (the regional timeout in this pool is 400 ms)
+    try {
+      expect(Date.now()).toBeLessThan(t0);
+      const res = await SELF.fetch(`https://edge.test/v1/skus?ids=${warm},${slow}`);
+      const body = (await res.json()) as { aggregates: (Aggregate & { sku: string })[] };
+      expect(Date.now()).toBeGreaterThan(t0);
+      expect(body.aggregates.find((a) => a.sku === slow)).toMatchObject({ source: "regional", price: { amount: 3_000 } });
+      expect(body.aggregates.find((a) => a.sku === warm)).toMatchObject({ price: { amount: 4_999, promoId: "flash-wait" }, computedAt: t0 });
+    } finally {
+      await regional.resetFaults();
+    }
+  });
+
+  it("does not serve a stale entry as stale-if-error once a price change has passed during the regional wait", async () => {
+    const sku = uniqueSku("sie-wait");
+    const start = Date.now();
+    const change = start + 3_300;
+    await seedRegional(sku, stockRecord(sku), priceRecord(sku, 10_000, [{ id: "late", kind: "fixed", value: 5_000, startsAt: change, endsAt: change + 600_000 }]));
+    expect(await (await prewarmRequest({ skus: [sku], ttl: 1 })).json()).toMatchObject({ fromRegional: 1 });
+    // Past the revalidation grace (2 s in this pool), before the change: the read must ask the region again.
+    await sleep(start + 3_100 - Date.now());
+    await withRedis((r) => r.del(`sku:${sku}:regional`, `sku:${sku}:stock`, `sku:${sku}:price`)); // the edge holds nothing of it
+    await regional.setFaults({ latencyMs: 1_000 }); // the region times out (400 ms), after the change
+    try {
+      expect(Date.now()).toBeLessThan(change);
+      const res = await getSku(sku);
+      expect(Date.now()).toBeGreaterThan(change);
+      // The stale aggregate shows 10,000, no longer the price in force: nothing can be served.
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ error: { code: "regional_unavailable" } });
+    } finally {
+      await regional.resetFaults();
+    }
   });
 });

@@ -12,11 +12,11 @@
  * (`NodeSync.trusted`): past that, reads go to the shared store, so that a
  * purge or a re-warm made by another process is seen within 1 s.
  */
-import { EdgeRedisError } from "../sources/edge-redis";
+import { EdgeRedisError, mayWrite } from "../sources/edge-redis";
 import type { HotCache } from "./hot-cache";
 import { gauges, metrics } from "../metrics";
 import type { NodeSync } from "../node/sync";
-import type { AggregateStore, StoreItem } from "./store";
+import type { AggregateStore, StoreItem, StoreWrite } from "./store";
 import type { WriteBehind } from "./write-behind";
 import { type CachedAggregate, type Lookup, type MemKey, type StoreKey, lookupAt } from "./entry";
 
@@ -40,6 +40,9 @@ export function trustedHot(hot: HotCache, sync: NodeSync, mem: MemKey, now: numb
 /** Why a write is made: a prewarm tells the node's other processes; a read-through computation need not. */
 export type WriteCause = "prewarm" | "read";
 
+/** What became of an entry given to `putMany`: the store's answer, or `skipped` (already expired, or computed too long ago to be written). */
+export type WriteResult = StoreWrite | "skipped";
+
 export class EdgeCache {
   constructor(
     private readonly hot: HotCache,
@@ -61,8 +64,12 @@ export class EdgeCache {
     return held?.entry;
   }
 
-  /** The entry of every key: from the hot cache while it is trusted, else from the shared store (one round trip for all). */
-  async getMany(keys: readonly StoreKey[]): Promise<(CachedAggregate | null)[]> {
+  /**
+   * The entry of every key: from the hot cache while it is trusted, else from
+   * the shared store (one round trip for all; with `records`, the records of
+   * the keys it lacks in the same round trip, for the computation that follows).
+   */
+  async getMany(keys: readonly StoreKey[], records = true): Promise<(CachedAggregate | null)[]> {
     const now = Date.now();
     const trusted = this.sync.trusted(now);
     const out: (CachedAggregate | null)[] = keys.map(() => null);
@@ -82,7 +89,7 @@ export class EdgeCache {
     const since = this.sync.generation;
     let found: (CachedAggregate | null)[];
     try {
-      found = await this.store.getMany(fromStore.map((i) => keys[i]!));
+      found = await this.store.getMany(fromStore.map((i) => keys[i]!), records);
     } catch (e) {
       if (!(e instanceof EdgeRedisError)) throw e;
       // The store cannot be read (nor purged, nor re-warmed): what this process holds is the best there is.
@@ -101,32 +108,58 @@ export class EdgeCache {
   }
 
   /**
-   * Stores entries that are still valid. A prewarm's entries are in the shared
-   * store (and the other processes told) once this resolves; a read-through
-   * computation's go to the Cache API behind the response.
+   * Stores entries that are still valid (an entry with no segments removes
+   * the key's), each only where it is newer than what the node holds for its
+   * key and than the key's last purge (by `basis`): in the shared store, and
+   * in this process's memory only where the store took it. A prewarm's
+   * entries are in the shared store (and the other processes told) once this
+   * resolves; a read-through computation's go to the Cache API behind the
+   * response. What became of each item.
    */
-  async putMany(items: readonly StoreItem[], now: number, cause: WriteCause): Promise<void> {
-    const valid = items.filter(({ entry }) => entry.segments.length > 0 && entry.segments[entry.segments.length - 1]!.validUntil > now);
-    if (valid.length === 0) return;
+  async putMany(items: readonly StoreItem[], now: number, cause: WriteCause): Promise<WriteResult[]> {
+    const results: WriteResult[] = items.map(() => "skipped");
+    const valid: number[] = [];
+    items.forEach(({ entry }, i) => {
+      const last = entry.segments[entry.segments.length - 1];
+      // Too old to know whether a purge came after it (its fence may be gone): not written.
+      if ((last === undefined || last.validUntil > now) && mayWrite(entry.basis, now)) valid.push(i);
+    });
+    if (valid.length === 0) return results;
     const since = this.sync.generation;
     if (cause === "read" && this.store.kind === "cache-api") {
-      for (const { key, entry } of valid) {
+      for (const i of valid) {
+        const { key, entry } = items[i]!;
+        if (entry.segments.length === 0 || !this.sync.mayKeep(key.mem, since)) continue;
         this.keepHot(key.mem, entry);
         this.background(this.behind.run(() => this.writeBehind({ key, entry }, now)));
+        results[i] = "written";
       }
       this.publishGauges();
-      return;
+      return results;
     }
+    let stored: StoreWrite[];
     try {
-      await this.store.putMany(valid, now, cause === "prewarm");
-      metrics.cacheWrites.inc({ result: "ok" }, valid.length);
+      stored = await this.store.putMany(valid.map((i) => items[i]!), now, cause === "prewarm");
     } catch (e) {
       metrics.cacheWrites.inc({ result: "error" }, valid.length);
       if (cause === "prewarm") throw e;
-      // A read still answers with what it computed; this process keeps it.
+      // A read still answers with what it computed; this process does not keep what the node may not hold.
+      return results;
     }
-    for (const { key, entry } of valid) if (this.sync.mayKeep(key.mem, since)) this.keepHot(key.mem, entry);
+    const took = valid.filter((i, j) => (results[i] = stored[j]!) === "written");
+    metrics.cacheWrites.inc({ result: "ok" }, took.length);
+    if (took.length < valid.length) metrics.cacheWrites.inc({ result: "superseded" }, valid.length - took.length);
+    // Kept in memory only where no change since this write started replaced it (a sync may have applied one during the write).
+    const keep = took.map((i) => this.sync.mayKeep(items[i]!.key.mem, since));
+    // A prewarm is this process's own change: reads of this process that started before it keep nothing older.
+    if (cause === "prewarm") this.sync.invalidate(took.map((i) => items[i]!.key.mem));
+    took.forEach((i, j) => {
+      const { key, entry } = items[i]!;
+      if (keep[j] && entry.segments.length > 0) this.keepHot(key.mem, entry);
+      else this.hot.delete(key.mem);
+    });
     this.publishGauges();
+    return results;
   }
 
   private async writeBehind(item: StoreItem, now: number): Promise<void> {
@@ -140,11 +173,17 @@ export class EdgeCache {
     }
   }
 
-  /** Removes the entries everywhere on the node; true where one was held. */
+  /**
+   * Removes the entries everywhere on the node, and fences their SKUs: no
+   * computation that read its records before now writes over the purge, in
+   * the store or in this process's memory. True where one was held.
+   */
   async deleteMany(keys: readonly StoreKey[]): Promise<boolean[]> {
+    const now = Date.now();
+    this.sync.invalidate(keys.map((k) => k.mem));
     const wasHot = keys.map((k) => this.hot.delete(k.mem));
     this.publishGauges();
-    const stored = await this.store.deleteMany(keys);
+    const stored = await this.store.deleteMany(keys, now);
     return keys.map((_, i) => wasHot[i]! || stored[i]!);
   }
 

@@ -35,6 +35,14 @@ export interface Segment {
 /** Segments in time order; each starts where the previous one ends. */
 export interface CachedAggregate {
   segments: Segment[];
+  /**
+   * When the records it was computed from were read, at the latest (ms):
+   * the computation's start. Writes are conditional on it: an entry is
+   * stored only over an older one, and never over a purge that came after
+   * it (`store.ts`), so a read that loaded its records before a purge or a
+   * prewarm cannot put its older result back.
+   */
+  basis: number;
 }
 
 export type Lookup =
@@ -54,9 +62,9 @@ export function lookupAt(entry: CachedAggregate, now: number): Lookup {
   return { state: "absent" };
 }
 
-/** A cached `not_found` answer for `ttlMs` from `now`. */
-export function notFoundEntry(now: number, ttlMs: number): CachedAggregate {
-  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, notFound: true }] };
+/** A cached `not_found` answer for `ttlMs` from `now`, found by a computation that started at `basis`. */
+export function notFoundEntry(now: number, ttlMs: number, basis: number): CachedAggregate {
+  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, notFound: true }], basis };
 }
 
 /** The key of a SKU's aggregate in memory, in coalescing and in the change log. */

@@ -15,6 +15,7 @@ import { requestRegion } from "./region";
 import { inflight } from "../isolate";
 import { metrics } from "../metrics";
 import { memKey } from "../cache/entry";
+import type { WriteResult } from "../cache/edge-cache";
 
 export interface PrewarmBatch {
   region: string;
@@ -62,8 +63,10 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
   const failed: PrewarmAnswer["failed"] = unique.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" }));
 
   const outcomes = await computeAggregates(deps, { skus: valid, region: batch.region, ttlSeconds: batch.ttlSeconds, ttlJitterSeconds: batch.ttlJitterSeconds }, "prewarm");
+  let written: Map<string, WriteResult>;
   try {
-    await storeAggregates(deps.cache, batch.region, outcomes, Date.now(), "prewarm");
+    // A SKU found not_found replaces its aggregate (a negative entry): a SKU whose records are gone does not stay warm.
+    written = await storeAggregates(deps.cache, batch.region, outcomes, Date.now(), "prewarm", deps.cfg.negativeTtlSeconds);
     // A read computed just before must not hand its older result to newcomers.
     inflight.forget(valid.map((sku) => memKey(batch.region, sku)));
   } catch (e) {
@@ -75,6 +78,8 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
   let fromRegional = 0;
   for (const o of outcomes) {
     if (!o.ok) failed.push({ sku: o.sku, code: o.code });
+    // Its records were read before a purge of the key that came while it was computed: not written, to be sent again.
+    else if (written.get(o.sku) === "purged") failed.push({ sku: o.sku, code: "purged" });
     else if (o.source === "edge") fromEdge++;
     else fromRegional++;
   }

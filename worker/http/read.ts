@@ -22,7 +22,7 @@ import { requestRegion } from "./region";
 import { hotKeys } from "../node/hot-keys";
 import { inflight, lookups } from "../isolate";
 import { metrics } from "../metrics";
-import { type CachedAggregate, type Lookup, type Segment, lookupAt, memKey, storeKey } from "../cache/entry";
+import { type CachedAggregate, type Lookup, type MemKey, type Segment, lookupAt, memKey, storeKey } from "../cache/entry";
 
 /** The most SKUs one multi-get may ask for. */
 export const MAX_IDS = 100;
@@ -110,16 +110,18 @@ export function onlyIfCached(request: Request): boolean {
 
 /**
  * Computes the given SKUs read-through, coalesced with any computation of
- * the same keys already running in this isolate, and stores the results.
- * The in-flight entry lasts until the results are in the cache.
+ * the same keys already running in this isolate, and stores the results
+ * (each only over older data: `basis` is when this request began looking,
+ * before it read any record). The in-flight entry lasts until the results
+ * are in the cache.
  */
-function computeCoalesced(deps: Deps, skus: readonly string[], region: string): Promise<Map<string, SkuOutcome>> {
+function computeCoalesced(deps: Deps, skus: readonly string[], region: string, basis: number): Promise<Map<string, SkuOutcome>> {
   return inflight
     .batch(
       skus.map((sku) => memKey(region, sku)),
       async (keys) => {
-        const mine = keys.map((k) => k.slice(region.length + 1));
-        const outcomes = await computeAggregates(deps, { skus: mine, region, ttlSeconds: deps.cfg.cacheTtlSeconds }, "read");
+        const mine = keys.map(skuOf);
+        const outcomes = await computeAggregates(deps, { skus: mine, region, ttlSeconds: deps.cfg.cacheTtlSeconds, basis }, "read");
         // Stored before the keys leave the in-flight set: a request arriving in
         // between would otherwise find neither and compute again.
         await storeAggregates(deps.cache, region, outcomes, Date.now(), "read", deps.cfg.negativeTtlSeconds);
@@ -129,10 +131,20 @@ function computeCoalesced(deps: Deps, skus: readonly string[], region: string): 
     .then((m) => new Map(skus.map((sku) => [sku, m.get(memKey(region, sku))!])));
 }
 
-/** Answers every SKU: cache lookups, then (unless `lookOnly`) one coalesced computation for all that need one. */
-async function resolve(deps: Deps, skus: readonly string[], region: string, lookOnly = false): Promise<Answer[]> {
-  deps.sync.poke(deps.redis, deps.background);
-  // Hot entries first, with no I/O; the rest in one coalesced store lookup.
+/** The SKU of a key in memory or in the lookups in flight. */
+const skuOf = (key: string): string => key.slice(key.lastIndexOf("\n") + 1);
+
+/** Whether a cached entry can answer at `at`: fresh, or stale within the revalidation grace. */
+function servable(entry: CachedAggregate, at: number, swrMs: number): boolean {
+  const l = lookupAt(entry, at);
+  return l.state === "fresh" || (l.state === "stale" && l.staleForMs <= swrMs);
+}
+
+/** A look's key among the lookups in flight: a look reads no record, so a read must not wait on it for its records. */
+const lookKey = (key: MemKey): string => `look\n${key}`;
+
+/** The cached entries of `skus` (null where none): hot entries with no I/O, the rest in one coalesced store lookup. */
+async function cachedEntries(deps: Deps, skus: readonly string[], region: string, lookOnly: boolean): Promise<Map<string, CachedAggregate | null>> {
   const entries = new Map<string, CachedAggregate | null>();
   const cold: string[] = [];
   const at = Date.now();
@@ -140,74 +152,117 @@ async function resolve(deps: Deps, skus: readonly string[], region: string, look
     const k = memKey(region, sku);
     if (!lookOnly) hotKeys.count(k, at); // a look (verify) is no demand
     const hot = deps.cache.hotEntry(k, at);
-    if (hot) entries.set(k, hot);
-    else cold.push(k);
+    if (hot) entries.set(sku, hot);
+    else cold.push(lookOnly ? lookKey(k) : k);
   }
   if (cold.length > 0) {
     const looked = await lookups.batch(cold, async (keys) => {
-      const found = await deps.cache.getMany(keys.map((k) => storeKey(k.slice(region.length + 1), region)));
+      const found = await deps.cache.getMany(keys.map((k) => storeKey(skuOf(k), region)), !lookOnly);
       return new Map(keys.map((k, i) => [k, found[i]!]));
     });
-    for (const [k, e] of looked) entries.set(k, e);
+    for (const [k, e] of looked) entries.set(skuOf(k), e);
   }
-  const now = Date.now();
-  const looked = skus.map((sku): [string, Lookup, CachedAggregate | null | undefined] => {
-    const entry = entries.get(memKey(region, sku));
-    return [sku, entry ? lookupAt(entry, now) : { state: "absent" }, entry];
-  });
-  const swrMs = deps.cfg.staleWhileRevalidateSeconds * 1000;
-  const answers = new Map<string, Answer>();
-  const revalidate: string[] = [];
-  const compute: string[] = [];
-  let notCached = 0;
-  for (const [sku, l, entry] of looked) {
-    if (l.state === "fresh" && l.segment.notFound) answers.set(sku, { sku, failure: { sku, ok: false, code: "not_found", detail: "neither the edge nor the region has it (cached not_found)" } });
-    else if (l.state === "fresh") answers.set(sku, { sku, segment: l.segment, result: "HIT", cachedUntil: cachedUntil(entry) });
-    else if (l.state === "stale" && l.staleForMs <= swrMs) {
-      answers.set(sku, { sku, segment: l.segment, result: "STALE", cachedUntil: cachedUntil(entry) });
-      revalidate.push(sku);
-    } else if (lookOnly) {
-      answers.set(sku, { sku, failure: { sku, ok: false, code: "not_cached", detail: "not cached" } });
-      notCached++;
-    } else compute.push(sku);
-  }
-  // A look that finds nothing is no lookup outcome (nothing is computed): the hit ratio stays the traffic's.
-  if (lookOnly) {
-    metrics.cacheLookups.inc({ result: "hit" }, skus.length - revalidate.length - notCached);
-    if (revalidate.length > 0) metrics.cacheLookups.inc({ result: "stale" }, revalidate.length);
-    return skus.map((sku) => answers.get(sku)!);
-  }
-  metrics.cacheLookups.inc({ result: "hit" }, skus.length - revalidate.length - compute.length);
-  if (revalidate.length > 0) metrics.cacheLookups.inc({ result: "stale" }, revalidate.length);
-  if (revalidate.length > 0) deps.background(computeCoalesced(deps, revalidate, region).catch(() => undefined));
+  return entries;
+}
 
-  if (compute.length > 0) {
+const cachedNotFound = (sku: string): Answer => ({ sku, failure: { sku, ok: false, code: "not_found", detail: "neither the edge nor the region has it (cached not_found)" } });
+
+/**
+ * Answers a look (`only-if-cached`) from the cache alone: HIT, STALE within
+ * the revalidation grace, or `not_cached`. Counted as looks, not as lookups:
+ * a verify does not move the node's hit ratio.
+ */
+async function look(deps: Deps, skus: readonly string[], region: string): Promise<Answer[]> {
+  const entries = await cachedEntries(deps, skus, region, true);
+  const now = Date.now();
+  const swrMs = deps.cfg.staleWhileRevalidateSeconds * 1000;
+  return skus.map((sku): Answer => {
+    const entry = entries.get(sku);
+    const l: Lookup = entry ? lookupAt(entry, now) : { state: "absent" };
+    if (l.state === "fresh" && l.segment.notFound) {
+      metrics.cacheLooks.inc({ result: "hit" });
+      return cachedNotFound(sku);
+    }
+    if (l.state === "fresh" || (l.state === "stale" && l.staleForMs <= swrMs)) {
+      metrics.cacheLooks.inc({ result: l.state === "fresh" ? "hit" : "stale" });
+      return { sku, segment: l.segment, result: l.state === "fresh" ? "HIT" : "STALE", cachedUntil: cachedUntil(entry) };
+    }
+    metrics.cacheLooks.inc({ result: "not_cached" });
+    return { sku, failure: { sku, ok: false, code: "not_cached", detail: "not cached" } };
+  });
+}
+
+/**
+ * Answers every SKU: cache lookups, then one coalesced computation for all
+ * that need one. Every answer is judged at the moment it is built, after any
+ * wait for the computation: a cached entry whose price changed meanwhile is
+ * answered with the segment now in force, or computed again, never with the
+ * price of the moment the request began (SPEC §4).
+ */
+async function resolve(deps: Deps, skus: readonly string[], region: string): Promise<Answer[]> {
+  deps.sync.poke(deps.redis, deps.background);
+  const started = Date.now();
+  const entries = await cachedEntries(deps, skus, region, false);
+  const swrMs = deps.cfg.staleWhileRevalidateSeconds * 1000;
+  const sieMs = deps.cfg.staleIfErrorSeconds * 1000;
+  const computed = new Map<string, SkuOutcome>();
+  /** How each SKU's lookup is counted: the first judgement (a cached answer found stale on its second look is still that). */
+  const outcome = new Map<string, "hit" | "stale" | "miss">();
+  const revalidate: string[] = [];
+  let compute: string[] = [];
+  const now = Date.now();
+  for (const sku of skus) {
+    const entry = entries.get(sku);
+    const l: Lookup = entry ? lookupAt(entry, now) : { state: "absent" };
+    if (l.state === "fresh") outcome.set(sku, "hit");
+    else if (l.state === "stale" && l.staleForMs <= swrMs) {
+      outcome.set(sku, "stale");
+      revalidate.push(sku);
+    } else {
+      outcome.set(sku, "miss");
+      compute.push(sku);
+    }
+  }
+  if (revalidate.length > 0) deps.background(computeCoalesced(deps, revalidate, region, started).catch(() => undefined));
+  // Two rounds at most: the misses, then any cached answer whose price changed while they were computed.
+  for (let round = 0; compute.length > 0 && round < 2; round++) {
     // Under waitUntil too: if this request is cancelled (its client gone), the
     // computation others may be waiting on still finishes and stores its result.
-    const computing = computeCoalesced(deps, compute, region);
+    const computing = computeCoalesced(deps, compute, region, round === 0 ? started : Date.now());
     deps.background(computing.catch(() => undefined));
-    const computed = await computing;
+    for (const [sku, o] of await computing) computed.set(sku, o);
     const at = Date.now();
-    const sieMs = deps.cfg.staleIfErrorSeconds * 1000;
-    // Each lookup counts once: a miss, or stale when stale-if-error answers it.
-    let staleIfError = 0;
-    for (const [sku, l] of looked) {
-      const o = computed.get(sku);
-      if (!o) continue;
-      if (o.ok) {
-        const current = lookupAt(o.entry, at);
-        if (current.state === "fresh") answers.set(sku, { sku, segment: current.segment, result: "MISS" });
-        else answers.set(sku, { sku, failure: { sku, ok: false, code: "regional_unavailable", detail: "computed aggregate already expired" } });
-      } else if (o.code === "regional_unavailable" && l.state === "stale" && l.staleForMs <= sieMs) {
-        // Stale-if-error: nothing fresh can be had, and the stale price is still the one in force.
-        staleIfError++;
-        answers.set(sku, { sku, segment: l.segment, result: "STALE" });
-      } else answers.set(sku, { sku, failure: o });
-    }
-    if (staleIfError > 0) metrics.cacheLookups.inc({ result: "stale" }, staleIfError);
-    if (compute.length > staleIfError) metrics.cacheLookups.inc({ result: "miss" }, compute.length - staleIfError);
+    compute = round > 0 ? [] : skus.filter((sku) => !computed.has(sku) && outcome.get(sku) === "hit" && !servable(entries.get(sku)!, at, swrMs));
   }
-  return skus.map((sku) => answers.get(sku)!);
+
+  const at = Date.now();
+  const answers = skus.map((sku): Answer => {
+    const entry = entries.get(sku);
+    const l: Lookup = entry ? lookupAt(entry, at) : { state: "absent" };
+    const o = computed.get(sku);
+    if (o?.ok) {
+      const current = lookupAt(o.entry, at);
+      if (current.state === "fresh") return { sku, segment: current.segment, result: "MISS" };
+      return { sku, failure: { sku, ok: false, code: "regional_unavailable", detail: "computed aggregate already expired" } };
+    }
+    if (o) {
+      // Stale-if-error: nothing fresh can be had, and the stale price is still the one in force now.
+      if (o.code === "regional_unavailable" && l.state === "stale" && l.staleForMs <= sieMs) {
+        outcome.set(sku, "stale");
+        return { sku, segment: l.segment, result: "STALE" };
+      }
+      return { sku, failure: o };
+    }
+    if (l.state === "fresh") return l.segment.notFound ? cachedNotFound(sku) : { sku, segment: l.segment, result: "HIT", cachedUntil: cachedUntil(entry) };
+    if (l.state === "stale" && l.staleForMs <= swrMs) return { sku, segment: l.segment, result: "STALE", cachedUntil: cachedUntil(entry) };
+    return { sku, failure: { sku, ok: false, code: "regional_unavailable", detail: "its price changed while it was answered and it could not be computed again" } };
+  });
+  for (const result of ["hit", "stale", "miss"] as const) {
+    let n = 0;
+    for (const r of outcome.values()) if (r === result) n++;
+    if (n > 0) metrics.cacheLookups.inc({ result }, n);
+  }
+  return answers;
 }
 
 function decodePathSegment(s: string): string {
@@ -222,11 +277,11 @@ export async function getSku(request: IRequest, deps: Deps): Promise<Response> {
   const sku = decodePathSegment(request.params["sku"] ?? "");
   if (!isValidSku(sku)) throw new HttpError("invalid_sku", `SKU ids match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, got ${JSON.stringify(sku)}`);
   const region = regionOf(request, deps);
-  const look = onlyIfCached(request);
-  const [answer] = await resolve(deps, [sku], region, look);
+  const looking = onlyIfCached(request);
+  const [answer] = looking ? await look(deps, [sku], region) : await resolve(deps, [sku], region);
   if ("failure" in answer!) throw failureToError(answer.failure, deps);
   const response = serve(request, answer!.segment, answer!.result, Date.now());
-  if (look && answer!.cachedUntil !== undefined) {
+  if (looking && answer!.cachedUntil !== undefined) {
     const headers = new Headers(response.headers);
     headers.set("X-Cached-Until", String(answer!.cachedUntil));
     return new Response(response.body, { status: response.status, headers });
@@ -240,15 +295,16 @@ export async function getSkus(request: IRequest, deps: Deps): Promise<Response> 
   const ids = [...new Set(raw.split(",").map((s) => s.trim()).filter((s) => s !== ""))];
   if (ids.length > MAX_IDS) throw new HttpError("payload_too_large", `at most ${MAX_IDS} ids per request, got ${ids.length}`);
   const region = regionOf(request, deps);
-  const look = onlyIfCached(request);
-  const answers = await resolve(deps, ids.filter(isValidSku), region, look);
+  const looking = onlyIfCached(request);
+  const valid = ids.filter(isValidSku);
+  const answers = looking ? await look(deps, valid, region) : await resolve(deps, valid, region);
   const aggregates = answers.flatMap((a) => ("segment" in a ? [a.segment.json] : []));
   const failed = [
     ...ids.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" })),
     ...answers.flatMap((a) => ("failure" in a ? [{ sku: a.sku, code: a.failure.code }] : [])),
   ];
   // A look also says how long each cached key can be answered without computing it again.
-  const until = look ? `,"cachedUntil":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("cachedUntil" in a && a.cachedUntil !== undefined ? [[a.sku, a.cachedUntil]] : []))))}` : "";
+  const until = looking ? `,"cachedUntil":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("cachedUntil" in a && a.cachedUntil !== undefined ? [[a.sku, a.cachedUntil]] : []))))}` : "";
   const body = `{"region":${JSON.stringify(region)},"aggregates":[${aggregates.join(",")}],"failed":${JSON.stringify(failed)}${until}}`;
   return new Response(body, { headers: { "Content-Type": "application/json", "Cache-Control": "no-store" } });
 }

@@ -217,21 +217,61 @@ export class NodeSync {
         if (key === "") continue;
         const memKey = key.replace(":", "\n");
         this.drop(memKey);
-        this.invalidated.set(memKey, gen);
+        this.markInvalidated(memKey, gen);
         dropped++;
       }
     }
     if (dropped === 0) return;
     this.generation = gen;
     metrics.hotCacheInvalidations.inc({}, dropped);
-    for (const [k, g] of this.invalidated) if (g < gen - REMEMBERED_GENERATIONS) this.invalidated.delete(k);
+    this.forgetBefore(gen - REMEMBERED_GENERATIONS);
+  }
+
+  /**
+   * A change this process made itself (a purge, a prewarm): operations of
+   * this process that started before it may not keep their older copies in
+   * the hot cache (`mayKeep`), as if another process had made it.
+   */
+  invalidate(keys: readonly MemKey[]): void {
+    if (keys.length === 0) return;
+    const gen = ++this.generation;
+    for (const k of keys) this.markInvalidated(k, gen);
+    this.forgetBefore(gen - REMEMBERED_GENERATIONS);
+  }
+
+  /** Records `key` as invalidated at `gen`, at the end of the map: the map stays in generation order. */
+  private markInvalidated(key: MemKey, gen: number): void {
+    this.invalidated.delete(key);
+    this.invalidated.set(key, gen);
+  }
+
+  /** Forgets invalidations older than `gen` (from the front: the map is in generation order). */
+  private forgetBefore(gen: number): void {
+    for (const [k, g] of this.invalidated) {
+      if (g >= gen) break;
+      this.invalidated.delete(k);
+    }
+  }
+
+  /** The change log's key. */
+  get logKey(): string {
+    return nodeKey(this.prefix, "changes");
+  }
+
+  /** The oldest log entry id kept when appending at `now` (trimmed by age). */
+  logMinId(now: number): number {
+    return Math.max(0, now - LOG_KEEP_MS);
+  }
+
+  /** How a key is written in the log (`region:sku`). */
+  logEntryKey(key: MemKey): string {
+    return key.replace("\n", ":");
   }
 
   /** Appends a change of `keys` to the log: part of the caller's atomic write. */
   append(batch: ChainableCommander, keys: readonly MemKey[]): void {
     if (keys.length === 0) return;
-    const minId = Math.max(0, Date.now() - LOG_KEEP_MS);
-    batch.xadd(nodeKey(this.prefix, "changes"), "MINID", "~", minId, "*", "p", this.processId, "k", keys.map((k) => k.replace("\n", ":")).join(","));
+    batch.xadd(this.logKey, "MINID", "~", this.logMinId(Date.now()), "*", "p", this.processId, "k", keys.map((k) => this.logEntryKey(k)).join(","));
   }
 
   /** The node's metrics: flushes this isolate's counters, then reads the node's totals, in one round trip. */

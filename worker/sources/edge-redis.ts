@@ -20,6 +20,42 @@ export interface RecordPair {
   price: Uint8Array | null;
 }
 
+/** A SKU's edge records and, where the read asked for it, the region's copy kept beside them (`copyKey`). */
+export interface EdgeRecords extends RecordPair {
+  /** The region's copy: both records as the region gave them (both null: the region did not know the SKU); null when none is kept. */
+  copy: RecordPair | null;
+}
+
+const NIL = 0xffffffff;
+
+/** The region's copy of a SKU as one value: each record as a 4-byte length (NIL for none) and its bytes. */
+export function encodeCopy(r: RecordPair): Buffer {
+  const part = (b: Uint8Array | null): Buffer[] => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b === null || b.byteLength === 0 ? NIL : b.byteLength);
+    return b === null || b.byteLength === 0 ? [len] : [len, Buffer.from(b.buffer, b.byteOffset, b.byteLength)];
+  };
+  return Buffer.concat([...part(r.stock), ...part(r.price)]);
+}
+
+/** The copy a value holds; null when it is not one (the copy is then ignored, and the region asked again). */
+export function decodeCopy(v: Buffer): RecordPair | null {
+  let o = 0;
+  const part = (): Uint8Array | null | undefined => {
+    if (o + 4 > v.length) return undefined;
+    const n = v.readUInt32BE(o);
+    o += 4;
+    if (n === NIL) return null;
+    if (o + n > v.length) return undefined;
+    const b = v.subarray(o, o + n);
+    o += n;
+    return b;
+  };
+  const stock = part();
+  const price = part();
+  return stock === undefined || price === undefined || o !== v.length ? null : { stock, price };
+}
+
 /** The process is at EDGE_REDIS_MAX_SESSIONS: the request is refused before any I/O (503 `overloaded`). */
 export class OverloadedError extends Error {
   override readonly name = "OverloadedError";
@@ -43,6 +79,37 @@ export function aggregateKey(prefix: string, sku: string, region: string): strin
 /** A process's short claim to fetch a SKU from the region for the whole node. */
 export function leaseKey(prefix: string, sku: string, region: string): string {
   return `${prefix}${sku}:lease:${region}`;
+}
+
+/**
+ * The region's copy of a SKU's two records, kept by the process that fetched
+ * them (REGIONAL_REFILL_TTL_SECONDS) for the node's other processes and later
+ * misses. Apart from the feed's record keys: a copy is never mistaken for
+ * the edge's own records (an aggregate computed from it says `regional`), a
+ * purge drops it, and the feed's records are never touched.
+ */
+export function copyKey(prefix: string, sku: string): string {
+  return `${prefix}${sku}:regional`;
+}
+
+/**
+ * The time of the SKU's last purge (ms), kept for FENCE_MS: no aggregate and
+ * no regional copy made from records read before it may be written after it.
+ */
+export function fenceKey(prefix: string, sku: string): string {
+  return `${prefix}${sku}:fence`;
+}
+
+/**
+ * How long a purge's fence is kept (ms). A computation whose records are
+ * older than this cannot know whether a purge came after them, and writes
+ * nothing (`mayWrite`). Far above any read's or batch's budget.
+ */
+export const FENCE_MS = 60_000;
+
+/** Whether a computation whose records were read at `basis` may still write at `now` (its fence may have expired past that). */
+export function mayWrite(basis: number, now: number): boolean {
+  return now - basis < FENCE_MS / 2;
 }
 
 /**
@@ -96,7 +163,7 @@ export class EdgeRedisSession {
    * that missed), by SKU: a read-through computation in the same request
    * uses them instead of a second round trip.
    */
-  readonly prefetched = new Map<string, RecordPair>();
+  readonly prefetched = new Map<string, EdgeRecords>();
 
   constructor(readonly cfg: Config) {}
 
@@ -194,19 +261,21 @@ end
 return out`;
 
 /**
- * For each (aggregate, stock, price) key triple: the aggregate, or, only
- * where it is absent, the two records (a read of a warmed key reads no record;
- * a miss gets its records in the same round trip).
+ * For each (aggregate, stock, price, regional copy) key quadruple: the
+ * aggregate, or, only where it is absent, the two records and the region's
+ * copy (a read of a warmed key reads no record; a miss gets its records in
+ * the same round trip).
  */
 const GET_AGG_OR_RECORDS = `local out = {}
-for i = 1, #KEYS, 3 do
+for i = 1, #KEYS, 4 do
   local a = redis.pcall('GET', KEYS[i])
   if type(a) == 'table' then a = false end
   out[i] = a
   out[i + 1] = false
   out[i + 2] = false
+  out[i + 3] = false
   if not a then
-    for j = 1, 2 do
+    for j = 1, 3 do
       local v = redis.pcall('GET', KEYS[i + j])
       if type(v) == 'table' then v = '' end
       out[i + j] = v
@@ -230,7 +299,7 @@ async function readScript(client: Redis, name: keyof typeof READ_SCRIPTS, keys: 
   return values;
 }
 
-/** For each triple of `keys` (aggregate, stock, price): the aggregate, or the records where it is absent. */
+/** For each quadruple of `keys` (aggregate, stock, price, regional copy): the aggregate, or the others where it is absent. */
 export function getAggOrRecords(client: Redis, keys: readonly string[]): Promise<(Buffer | null)[]> {
   return readScript(client, "getAggOrRecords", keys);
 }
@@ -240,44 +309,78 @@ export function getAll(client: Redis, keys: readonly string[]): Promise<(Buffer 
   return readScript(client, "getAll", keys);
 }
 
-/** Reads both records of every SKU in one round trip (none when this request has just read them all). */
-export async function readRecords(session: EdgeRedisSession, skus: readonly string[]): Promise<RecordPair[]> {
+/** The record pair (and copy) of a SKU from its values as read: stock, price and, when asked for, the region's copy. */
+export function edgeRecordsOf(stock: Buffer | null | undefined, price: Buffer | null | undefined, copy: Buffer | null | undefined): EdgeRecords {
+  return { stock: stock ?? null, price: price ?? null, copy: copy ? decodeCopy(copy) : null };
+}
+
+/**
+ * Reads both records of every SKU in one round trip (none when this request
+ * has just read them all), and with `copies` the region's copy kept beside
+ * them: a read-through computation uses a copy; a prewarm asks the region
+ * afresh for what the edge lacks.
+ */
+export async function readRecords(session: EdgeRedisSession, skus: readonly string[], copies: boolean): Promise<EdgeRecords[]> {
   if (skus.length === 0) return [];
-  if (skus.every((sku) => session.prefetched.has(sku))) {
+  if (copies && skus.every((sku) => session.prefetched.has(sku))) {
     const pairs = skus.map((sku) => session.prefetched.get(sku)!);
     for (const sku of skus) session.prefetched.delete(sku);
     return pairs;
   }
   const { cfg } = session;
+  const p = cfg.redisKeyPrefix;
   return session.exchange(
     async (client) => {
       const keys: string[] = [];
-      for (const sku of skus) keys.push(stockKey(cfg.redisKeyPrefix, sku), priceKey(cfg.redisKeyPrefix, sku));
+      for (const sku of skus) {
+        keys.push(stockKey(p, sku), priceKey(p, sku));
+        if (copies) keys.push(copyKey(p, sku));
+      }
       const values = await getAll(client, keys);
       metrics.recordReads.inc({}, skus.length);
-      return skus.map((_, i) => ({ stock: values[2 * i] ?? null, price: values[2 * i + 1] ?? null }));
+      const n = copies ? 3 : 2;
+      return skus.map((_, i) => edgeRecordsOf(values[n * i], values[n * i + 1], copies ? values[n * i + 2] : null));
     },
     { timeoutMs: exchangeTimeoutMs(cfg, skus.length) },
   );
 }
 
 /**
- * Fills what the edge lacks, and only that: each record is SET NX EX, so a
- * record the edge holds (written by the feed, with no TTL, perhaps newer than
- * the region's copy) is never replaced nor given a TTL. One round trip.
+ * Keeps the region's copy of each fetched SKU (`copyKey`) for `ttlSeconds`,
+ * and a note that the region does not know a SKU for `unknownTtlMs` (so that
+ * the node's processes waiting on this fetch get the answer, not half of
+ * it). Refused for a SKU purged since `basis`, when the records were asked
+ * for (its fence is newer): a purge is never undone by a fetch that started
+ * before it. The feed's record keys are never written. One round trip.
+ * KEYS: (copy, fence) pairs. ARGV: basis, then (value, px) pairs.
  */
-export async function refillRecords(session: EdgeRedisSession, records: ReadonlyMap<string, RecordPair>, ttlSeconds: number): Promise<void> {
+const KEEP_COPIES = `local basis = tonumber(ARGV[1])
+for i = 1, #KEYS, 2 do
+  local f = redis.call('GET', KEYS[i + 1])
+  if not (f and tonumber(f) >= basis) then redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[i + 2]) end
+end
+return 1`;
+
+export async function keepRegionalCopies(session: EdgeRedisSession, fetched: ReadonlyMap<string, RecordPair>, unknown: readonly string[], basis: number, ttlSeconds: number, unknownTtlMs: number): Promise<void> {
   const { cfg } = session;
+  const p = cfg.redisKeyPrefix;
+  const keys: string[] = [];
+  const args: (string | Buffer | number)[] = [basis];
+  for (const [sku, r] of fetched) {
+    keys.push(copyKey(p, sku), fenceKey(p, sku));
+    args.push(encodeCopy(r), ttlSeconds * 1000);
+  }
+  for (const sku of unknown) {
+    keys.push(copyKey(p, sku), fenceKey(p, sku));
+    args.push(encodeCopy({ stock: null, price: null }), unknownTtlMs);
+  }
+  if (keys.length === 0) return;
   await session.exchange(
     async (client) => {
-      const pipeline = client.pipeline();
-      for (const [sku, r] of records) {
-        if (r.stock && r.stock.byteLength > 0) pipeline.set(stockKey(cfg.redisKeyPrefix, sku), Buffer.from(r.stock), "EX", ttlSeconds, "NX");
-        if (r.price && r.price.byteLength > 0) pipeline.set(priceKey(cfg.redisKeyPrefix, sku), Buffer.from(r.price), "EX", ttlSeconds, "NX");
-      }
-      await pipeline.exec();
+      if (!("keepCopies" in client)) client.defineCommand("keepCopies", { lua: KEEP_COPIES });
+      await (client as Redis & { keepCopies(numKeys: number, ...args: (string | Buffer | number)[]): Promise<number> }).keepCopies(keys.length, ...keys, ...args);
     },
-    { timeoutMs: exchangeTimeoutMs(cfg, records.size) },
+    { timeoutMs: exchangeTimeoutMs(cfg, keys.length / 2) },
   );
 }
 
