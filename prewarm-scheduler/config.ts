@@ -11,10 +11,19 @@ import { z } from "zod";
 import { isValidRegion } from "../contract/ids";
 import { MAX_BATCH } from "../contract/prewarm";
 import { describeIssues, InvalidFileError } from "./schema-errors";
-
+import { parseUrlPattern } from "./url-allow";
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes (1-63 chars)" });
 const region = z.string().refine(isValidRegion, { error: "must be a region name like cn-east" });
+
+/** A `nodeUrlAllow` pattern that cannot be read is a config error naming it, at start-up. */
+function checkUrlPattern(pattern: string, ctx: z.RefinementCtx): void {
+  try {
+    parseUrlPattern(pattern);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+  }
+}
 
 export const nodeSchema = z.strictObject({
   name,
@@ -38,8 +47,11 @@ export const configSchema = z
     token: z.string().min(1, { error: "must not be empty (use ${PREWARM_TOKEN} to read it from the environment)" }),
     /** The static fleet; nodes may also join through the registry (`nodeUrlAllow`). */
     nodes: z.array(nodeSchema).default([]),
-    /** URL patterns (`*` = anything) a registry node's URL must match: the fleet's token goes only there. None: no node can join. @default [] */
-    nodeUrlAllow: z.array(z.string().min(1)).default([]),
+    /**
+     * URL patterns a registry node's URL must match (`prewarm-scheduler/url-allow.ts`: scheme and port exact, `*` one
+     * host label or part of one): the fleet's token goes only there. None: no node can join. @default []
+     */
+    nodeUrlAllow: z.array(z.string().superRefine(checkUrlPattern)).default([]),
     /** Bearer token nodes announce themselves with (`POST /v1/nodes/announce`); empty: announcing is off. @default "" */
     registryToken: z.string().default(""),
     /** A registry node that has not announced itself for this long is absent. @default 15000 */

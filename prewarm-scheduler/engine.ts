@@ -445,13 +445,15 @@ export class Engine {
         jobId: d.batchId,
         timeoutMs: Math.min(this.cfg.requestTimeoutMs, remaining),
       });
-      const failedByCode: Record<string, number> = {};
-      for (const f of answer.failed) failedByCode[f.code] = (failedByCode[f.code] ?? 0) + 1;
+      // Counted in a Map: a code is the node's word, and an object has inherited keys (`constructor`).
+      const codes = new Map<string, number>();
+      for (const f of answer.failed) codes.set(f.code, (codes.get(f.code) ?? 0) + 1);
+      const failedByCode: Record<string, number> = Object.fromEntries(codes);
       const slowdown = slowdownReason(answer, this.cfg.protect);
       if (slowdown !== null && this.cfg.protect.slowdownMs > 0) await this.pacer.slow(node.name, this.cfg.protect.slowdownMs);
       // regional_unavailable is the node's transient state (its Redis and the region could not
       // answer just now): try the batch again while tries are left; warming twice is harmless.
-      const transient = failedByCode["regional_unavailable"] ?? 0;
+      const transient = codes.get("regional_unavailable") ?? 0;
       if (transient > 0 && job.attemptsMade + 1 < (job.opts.attempts ?? 1) && Date.now() < d.deadline) {
         throw new Error(`${node.name}: ${transient} SKUs regional_unavailable; retrying the batch`);
       }

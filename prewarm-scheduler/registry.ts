@@ -6,10 +6,14 @@
  *
  * Closed by default: a registry node gets the fleet's token with every batch,
  * so its URL must match one of the config's `nodeUrlAllow` patterns (none by
- * default: no node can join), and announcing needs the config's
- * `registryToken` (none by default: announcing is off). A node that stopped
- * announcing for `nodeAbsentAfterMs` is absent: its batches fail as
- * `node_absent` at once instead of being retried until the deadline.
+ * default: no node can join; `url-allow.ts`), and announcing needs the
+ * config's `registryToken` (none by default: announcing is off). The URL is
+ * kept as it was matched (rebuilt from its parsed parts), and checked again
+ * whenever the registry is read: an entry the allow-list no longer allows
+ * (written before it was narrowed, or by an older, laxer check) is
+ * `refused` and gets no batch. A node that stopped announcing for
+ * `nodeAbsentAfterMs` is absent: its batches fail as `node_absent` at once
+ * instead of being retried until the deadline.
  *
  *   {prefix}:registry   hash: node name -> entry (JSON)
  */
@@ -18,6 +22,7 @@ import { z } from "zod";
 import { isValidRegion } from "../contract/ids";
 import type { EdgeNodeConfig, SchedulerConfig } from "./config";
 import { describeIssues, InvalidFileError } from "./schema-errors";
+import { allowedUrl, parseUrlPatterns, type UrlPattern } from "./url-allow";
 
 export const entrySchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes (1-63 chars)" }),
@@ -34,19 +39,20 @@ export interface RegistryEntry extends z.output<typeof entrySchema> {
 }
 
 export interface NodeState extends RegistryEntry {
-  state: "live" | "absent";
-}
-
-/** Whether `url` matches a pattern of the allow-list (`*` stands for any run of characters). */
-export function urlAllowed(url: string, patterns: readonly string[]): boolean {
-  return patterns.some((p) => new RegExp(`^${p.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, "\\$&")).join(".*")}$`).test(url));
+  /** `refused`: its URL does not match the config's nodeUrlAllow (any more). */
+  state: "live" | "absent" | "refused";
 }
 
 export class NodeRegistry {
+  /** The config's nodeUrlAllow, read (the config's validation has already named a pattern that cannot be). */
+  private readonly allow: UrlPattern[];
+
   constructor(
     private readonly redis: SchedulerRedis,
     private readonly cfg: SchedulerConfig,
-  ) {}
+  ) {
+    this.allow = parseUrlPatterns(cfg.nodeUrlAllow);
+  }
 
   private get key(): string {
     return `${this.cfg.prefix}:registry`;
@@ -59,8 +65,9 @@ export class NodeRegistry {
     const e = r.data;
     if (this.cfg.nodes.some((n) => n.name === e.name)) throw new InvalidFileError(source, [`name: ${e.name} is a node of the config file; the registry cannot replace it`]);
     // The URL is not echoed: only whether it passed.
-    if (!urlAllowed(e.url, this.cfg.nodeUrlAllow)) throw new InvalidFileError(source, ["url: not allowed by the config's nodeUrlAllow (the fleet's token is only sent to the URLs the operator allows)"]);
-    return e;
+    const url = allowedUrl(e.url, this.allow);
+    if (url === null) throw new InvalidFileError(source, ["url: not allowed by the config's nodeUrlAllow (the fleet's token is only sent to the URLs the operator allows)"]);
+    return { ...e, url };
   }
 
   /** A node's heartbeat: registers or refreshes it. */
@@ -85,7 +92,11 @@ export class NodeRegistry {
     const all = await this.redis.hgetall(this.key);
     return Object.values(all)
       .map((raw) => JSON.parse(raw) as RegistryEntry)
-      .map((e) => ({ ...e, state: e.source === "added" || now - e.lastSeen < this.cfg.nodeAbsentAfterMs ? ("live" as const) : ("absent" as const) }))
+      .map((e): NodeState => {
+        const url = allowedUrl(e.url, this.allow);
+        if (url === null) return { ...e, state: "refused" };
+        return { ...e, url, state: e.source === "added" || now - e.lastSeen < this.cfg.nodeAbsentAfterMs ? "live" : "absent" };
+      })
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 }

@@ -83,9 +83,11 @@ async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: 
     return skus.map((sku) => ({ sku, reason }));
   }
   const out = new Map<string, string | null>();
+  const cachedUntil = typeof body.cachedUntil === "object" && body.cachedUntil !== null ? body.cachedUntil : {};
   for (const a of body.aggregates ?? []) {
     // The cached timeline may run past this aggregate's validUntil (a promotion boundary): the node says how far.
-    const cached = body.cachedUntil?.[a.sku] ?? a.validUntil;
+    // Own keys only: a SKU may be called `constructor`, and an object inherits one.
+    const cached = (Object.hasOwn(cachedUntil, a.sku) ? cachedUntil[a.sku] : undefined) ?? a.validUntil;
     out.set(a.sku, cached >= until ? null : cached <= now ? "stale" : "expires_early");
   }
   for (const f of body.failed ?? []) out.set(f.sku, f.code);
@@ -99,6 +101,8 @@ export async function verifyPlan(cfg: SchedulerConfig, plan: Plan, skus: readonl
   const nodes = await Promise.all(
     targetNodes(plan, cfg.nodes).map(async (node): Promise<NodeReadiness> => {
       const r: NodeReadiness = { name: node.name, region: node.region, skus: skus.length, ready: 0, readyPct: 0, stragglers: {}, samples: [], ...(o.collect ? { stragglerSkus: [] } : {}) };
+      // Counted in a Map: a reason is the node's word (its per-SKU code), and an object has inherited keys.
+      const stragglers = new Map<string, number>();
       let next = 0;
       let checked = 0;
       const lane = async (): Promise<void> => {
@@ -110,7 +114,7 @@ export async function verifyPlan(cfg: SchedulerConfig, plan: Plan, skus: readonl
           for (const { sku, reason } of await checkChunk(node, chunk, until, now, cfg.requestTimeoutMs)) {
             if (reason === null) r.ready++;
             else {
-              r.stragglers[reason] = (r.stragglers[reason] ?? 0) + 1;
+              stragglers.set(reason, (stragglers.get(reason) ?? 0) + 1);
               if (r.samples.length < SAMPLES) r.samples.push({ sku, reason });
               r.stragglerSkus?.push(sku);
             }
@@ -120,6 +124,7 @@ export async function verifyPlan(cfg: SchedulerConfig, plan: Plan, skus: readonl
         }
       };
       await Promise.all(Array.from({ length: CONCURRENCY }, lane));
+      r.stragglers = Object.fromEntries(stragglers);
       r.readyPct = r.skus === 0 ? 100 : (100 * r.ready) / r.skus;
       return r;
     }),

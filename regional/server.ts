@@ -120,13 +120,14 @@ export async function startRegional(options: RegionalOptions): Promise<Regional>
     // A per-key ReplyError (WRONGTYPE) is that record's problem, not the store's: it goes out as zero bytes.
     const failedRead = replies?.find(([err]) => err !== null && err.name !== "ReplyError")?.[0];
     if (!replies || failedRead) throw new HttpFailure(503, "store_unavailable", `regional Redis: ${failedRead?.message ?? "no reply"}`);
-    const out: Record<string, { stock: Buffer | null; price: Buffer | null }> = {};
+    // A Map, not an object: any id the region holds goes out as a key of its own (an object's `__proto__` would not).
+    const out = new Map<string, { stock: Buffer | null; price: Buffer | null }>();
     const value = (i: number): unknown => (replies[i]![0] ? Buffer.alloc(0) : replies[i]![1]);
     skus.forEach((sku, i) => {
       const stock = value(2 * i);
       const price = value(2 * i + 1);
       if (Buffer.isBuffer(stock) || Buffer.isBuffer(price)) {
-        out[sku] = { stock: Buffer.isBuffer(stock) ? stock : null, price: Buffer.isBuffer(price) ? price : null };
+        out.set(sku, { stock: Buffer.isBuffer(stock) ? stock : null, price: Buffer.isBuffer(price) ? price : null });
       }
     });
     return out;

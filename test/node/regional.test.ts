@@ -56,6 +56,19 @@ describe("POST /v1/records", () => {
     expect((await getCalls()) - before).toBe(6);
   });
 
+  it("answers ids named like Object.prototype's members by what it holds: known ones (even __proto__) present, unknown ones absent", async () => {
+    const stock = encodeRecord({ sku: "constructor", warehouses: [], updatedAt: 1_763_970_000_000 });
+    await client.set("sku:constructor:stock", Buffer.from(stock));
+    await client.set("sku:__proto__:stock", Buffer.from(stock));
+    const res = await call({ region: "cn-east", skus: ["constructor", "toString", "valueOf", "hasOwnProperty", "__proto__"] });
+    expect(res.status).toBe(200);
+    // Decoded to Maps: an object would hide a `__proto__` key.
+    const body = new Packr({ useRecords: false, mapsAsObjects: false }).unpack(new Uint8Array(await res.arrayBuffer())) as Map<string, Map<string, Map<string, Uint8Array | null>>>;
+    const records = body.get("records")!;
+    expect([...records.keys()]).toEqual(["constructor", "__proto__"]);
+    for (const id of ["constructor", "__proto__"]) expect([id, Buffer.from(records.get(id)!.get("stock")!)]).toEqual([id, Buffer.from(stock)]);
+  });
+
   it.each([
     ["a wrong token", { region: "r", skus: ["a"] }, "nope", 401],
     ["a body that is not MessagePack", new Uint8Array([0xc1]), "t0ken", 400],

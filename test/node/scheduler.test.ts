@@ -232,7 +232,7 @@ describe("the node registry", () => {
     Promise.resolve(app.request(route, { method: "POST", headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) }));
 
   it("lets a node join by announcing itself, only with the registry token and at an allowed URL; a run targets it; when it stops announcing, its batches fail as node_absent", async () => {
-    const cfg = stack.config({ nodeUrlAllow: ["http://127.0.0.1:*"], registryToken: "reg-secret", nodeAbsentAfterMs: 1500 });
+    const cfg = stack.config({ nodeUrlAllow: [stack.edges[0]!.node.url], registryToken: "reg-secret", nodeAbsentAfterMs: 1500 });
     const e = engine(cfg);
     const app = opsApp(e);
     const joined = { name: "edge-joined", url: stack.edges[0]!.node.url, region: "cn-east", processes: 2, version: "test" };
@@ -266,10 +266,10 @@ describe("the node registry", () => {
   }, 30_000);
 
   it("a self-hosted node announces itself with its processes and version (npm run node with NODE_ANNOUNCE_URL)", async () => {
-    const e = engine(stack.config({ nodeUrlAllow: ["http://127.0.0.1:*"], registryToken: "reg-secret" }), false);
+    const port = await freePort();
+    const e = engine(stack.config({ nodeUrlAllow: [`http://127.0.0.1:${port}`], registryToken: "reg-secret" }), false);
     const ops = await serveOps(e, 0, "127.0.0.1");
     const opsPort = (ops.address() as { port: number }).port;
-    const port = await freePort();
     const node = await startEdgeNode({
       vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: stack.edges[0]!.redis.url, PREWARM_TOKEN: TOKEN, NODE_ANNOUNCE_URL: `http://127.0.0.1:${opsPort}`, NODE_ANNOUNCE_TOKEN: "reg-secret", NODE_NAME: "edge-self", NODE_PUBLIC_URL: `http://127.0.0.1:${port}` },
       processes: 1,

@@ -68,7 +68,8 @@ export function decodeRecordsAnswer(body: Uint8Array, skus: readonly string[]): 
   }
   const out = new Map<string, RecordPair>();
   for (const sku of skus) {
-    const entry: unknown = (records as Record<string, unknown>)[sku];
+    // Own properties only: `constructor` or `toString` are valid SKU ids, and an object inherits them.
+    const entry: unknown = Object.hasOwn(records, sku) ? (records as Record<string, unknown>)[sku] : undefined;
     if (entry === undefined || entry === null) continue;
     if (typeof entry !== "object") {
       out.set(sku, { stock: NOT_A_RECORD, price: NOT_A_RECORD });
