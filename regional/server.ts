@@ -106,7 +106,7 @@ export async function startRegional(options: RegionalOptions): Promise<Regional>
   };
 
   /** The records of `skus` from the region's Redis, by SKU (SKUs it does not know are absent). */
-  async function readRecords(skus: readonly string[]): Promise<Record<string, { stock: Buffer | null; price: Buffer | null }>> {
+  async function readRecords(skus: readonly string[]): Promise<Map<string, { stock: Buffer | null; price: Buffer | null }>> {
     if (redis.status !== "ready") await redis.connect().catch(() => undefined);
     let replies: [Error | null, unknown][] | null;
     try {
