@@ -159,9 +159,10 @@ export const metrics = {
     { layer: "memory" },
     { layer: "store" },
   ]),
-  cacheWrites: new Counter("edge_cache_writes_total", "Entries written to the node's shared store, by result (superseded: purged or rewritten before a write behind ran).", [
+  cacheWrites: new Counter("edge_cache_writes_total", "Entries given to the node's shared store, by result (superseded: not written over a newer entry or a purge that came after its records were read, or purged before a write behind ran).", [
     { result: "ok" },
     { result: "error" },
+    { result: "superseded" },
   ]),
   hotCacheEvictions: new Counter("edge_hot_cache_evictions_total", "Entries dropped from a hot cache to stay within HOT_CACHE_MAX_BYTES."),
   hotCacheInvalidations: new Counter("edge_hot_cache_invalidations_total", "Hot cache entries dropped because another process purged or re-warmed them."),

@@ -146,7 +146,8 @@ export class EdgeCache {
       // A read still answers with what it computed; this process does not keep what the node may not hold.
       return results;
     }
-    const took = valid.filter((i, j) => (results[i] = stored[j]!) === "written");
+    valid.forEach((i, j) => (results[i] = stored[j]!));
+    const took = valid.filter((i) => results[i] === "written");
     metrics.cacheWrites.inc({ result: "ok" }, took.length);
     if (took.length < valid.length) metrics.cacheWrites.inc({ result: "superseded" }, valid.length - took.length);
     // Kept in memory only where no change since this write started replaced it (a sync may have applied one during the write).
