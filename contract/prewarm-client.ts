@@ -19,6 +19,8 @@ export class BatchError extends Error {
     message: string,
     /** Whether trying again may succeed. */
     readonly retryable: boolean,
+    /** How long the node asked to be left alone (its `Retry-After`, in ms), when it said. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -39,6 +41,10 @@ export interface BatchRequest {
   timeoutMs: number;
 }
 
+/** A `Retry-After` of delay-seconds in ms (an HTTP date, which no node sends, is ignored). */
+function retryAfterMs(header: string | null): number | undefined {
+  return header !== null && /^\d{1,6}$/.test(header.trim()) ? Number(header.trim()) * 1000 : undefined;
+}
 
 export async function postBatch(req: BatchRequest): Promise<PrewarmAnswer> {
   let res: Response;
@@ -65,7 +71,7 @@ export async function postBatch(req: BatchRequest): Promise<PrewarmAnswer> {
   if (res.status !== 200) {
     const detail = typeof body === "object" && body !== null ? JSON.stringify(body).slice(0, 300) : "";
     const retryable = res.status >= 500 || res.status === 429 || res.status === 408;
-    throw new BatchError(`http_${res.status}`, `${req.url} answered ${res.status} ${detail}`, retryable);
+    throw new BatchError(`http_${res.status}`, `${req.url} answered ${res.status} ${detail}`, retryable, retryAfterMs(res.headers.get("Retry-After")));
   }
   if (!isPrewarmAnswer(body)) throw new BatchError("bad_answer", `${req.url} answered 200 without a prewarm result`, true);
   return body;

@@ -224,7 +224,7 @@ async function watchChanges(): Promise<void> {
     log("watching the edge Redis for changed records (keyspace notifications); warm SKUs are re-warmed");
   } catch (e) {
     watch.close();
-    log(`not watching the edge Redis for changed records: ${(e as Error).message} (allow CONFIG SET notify-keyspace-events K$g, or set it yourself)`);
+    log(`not watching the edge Redis for changed records: ${(e as Error).message} (allow CONFIG SET notify-keyspace-events K$gxe, or set it yourself)`);
   }
 }
 
