@@ -9,7 +9,8 @@
  * default: no node can join), and announcing needs the config's
  * `registryToken` (none by default: announcing is off). A node that stopped
  * announcing for `nodeAbsentAfterMs` is absent: its batches fail as
- * `node_absent` at once instead of being retried until the deadline.
+ * `node_absent` at once instead of being retried until the deadline; one
+ * silent for `retention.forgetNodesAfterDays` is dropped from the registry.
  *
  *   {prefix}:registry   hash: node name -> entry (JSON)
  */
@@ -41,6 +42,15 @@ export interface NodeState extends RegistryEntry {
 export function urlAllowed(url: string, patterns: readonly string[]): boolean {
   return patterns.some((p) => new RegExp(`^${p.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, "\\$&")).join(".*")}$`).test(url));
 }
+
+/** KEYS: registry; ARGV: name, entry pairs: deletes each entry still as read, returns the names deleted. */
+const FORGET = `
+local out = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) out[#out + 1] = ARGV[i] end
+end
+return out
+`;
 
 export class NodeRegistry {
   constructor(
@@ -79,6 +89,23 @@ export class NodeRegistry {
 
   async remove(name: string): Promise<boolean> {
     return (await this.redis.hdel(this.key, name)) === 1;
+  }
+
+  /**
+   * Forgets the nodes that announced themselves and have been silent for
+   * `afterMs` (nodes added by hand stay), so the registry does not grow with
+   * every name a node ever had. An entry refreshed meanwhile is kept (compared
+   * and deleted in one script). Returns the names forgotten.
+   */
+  async forgetSilent(afterMs: number, now = Date.now()): Promise<string[]> {
+    const all = await this.redis.hgetall(this.key);
+    const silent = Object.entries(all).filter(([, raw]) => {
+      const e = JSON.parse(raw) as RegistryEntry;
+      return e.source === "announced" && now - e.lastSeen >= afterMs;
+    });
+    if (silent.length === 0) return [];
+    const forgotten = (await this.redis.eval(FORGET, 1, this.key, ...silent.flat())) as string[];
+    return forgotten;
   }
 
   async list(now = Date.now()): Promise<NodeState[]> {
