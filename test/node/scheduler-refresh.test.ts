@@ -29,10 +29,10 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-function engine(cfg: SchedulerConfig): Engine {
+function engine(cfg: SchedulerConfig, work = true): Engine {
   const e = new Engine(cfg);
   engines.push(e);
-  e.startWorkers();
+  if (work) e.startWorkers();
   return e;
 }
 
@@ -93,7 +93,7 @@ describe("campaign refreshes with a pass longer than refreshEvery", () => {
   it("prewarm check refuses a campaign whose pass on a node is longer than refreshEvery, naming the node and the times", async () => {
     // At 100 SKUs/s a node needs 10 s for 1,000 SKUs: a refresh every 5 s would supersede every pass.
     const cfg = stack.config({ maxSkusPerSecondPerNode: 100 });
-    const e = engine(cfg);
+    const e = engine(cfg, false); // sends nothing: no workers
     const campaign = (refreshEvery: string): Plan =>
       parsePlan({ name: "refresh-check", skus: { list: stack.skus }, ttl: 60, schedule: { campaign: { t0: "2030-11-11T00:00:00Z", lead: "10m", refreshEvery, until: "5m" } } });
     const tight = await checkPlan(cfg, e.store, campaign("5s"), stack.skus);
