@@ -3,7 +3,9 @@
  * target node's time to warm them from its measured throughput (the median
  * over its recent runs in the run store, bounded by its SKUs/s limit), and,
  * for a campaign, refuses a `lead` too short to warm (and, with
- * `verifyBefore`, to verify and re-warm the stragglers) before T0. Sends
+ * `verifyBefore`, to verify and re-warm the stragglers) before T0, and a pass
+ * longer than `refreshEvery` (each refresh would supersede the pass before
+ * it ends: the keys would be warmed less often than the plan says). Sends
  * nothing to the nodes.
  */
 import type { SchedulerConfig } from "./config";
@@ -31,9 +33,10 @@ export interface CheckReport {
   nodes: NodeEstimate[];
   /** The slowest node's estimate (ms). */
   warmMs: number | null;
-  /** What the campaign allows for warming, and for verifying (ms); null for other plans. */
+  /** What the campaign allows for warming, for verifying, and for one pass between refreshes (ms); null for other plans. */
   allowsWarmMs: number | null;
   allowsVerifyMs: number | null;
+  allowsPassMs: number | null;
   ok: boolean;
   problems: string[];
 }
@@ -69,9 +72,11 @@ export async function checkPlan(cfg: SchedulerConfig, store: RunStore, plan: Pla
   const c = plan.schedule.campaign;
   let allowsWarmMs: number | null = null;
   let allowsVerifyMs: number | null = null;
+  let allowsPassMs: number | null = null;
   if (c) {
     allowsWarmMs = c.lead - (c.verifyBefore ?? 0);
     allowsVerifyMs = c.verifyBefore ?? null;
+    allowsPassMs = c.refreshEvery;
     for (const n of nodes) {
       if (n.estimateMs !== null && n.estimateMs > allowsWarmMs) {
         problems.push(`${n.name}: warming ${n.skus} SKUs takes about ${(n.estimateMs / 1000).toFixed(1)} s, but the campaign allows ${(allowsWarmMs / 1000).toFixed(1)} s (lead${c.verifyBefore ? " − verifyBefore" : ""}): start earlier (a longer lead)`);
@@ -80,15 +85,20 @@ export async function checkPlan(cfg: SchedulerConfig, store: RunStore, plan: Pla
       if (allowsVerifyMs !== null && n.estimateMs !== null && 2 * n.estimateMs > allowsVerifyMs) {
         problems.push(`${n.name}: verifying and re-warming may take up to ${((2 * n.estimateMs) / 1000).toFixed(1)} s, but verifyBefore allows ${(allowsVerifyMs / 1000).toFixed(1)} s`);
       }
+      // A refresh supersedes what the pass before it has not sent: with a longer pass, the next one
+      // sends those first, but no key is warmed every refreshEvery (and the ttl counts on it).
+      if (n.estimateMs !== null && n.estimateMs > c.refreshEvery) {
+        problems.push(`${n.name}: a pass over ${n.skus} SKUs takes about ${(n.estimateMs / 1000).toFixed(1)} s, longer than refreshEvery (${(c.refreshEvery / 1000).toFixed(1)} s): each refresh would leave keys unsent and they would go cold between refreshes: refresh less often, warm fewer SKUs, or raise the node's SKUs/s limit`);
+      }
     }
   }
   const refused = problems.some((p) => !p.includes("cannot be estimated"));
-  return { plan: plan.name, skus: skus.length, nodes, warmMs, allowsWarmMs, allowsVerifyMs, ok: !refused, problems };
+  return { plan: plan.name, skus: skus.length, nodes, warmMs, allowsWarmMs, allowsVerifyMs, allowsPassMs, ok: !refused, problems };
 }
 
 export function formatCheck(r: CheckReport): string {
   const s = (ms: number | null): string => (ms === null ? "unknown" : `${(ms / 1000).toFixed(1)} s`);
-  const lines = [`check ${r.plan}: ${r.skus} SKUs; slowest node ${s(r.warmMs)}` + (r.allowsWarmMs !== null ? `; the campaign allows ${s(r.allowsWarmMs)} to warm` + (r.allowsVerifyMs !== null ? ` and ${s(r.allowsVerifyMs)} to verify` : "") : "") + `: ${r.ok ? "ok" : "REFUSED"}`];
+  const lines = [`check ${r.plan}: ${r.skus} SKUs; slowest node ${s(r.warmMs)}` + (r.allowsWarmMs !== null ? `; the campaign allows ${s(r.allowsWarmMs)} to warm` + (r.allowsVerifyMs !== null ? `, ${s(r.allowsVerifyMs)} to verify` : "") + (r.allowsPassMs !== null ? `, ${s(r.allowsPassMs)} a pass` : "") : "") + `: ${r.ok ? "ok" : "REFUSED"}`];
   for (const n of r.nodes) {
     lines.push(`  ${n.name.padEnd(16)} ${n.measuredSkusPerSecond === null ? "no runs measured" : `${Math.round(n.measuredSkusPerSecond)} SKUs/s (median of ${n.runsMeasured} runs)`}${n.limitSkusPerSecond > 0 ? `, limit ${n.limitSkusPerSecond} SKUs/s` : ""}: ${s(n.estimateMs)}`);
   }

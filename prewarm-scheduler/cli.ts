@@ -18,7 +18,8 @@
  * The config file (edge nodes, Redis, token, batch size, concurrency, retries)
  * comes from --config, $PREWARM_CONFIG, or ./prewarm.config.yaml.
  * Exit codes: 0 done, 1 failures over the threshold, run failed or an error,
- * 2 bad input, 3 the scheduler's Redis did not answer within redisTimeoutMs.
+ * 2 bad input, 3 the scheduler's Redis did not answer within redisTimeoutMs,
+ * 4 (`prewarm run`) the run left SKUs unsent: a newer run of the plan superseded them.
  */
 import { Command, Option } from "commander";
 import { loadConfig, type SchedulerConfig } from "./config";
@@ -91,7 +92,8 @@ withCommon(program.command("run <plan>").description("run a plan now and report 
       const report = await watchRun(engine, runId, { bars: o.progress && !o.json });
       const rate = skusPerSecond(report);
       out(o, { ...report, skusPerSecond: rate }, formatReport(report) + (rate === null ? "" : `\n\n${Math.round(rate)} SKUs/s over all nodes`));
-      if (report.status !== "done") process.exitCode = 1;
+      if (report.status === "superseded") process.exitCode = 4;
+      else if (report.status !== "done") process.exitCode = 1;
     });
   });
 
@@ -182,7 +184,7 @@ withCommon(program.command("list").description("schedules and recent runs"))
         "schedules:",
         ...(schedules.length === 0 ? ["  (none)"] : schedules.map((s) => `  ${s.plan.padEnd(24)} ${s.kind.padEnd(9)} ${s.cron ?? `${s.fireTimes?.length} runs`}  next ${s.next ? new Date(s.next).toISOString() : "-"}`)),
         "runs:",
-        ...(runs.length === 0 ? ["  (none)"] : runs.map((r) => `  ${r.runId.padEnd(44)} ${r.status.padEnd(8)} ${r.warmed} warmed, ${r.failed} failed  ${new Date(r.createdAt).toISOString()}`)),
+        ...(runs.length === 0 ? ["  (none)"] : runs.map((r) => `  ${r.runId.padEnd(44)} ${r.status.padEnd(10)} ${r.warmed} warmed, ${r.failed} failed${r.superseded > 0 ? `, ${r.superseded} unsent` : ""}  ${new Date(r.createdAt).toISOString()}`)),
       ].join("\n");
       out(o, { schedules, runs: runs.map(({ nodes: _n, ...r }) => r) }, text);
     });

@@ -99,8 +99,28 @@ export const configSchema = z
     redisTimeoutMs: z.int().min(100).max(600_000).default(5000),
     /** Bearer token of the ops HTTP API; `prewarm serve` refuses to start without one unless given --no-auth on loopback. @default "" */
     opsToken: z.string().default(""),
+    /** What the scheduler keeps in its Redis, so that it stays bounded (see the README for the bytes each costs). */
+    retention: z
+      .strictObject({
+        /** Finished runs kept (their reports, `prewarm list`), the newest. @default 1000 */
+        runs: z.int().min(1).max(1_000_000).default(1000),
+        /** Nothing of a run (nor any finished job) is kept longer than this many days. @default 7 */
+        maxAgeDays: z.number().positive().max(366).default(7),
+        /**
+         * Finished jobs kept for the dashboard, the newest, per queue and state: completed and failed
+         * run jobs (each carries its plan), failed batch jobs. Completed batch jobs are dropped at
+         * once: the run store has what they did. @default 100
+         */
+        jobs: z.int().min(0).max(100_000).default(100),
+        /** A node that announced itself and has been silent this many days is dropped from the registry (nodes added by hand stay). @default 7 */
+        forgetNodesAfterDays: z.number().positive().max(366).default(7),
+      })
+      .prefault({}),
   })
   .superRefine((c, ctx) => {
+    if (c.retention.forgetNodesAfterDays * 86_400_000 < c.nodeAbsentAfterMs) {
+      ctx.addIssue({ code: "custom", path: ["retention", "forgetNodesAfterDays"], message: `must be at least nodeAbsentAfterMs (${c.nodeAbsentAfterMs} ms): a node is absent before it is forgotten` });
+    }
     const seen = new Set<string>();
     c.nodes.forEach((n, i) => {
       if (seen.has(n.name)) ctx.addIssue({ code: "custom", path: ["nodes", i, "name"], message: `duplicate node name ${JSON.stringify(n.name)}` });

@@ -12,6 +12,16 @@
  * expansion that is retried enqueues nothing twice, and the run store counts
  * each batch once however often it is tried.
  *
+ * A batch job carries no SKUs: the run's SKUs are kept once in the run store,
+ * and a job about to send takes the SKU batch of its run that its node got
+ * longest ago from any run of the plan (`RunStore.claim`). A campaign refresh
+ * that supersedes an older run (its unsent batches are recorded `superseded`)
+ * thus sends first what that run left unsent, and a pass longer than
+ * `refreshEvery` rotates over the plan's SKUs instead of starting again at the
+ * first batch each time. A completed batch job is dropped at once (its run
+ * store record is what the report reads); failed ones are kept, bounded, for
+ * the dashboard and the deadline sweep.
+ *
  * Every run ends by its deadline: a batch or expansion that fails for good,
  * for whatever reason (a node's answer, a scheduler error, a job stalled past
  * its limit), is recorded by the worker that fails it, and whatever no
@@ -19,7 +29,7 @@
  * sweep of any process running workers, or by the CLI watching the run.
  */
 import { createHash } from "node:crypto";
-import { DelayedError, Job, Queue, UnrecoverableError, Worker, type JobsOptions } from "bullmq";
+import { DelayedError, Job, Queue, UnrecoverableError, Worker, type JobsOptions, type KeepJobs } from "bullmq";
 import { TaskCancelledError, timeout, TimeoutStrategy } from "cockatiel";
 import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
 import { isBatchError, postBatch } from "../contract/prewarm-client";
@@ -27,7 +37,7 @@ import { Pacer, slowdownReason } from "./pacing";
 import { connectRedis, type SchedulerRedis } from "./redis";
 import { asNode, NodeRegistry, type NodeState } from "./registry";
 import { targetNodes, type Plan } from "./plan";
-import { RunStore, type BatchResult, type ReadinessSummary, type RunMeta } from "./run-store";
+import { batchSkus, RunStore, type BatchRef, type BatchResult, type ReadinessSummary, type RunMeta } from "./run-store";
 import { verifyPlan, type VerifyReport } from "./verify";
 import { isInvalidFileError } from "./schema-errors";
 import { resolveSkus, SkuSourceError } from "./sku-source";
@@ -39,18 +49,15 @@ export interface RunJobData {
   trigger: string;
 }
 
-export interface BatchJobData {
-  runId: string;
-  node: string;
-  batchId: string;
+export interface BatchJobData extends BatchRef {
   region: string;
-  skus: string[];
+  /** SKUs per SKU batch of the run (the SKUs are in the run store: see `RunStore.claim`). */
+  batchSize: number;
   ttl?: number;
   ttlJitter?: number;
   deadline: number;
-  /** The run's plan identity and creation time: a newer run of the same plan supersedes this batch. */
-  planKey?: string;
-  createdAt?: number;
+  /** The run's creation time: a newer run of the same plan (`planKey`) supersedes this batch. */
+  createdAt: number;
 }
 
 /** The scheduler's Redis did not answer in time: commands fail with this rather than wait forever. */
@@ -58,8 +65,15 @@ export class SchedulerRedisError extends Error {
   override readonly name = "SchedulerRedisError";
 }
 
-/** Completed and failed jobs are kept this long, so a re-added job id stays a no-op. */
-const KEEP_JOBS = { age: 7 * 86_400, count: 100_000 };
+/** How long and how many finished jobs are kept, per queue and state (BullMQ's removeOnComplete / removeOnFail). */
+export function keptJobs(cfg: Pick<SchedulerConfig, "retention">): KeepJobs {
+  return { age: Math.ceil(cfg.retention.maxAgeDays * 86_400), count: cfg.retention.jobs };
+}
+
+/** Events kept in each queue's BullMQ event stream (nothing of the scheduler reads them; BullMQ's default is 10,000). */
+const QUEUE_EVENTS = 1000;
+/** How often a process with workers drops runs past their age and forgets long-silent nodes. */
+const RETENTION_EVERY_MS = 60_000;
 
 /** `20261111T000000123Z`: a sortable, id-safe instant. */
 export function stamp(ms: number): string {
@@ -126,6 +140,8 @@ export class Engine {
   private readonly probe: SchedulerRedis;
   readonly batches: Queue<BatchJobData>;
   private readonly workers: Worker[] = [];
+  /** How many finished jobs the queues keep. */
+  readonly kept: KeepJobs;
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -141,11 +157,13 @@ export class Engine {
       retryStrategy: (n) => Math.min(50 * 2 ** n, 1000),
     });
     this.probe.on("error", () => {});
-    this.store = new RunStore(this.redis, cfg.prefix);
+    this.store = new RunStore(this.redis, cfg.prefix, { runs: cfg.retention.runs, maxAgeMs: cfg.retention.maxAgeDays * 86_400_000 });
+    this.kept = keptJobs(cfg);
     this.pacer = new Pacer(this.redis, cfg.prefix);
     this.registry = new NodeRegistry(this.redis, cfg);
-    this.runs = new Queue<RunJobData>("runs", { connection: this.redis, prefix: cfg.prefix });
-    this.batches = new Queue<BatchJobData>("batches", { connection: this.redis, prefix: cfg.prefix });
+    const streams = { events: { maxLen: QUEUE_EVENTS } };
+    this.runs = new Queue<RunJobData>("runs", { connection: this.redis, prefix: cfg.prefix, streams });
+    this.batches = new Queue<BatchJobData>("batches", { connection: this.redis, prefix: cfg.prefix, streams });
     for (const q of [this.runs, this.batches] as Queue[]) q.on("error", (e) => this.logConnectionError(e));
   }
 
@@ -230,7 +248,7 @@ export class Engine {
     const runId = newRunId(plan.name);
     await this.store.open(this.openingMeta(plan, runId, trigger, runId, Date.now()));
     try {
-      await this.runs.add("run", { plan, runId, trigger }, { jobId: runId, attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: KEEP_JOBS, removeOnFail: KEEP_JOBS });
+      await this.runs.add("run", { plan, runId, trigger }, { jobId: runId, attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: this.kept, removeOnFail: this.kept });
     } catch (e) {
       await this.store.close(runId, `could not be enqueued: ${(e as Error).message}`).catch(() => {});
       throw e;
@@ -256,16 +274,22 @@ export class Engine {
     // A batch that failed for good without our processor recording it (a scheduler error, a job
     // stalled past its limit) is recorded here; one the processor recorded is a no-op.
     batches.on("failed", (job, err) => {
-      if (job?.finishedOn) void this.store.record(this.failedBatch(job.data, jobFailureCode(err.message), 0)).catch((e: Error) => console.error(`scheduler: recording the failed batch ${job.id}: ${e.message}`));
+      if (job?.finishedOn) void this.settleUnsent(job.data, jobFailureCode(err.message), 0).catch((e: Error) => console.error(`scheduler: recording the failed batch ${job.id}: ${e.message}`));
     });
     this.workers.push(batches);
     for (const w of this.workers) w.on("error", (e) => console.error(`scheduler worker ${w.name}: ${e.message}`));
     let sweeping = false;
+    let retained = 0;
     this.sweeper = setInterval(() => {
       if (sweeping) return;
       sweeping = true;
-      this.closeOverdueRuns()
+      const now = Date.now();
+      const keep = now - retained >= RETENTION_EVERY_MS;
+      if (keep) retained = now;
+      this.closeOverdueRuns(now)
         .catch((e: Error) => console.error(`scheduler: closing runs past their deadline: ${e.message}`))
+        .then(() => (keep ? this.applyRetention(now) : undefined))
+        .catch((e: Error) => console.error(`scheduler: dropping what is past its retention: ${e.message}`))
         .finally(() => (sweeping = false));
     }, SWEEP_EVERY_MS);
     this.sweeper.unref();
@@ -299,29 +323,30 @@ export class Engine {
       throw e;
     }
     const size = opened.batchSize;
-    const batches: string[][] = [];
-    for (let i = 0; i < skus.length; i += size) batches.push(skus.slice(i, i + size));
-    const meta: RunMeta = { ...opened, totalSkus: skus.length, nodes: nodes.map((n) => ({ name: n.name, region: n.region, url: n.url, batches: batches.length })) };
-    if ((await this.store.expanded(meta)) === "closed") {
+    const perNode = Math.ceil(skus.length / size);
+    const meta: RunMeta = { ...opened, totalSkus: skus.length, nodes: nodes.map((n) => ({ name: n.name, region: n.region, url: n.url, batches: perNode })) };
+    if ((await this.store.expanded(meta, skus)) === "closed") {
       console.error(`scheduler: run ${runId} was closed at its deadline before it was expanded; nothing enqueued`);
       return { runId, batches: 0 };
     }
     const opts: JobsOptions = {
       attempts: this.cfg.retry.attempts,
       backoff: { type: "exponential", delay: this.cfg.retry.backoffMs, jitter: 0.5 },
-      removeOnComplete: KEEP_JOBS,
-      removeOnFail: KEEP_JOBS,
+      // Its record in the run store is what counts: a job re-added after it was dropped finds it and sends nothing.
+      removeOnComplete: true,
+      removeOnFail: this.kept,
     };
     // Batch i of every node, then batch i + 1: the queue serves the nodes evenly.
-    const jobs = batches.flatMap((b, i) =>
+    const jobs = Array.from({ length: perNode }, (_, i) =>
       nodes.map((node) => {
         const batchId = `${runId}.${i}`;
         const data: BatchJobData = {
           runId,
           node: node.name,
           batchId,
+          slot: i,
+          batchSize: size,
           region: node.region,
-          skus: b,
           deadline: opened.deadline,
           planKey: opened.planKey,
           createdAt: opened.createdAt,
@@ -330,11 +355,11 @@ export class Engine {
         };
         return { name: "batch", data, opts: { ...opts, jobId: batchJobId(node.name, batchId) } };
       }),
-    );
+    ).flat();
     for (let i = 0; i < jobs.length; i += 1000) await this.batches.addBulk(jobs.slice(i, i + 1000));
     // Only once this run's batches are queued may they supersede an older run's.
-    for (const node of nodes) await this.store.markLatest(opened.planKey, node.name, opened.createdAt);
-    return { runId, batches: batches.length * nodes.length };
+    for (const node of nodes) await this.store.markLatest(opened.planKey, node.name, opened.createdAt, runId);
+    return { runId, batches: perNode * nodes.length };
   }
 
   /**
@@ -371,50 +396,68 @@ export class Engine {
   }
 
   /** A result that fails every SKU of a batch with one code. */
-  private failedBatch(d: BatchJobData, code: string, latencyMs: number): BatchResult {
+  private failedBatch(d: BatchRef, skus: readonly string[], code: string, latencyMs: number): BatchResult {
     return {
       runId: d.runId,
       node: d.node,
       batchId: d.batchId,
-      skus: d.skus.length,
+      skus: skus.length,
       warmed: 0,
       fromEdge: 0,
       fromRegional: 0,
-      failedByCode: { [code]: d.skus.length },
+      failedByCode: { [code]: skus.length },
       batchFailed: true,
       latencyMs,
-      samples: d.skus.slice(0, 5).map((sku) => ({ sku, code })),
+      samples: skus.slice(0, 5).map((sku) => ({ sku, code })),
     };
+  }
+
+  /**
+   * Records a batch whose SKUs did not reach its node: failed for good with
+   * one code, or (`code` null) superseded by a newer run of the plan. It is
+   * the SKU batch the job took (or takes now), which the plan's next run
+   * sends in its turn (before what was sent since). Does nothing for a batch
+   * that has settled.
+   */
+  private async settleUnsent(d: BatchRef & { batchSize: number }, code: string | null, latencyMs: number): Promise<void> {
+    const index = await this.store.claim(d, null);
+    if (index === null) return;
+    const skus = await this.store.skusOf(d.runId, d.batchSize, index);
+    await this.store.unsent(d);
+    await this.store.record(
+      code !== null
+        ? this.failedBatch(d, skus, code, latencyMs)
+        : { runId: d.runId, node: d.node, batchId: d.batchId, skus: skus.length, warmed: 0, fromEdge: 0, fromRegional: 0, failedByCode: {}, batchFailed: false, superseded: skus.length, latencyMs: 0, samples: [] },
+    );
   }
 
   private async processBatch(job: Job<BatchJobData>, token: string | undefined): Promise<void> {
     const d = job.data;
     const started = performance.now();
-    if (d.deadline - Date.now() <= 0) {
-      await this.store.record(this.failedBatch(d, "deadline_exceeded", 0));
-      return;
-    }
+    if (d.deadline - Date.now() <= 0) return this.settleUnsent(d, "deadline_exceeded", 0);
     // A node that left (removed, or no longer announcing itself) fails at once, not retried until the deadline.
     const node = await this.nodeFor(d.node);
-    if (node === "absent") {
-      await this.store.record(this.failedBatch(d, "node_absent", 0));
-      return;
-    }
-    if (d.planKey !== undefined && d.createdAt !== undefined && (await this.store.latest(d.planKey, d.node)) > d.createdAt) {
+    if (node === "absent") return this.settleUnsent(d, "node_absent", 0);
+    if ((await this.store.latest(d.planKey, d.node)) > d.createdAt) {
       // A newer run of the same plan has queued the same SKUs for this node: sending these would
-      // only make a slow node slower and its data no fresher.
-      await this.store.record({ runId: d.runId, node: d.node, batchId: d.batchId, skus: d.skus.length, warmed: 0, fromEdge: 0, fromRegional: 0, failedByCode: {}, batchFailed: false, superseded: d.skus.length, latencyMs: 0, samples: [] });
-      return;
+      // only make a slow node slower and its data no fresher. The newer run sends first the SKU
+      // batches this one leaves unsent (they were sent longest ago); the report counts them.
+      return this.settleUnsent(d, null, 0);
     }
     // At most concurrencyPerNode batches in flight on the node, over all scheduler processes.
     const holder = batchJobId(d.node, d.batchId);
     if (!(await this.pacer.acquire(node.name, holder, this.cfg.concurrencyPerNode, this.cfg.requestTimeoutMs + 10_000))) return this.later(job, token, BUSY_RETRY_MS * (0.5 + Math.random()));
     try {
+      // The SKU batch this job sends: the one its node got longest ago (the same one each time the
+      // job is tried). Noted as sent now; if it is not sent after all, settleUnsent takes that back.
+      const index = await this.store.claim(d, Date.now());
+      if (index === null) return; // settled before: a job re-added or re-run after it was recorded
+      const skus = await this.store.skusOf(d.runId, d.batchSize, index);
       // The node's pace (its SKUs/s limit, and any slowdown its recent answers caused): a batch that
       // would wait long goes back to the queue until then, booking nothing, rather than hold a slot.
-      const pacedMs = await this.pacer.take(node.name, d.skus.length, node.maxSkusPerSecond ?? this.cfg.maxSkusPerSecondPerNode, Date.now(), BUSY_RETRY_MS);
+      const pacedMs = await this.pacer.take(node.name, skus.length, node.maxSkusPerSecond ?? this.cfg.maxSkusPerSecondPerNode, Date.now(), BUSY_RETRY_MS);
       if (pacedMs < 0) return await this.later(job, token, -pacedMs);
-      return await this.sendBatch(node, job, started, pacedMs);
+      return await this.sendBatch(node, job, { index, skus }, started, pacedMs);
     } finally {
       await this.pacer.release(node.name, holder).catch(() => undefined); // else its lease expires
     }
@@ -422,15 +465,12 @@ export class Engine {
 
   /** Puts a batch back in the queue for `ms` without counting a try (BullMQ's DelayedError), or fails it when that passes its deadline. */
   private async later(job: Job<BatchJobData>, token: string | undefined, ms: number): Promise<void> {
-    if (Date.now() + ms >= job.data.deadline) {
-      await this.store.record(this.failedBatch(job.data, "deadline_exceeded", 0));
-      return;
-    }
+    if (Date.now() + ms >= job.data.deadline) return this.settleUnsent(job.data, "deadline_exceeded", 0);
     await job.moveToDelayed(Date.now() + Math.ceil(ms), token);
     throw new DelayedError();
   }
 
-  private async sendBatch(node: EdgeNodeConfig, job: Job<BatchJobData>, started: number, pacedMs: number): Promise<void> {
+  private async sendBatch(node: EdgeNodeConfig, job: Job<BatchJobData>, { index, skus }: { index: number; skus: string[] }, started: number, pacedMs: number): Promise<void> {
     const d = job.data;
     if (pacedMs > 0) await new Promise((res) => setTimeout(res, pacedMs)); // at most BUSY_RETRY_MS
     const remaining = d.deadline - Date.now();
@@ -439,7 +479,7 @@ export class Engine {
         url: node.url,
         token: node.token ?? this.cfg.token,
         region: d.region,
-        skus: d.skus,
+        skus,
         ttl: d.ttl,
         ttlJitter: d.ttlJitter,
         jobId: d.batchId,
@@ -461,7 +501,7 @@ export class Engine {
         runId: d.runId,
         node: d.node,
         batchId: d.batchId,
-        skus: d.skus.length,
+        skus: skus.length,
         warmed: answer.warmed,
         fromEdge: answer.fromEdge,
         fromRegional: answer.fromRegional,
@@ -476,7 +516,8 @@ export class Engine {
       if (!isBatchError(e)) throw e; // retried by BullMQ; when the tries run out, the failed handler records it
       const lastTry = !e.retryable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1) || Date.now() >= d.deadline;
       if (!lastTry) throw e; // BullMQ retries it after an exponential, jittered backoff
-      await this.store.record(this.failedBatch(d, e.code, performance.now() - started));
+      await this.store.unsent(d);
+      await this.store.record(this.failedBatch(d, skus, e.code, performance.now() - started));
       throw new UnrecoverableError(`${e.code}: ${e.message}`);
     }
   }
@@ -515,8 +556,7 @@ export class Engine {
       unsettled.map(async (b) => {
         const job = await Job.fromId<BatchJobData>(this.batches, batchJobId(b.node, b.batchId));
         const code = !job ? "not_enqueued" : job.finishedOn && job.failedReason ? jobFailureCode(job.failedReason) : "deadline_exceeded";
-        const data: BatchJobData = job?.data ?? { runId, node: b.node, batchId: b.batchId, region: "", skus: [], deadline: meta.deadline };
-        return { code, result: { ...this.failedBatch(data, code, 0), skus: b.skus, failedByCode: { [code]: b.skus } } };
+        return { code, ref: { runId, node: b.node, batchId: b.batchId, slot: b.slot, planKey: meta.planKey } };
       }),
     );
     const byCode: Record<string, number> = {};
@@ -526,9 +566,25 @@ export class Engine {
     // The reason first: the last record below finishes the run, and whoever sees it finished sees why.
     const reason = `closed at its deadline with ${unsettled.length} of ${total} batches unsettled (${codes})`;
     await this.store.setReason(runId, reason);
-    await Promise.all(settled.map(({ result }) => this.store.record(result)));
+    await Promise.all(
+      settled.map(async ({ code, ref }) => {
+        const index = await this.store.claim(ref, null);
+        if (index === null) return;
+        // The SKUs themselves only for the samples; the count holds even when they are gone.
+        const count = batchSkus(meta, index);
+        const samples = await this.store.skusOf(runId, meta.batchSize, index);
+        await this.store.unsent(ref);
+        await this.store.record({ ...this.failedBatch(ref, samples.slice(0, 5), code, 0), skus: count, failedByCode: { [code]: count } });
+      }),
+    );
     await this.store.close(runId, reason);
     return true;
+  }
+
+  /** Drops the runs past their age (count is kept when runs open) and the registry nodes silent past `forgetNodesAfterDays`. */
+  async applyRetention(now = Date.now()): Promise<void> {
+    while ((await this.store.trim(now)) > 0);
+    await this.registry.forgetSilent(this.cfg.retention.forgetNodesAfterDays * 86_400_000, now);
   }
 
   /** Closes workers, then queues and the connections; safe to call twice. */

@@ -13,7 +13,8 @@
  * (written before it was narrowed, or by an older, laxer check) is
  * `refused` and gets no batch. A node that stopped announcing for
  * `nodeAbsentAfterMs` is absent: its batches fail as `node_absent` at once
- * instead of being retried until the deadline.
+ * instead of being retried until the deadline; one silent for
+ * `retention.forgetNodesAfterDays` is dropped from the registry.
  *
  *   {prefix}:registry   hash: node name -> entry (JSON)
  */
@@ -42,6 +43,15 @@ export interface NodeState extends RegistryEntry {
   /** `refused`: its URL does not match the config's nodeUrlAllow (any more). */
   state: "live" | "absent" | "refused";
 }
+
+/** KEYS: registry; ARGV: name, entry pairs: deletes each entry still as read, returns the names deleted. */
+const FORGET = `
+local out = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) out[#out + 1] = ARGV[i] end
+end
+return out
+`;
 
 export class NodeRegistry {
   /** The config's nodeUrlAllow, read (the config's validation has already named a pattern that cannot be). */
@@ -86,6 +96,23 @@ export class NodeRegistry {
 
   async remove(name: string): Promise<boolean> {
     return (await this.redis.hdel(this.key, name)) === 1;
+  }
+
+  /**
+   * Forgets the nodes that announced themselves and have been silent for
+   * `afterMs` (nodes added by hand stay), so the registry does not grow with
+   * every name a node ever had. An entry refreshed meanwhile is kept (compared
+   * and deleted in one script). Returns the names forgotten.
+   */
+  async forgetSilent(afterMs: number, now = Date.now()): Promise<string[]> {
+    const all = await this.redis.hgetall(this.key);
+    const silent = Object.entries(all).filter(([, raw]) => {
+      const e = JSON.parse(raw) as RegistryEntry;
+      return e.source === "announced" && now - e.lastSeen >= afterMs;
+    });
+    if (silent.length === 0) return [];
+    const forgotten = (await this.redis.eval(FORGET, 1, this.key, ...silent.flat())) as string[];
+    return forgotten;
   }
 
   async list(now = Date.now()): Promise<NodeState[]> {

@@ -11,14 +11,17 @@ function table(rows: string[][]): string {
 }
 
 export function formatReport(r: RunReport): string {
-  const rows = [["node", "region", "warmed", "from edge", "from regional", "failed", "superseded", "duration", "batch p50", "batch p95"]];
+  const rows = [["node", "region", "warmed", "from edge", "from regional", "failed", "unsent", "duration", "batch p50", "batch p95"]];
   for (const n of r.nodes) {
     rows.push([n.name, n.region, String(n.warmed), String(n.fromEdge), String(n.fromRegional), String(n.failed), String(n.superseded), ms(n.durationMs), ms(n.p50Ms), ms(n.p95Ms)]);
   }
   const lines = [
     `run ${r.runId} (plan ${r.plan}, ${r.trigger}): ${r.status}` + (r.finishedAt ? ` in ${ms(r.finishedAt - r.createdAt)}` : ""),
     ...(r.reason ? [`  ${r.reason}`] : []),
-    `${r.totalSkus} SKUs x ${r.nodes.length} nodes: ${r.warmed} warmed, ${r.failed} failed` + (r.superseded > 0 ? `, ${r.superseded} superseded by a newer run of the plan` : ""),
+    `${r.totalSkus} SKUs x ${r.nodes.length} nodes: ${r.warmed} warmed, ${r.failed} failed` + (r.superseded > 0 ? `, ${r.superseded} left unsent` : ""),
+    ...(r.superseded > 0
+      ? [`  ${r.superseded} SKUs were not warmed by this run: a newer run of the plan superseded its unsent batches (${r.nodes.filter((n) => n.superseded > 0).map((n) => `${n.name} ${n.superseded}`).join(", ")}), and sends them first`]
+      : []),
     "",
     ...(r.nodes.length > 0 ? [table(rows)] : []),
   ];

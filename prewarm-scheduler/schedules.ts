@@ -47,7 +47,7 @@ export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now())
     const old = await engine.redis.hget(registryKey(engine), plan.name);
     try {
       // An upsert under the plan's id replaces a cron schedule in place, and changes nothing when the pattern is bad.
-      await engine.runs.upsertJobScheduler(cronId(plan.name), { pattern: s.cron, ...(s.tz ? { tz: s.tz } : {}) }, { name: "run", data: { plan, trigger: "cron" } });
+      await engine.runs.upsertJobScheduler(cronId(plan.name), { pattern: s.cron, ...(s.tz ? { tz: s.tz } : {}) }, { name: "run", data: { plan, trigger: "cron" }, opts: { removeOnComplete: engine.kept, removeOnFail: engine.kept } });
       entry = { plan: plan.name, kind: "cron", cron: s.cron, ...(s.tz ? { tz: s.tz } : {}), registeredAt: now, next: (await engine.runs.getJobScheduler(cronId(plan.name)))?.next ?? null };
     } catch (e) {
       throw new InvalidFileError(plan.name, [`schedule.cron: ${(e as Error).message}`]);
@@ -61,13 +61,13 @@ export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now())
       fires.map((t) => ({
         name: "run",
         data: { plan, runId: `${plan.name}-${stamp(t)}`, trigger: "campaign" },
-        opts: { jobId: campaignJobId(plan.name, t), timestamp: now, delay: Math.max(0, t - now), attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: { age: 7 * 86_400 }, removeOnFail: { age: 7 * 86_400 } },
+        opts: { jobId: campaignJobId(plan.name, t), timestamp: now, delay: Math.max(0, t - now), attempts: 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: engine.kept, removeOnFail: engine.kept },
       })),
     );
     const c = s.campaign!;
     const verifyAt = c.verifyBefore !== undefined ? c.t0 - c.verifyBefore : undefined;
     if (verifyAt !== undefined && verifyAt > now - 1000) {
-      await engine.runs.add("verify", { plan, trigger: "verify" }, { jobId: verifyJobId(plan.name, verifyAt), timestamp: now, delay: Math.max(0, verifyAt - now), attempts: 1, removeOnComplete: { age: 7 * 86_400 }, removeOnFail: { age: 7 * 86_400 } });
+      await engine.runs.add("verify", { plan, trigger: "verify" }, { jobId: verifyJobId(plan.name, verifyAt), timestamp: now, delay: Math.max(0, verifyAt - now), attempts: 1, removeOnComplete: engine.kept, removeOnFail: engine.kept });
     }
     entry = { plan: plan.name, kind: "campaign", fireTimes: fires, ...(verifyAt !== undefined ? { verifyAt } : {}), registeredAt: now, next: fires[0] ?? null };
   }
