@@ -131,7 +131,7 @@ describe("retention", () => {
   }, 300_000);
 
   it("drops the runs past retention.maxAgeDays but never an open one, and forgets nodes silent past forgetNodesAfterDays", async () => {
-    const cfg = stack.config({ nodeUrlAllow: ["http://127.0.0.1:*"], retention: { maxAgeDays: 1, forgetNodesAfterDays: 2 } });
+    const cfg = stack.config({ nodeUrlAllow: ["http://127.0.0.1:9999"], retention: { maxAgeDays: 1, forgetNodesAfterDays: 2 } });
     const e = engine(cfg, false);
     const now = Date.now();
     const day = 86_400_000;
