@@ -7,11 +7,11 @@
 import autocannon from "autocannon";
 import Redis from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeRecord } from "../../records/encode";
 import { startEdgeNode, type EdgeNode } from "../../scripts/edge-node";
-import { startRedis, type RedisProcess } from "../../scripts/redis-server";
-import { startRegional, type Regional } from "../../regional/server";
+import type { RedisProcess } from "../../scripts/redis-server";
+import type { Regional } from "../../regional/server";
 import { BUNDLE_DIR, nodeConfig } from "../../edge-node/workerd-config";
+import { metricOf, msUntil, postTo, priceRecord, readSku, startNodeStack, stockRecord, type NodeStack, type Read } from "./edge-node-client";
 
 const TOKEN = "node-test-token";
 let redis: RedisProcess;
@@ -21,33 +21,19 @@ let client: Redis;
 let node: EdgeNode;
 let n = 0;
 
-function stock(sku: string): Record<string, unknown> {
-  return { sku, warehouses: [{ id: "w1", regions: ["cn-east"], onHand: 50, reserved: 0 }], updatedAt: 1 };
-}
-function price(sku: string, base: number): Record<string, unknown> {
-  return { sku, currency: "CNY", base, updatedAt: Date.now() };
-}
-
 async function seedSku(base = 10_000): Promise<string> {
   const sku = `node-${process.pid}-${n++}`;
-  await client.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
-  await client.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, base))));
+  await client.set(`sku:${sku}:stock`, stockRecord(sku));
+  await client.set(`sku:${sku}:price`, priceRecord(sku, base));
   return sku;
 }
 
 async function setPrice(sku: string, base: number): Promise<void> {
-  await client.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, base))));
+  await client.set(`sku:${sku}:price`, priceRecord(sku, base));
 }
 
-function post(url: string, route: string, body: unknown): Promise<Response> {
-  return fetch(`${url}${route}`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
-}
-
-async function read(url: string, sku: string): Promise<{ status: number; cache: string | null; amount: number | undefined }> {
-  const res = await fetch(`${url}/v1/skus/${sku}`);
-  const body = (await res.json()) as { price?: { amount: number } };
-  return { status: res.status, cache: res.headers.get("X-Cache"), amount: body.price?.amount };
-}
+const post = (url: string, route: string, body: unknown): Promise<Response> => postTo(url, route, body, TOKEN);
+const read = (url: string, sku: string): Promise<Read> => readSku(url, sku);
 
 function proc(i: number): string {
   const p = node.processes().get(i);
@@ -55,38 +41,14 @@ function proc(i: number): string {
   return p.url;
 }
 
-/** Reads `sku` through `url` until it shows `amount`; the ms that took, or null past `withinMs`. */
-async function msUntil(url: string, sku: string, amount: number, since: number, withinMs: number): Promise<number | null> {
-  for (;;) {
-    const r = await read(url, sku);
-    const at = performance.now() - since;
-    if (r.amount === amount) return at;
-    if (at > withinMs) return null;
-    await new Promise((res) => setTimeout(res, 20));
-  }
-}
-
-async function metricOf(url: string, series: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-  if (!line) throw new Error(`${series} is not exported:\n${text}`);
-  return Number(line.slice(series.length + 1));
-}
-
+let stack: NodeStack;
 beforeAll(async () => {
-  redis = await startRedis();
-  regionalRedis = await startRedis();
-  regional = await startRegional({ redisUrl: regionalRedis.url });
-  client = new Redis(redis.url);
-  node = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: TOKEN }, processes: 2 });
+  stack = await startNodeStack({ token: TOKEN, processes: 2 });
+  ({ redis, regionalRedis, regional, client, node } = stack);
 });
 
 afterAll(async () => {
-  await node?.stop();
-  client?.disconnect();
-  await regional?.close();
-  await regionalRedis?.stop();
-  await redis?.stop();
+  await stack?.stop();
 });
 
 describe("npm run node", () => {
@@ -179,8 +141,8 @@ describe("a cold key read by every process at once", () => {
   it("costs the node one regional request, not one per process", async () => {
     const sku = `region-only-${process.pid}`;
     const r = new Redis(regionalRedis.url);
-    await r.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
-    await r.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, 4_200))));
+    await r.set(`sku:${sku}:stock`, stockRecord(sku));
+    await r.set(`sku:${sku}:price`, priceRecord(sku, 4_200));
     r.disconnect();
     const before = [...regional.counters.requests.values()].reduce((a, b) => a + b, 0);
     const reads = await Promise.all([...Array.from({ length: 50 }, () => read(proc(1), sku)), ...Array.from({ length: 50 }, () => read(proc(2), sku))]);
@@ -341,8 +303,8 @@ describe("the SPEC defaults: a node started with no timeout variables", () => {
   async function regionOnly(base: number): Promise<string> {
     const sku = `defaults-${process.pid}-${n++}`;
     const r = new Redis(regionalRedis.url);
-    await r.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
-    await r.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, base))));
+    await r.set(`sku:${sku}:stock`, stockRecord(sku));
+    await r.set(`sku:${sku}:price`, priceRecord(sku, base));
     r.disconnect();
     return sku;
   }
@@ -366,8 +328,8 @@ describe("the SPEC defaults: a node started with no timeout variables", () => {
   it("gives up on an edge Redis that stalls past EDGE_REDIS_TIMEOUT_MS (250 ms for a read) and answers from the region", async () => {
     const sku = await seedSku(10_000); // the edge's copy
     const r = new Redis(regionalRedis.url);
-    await r.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
-    await r.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, 9_000)))); // the region's copy
+    await r.set(`sku:${sku}:stock`, stockRecord(sku));
+    await r.set(`sku:${sku}:price`, priceRecord(sku, 9_000)); // the region's copy
     r.disconnect();
     const errors = await metricOf(proc(2), "edge_redis_errors_total");
     // The edge Redis answers nobody for 700 ms. A read tries it twice (the store, then the records),
@@ -384,8 +346,8 @@ describe("SIGTERM", () => {
   it("lets a request in flight finish before the node exits", async () => {
     const sku = `drain-${process.pid}`;
     const r = new Redis(regionalRedis.url);
-    await r.set(`sku:${sku}:stock`, Buffer.from(encodeRecord(stock(sku))));
-    await r.set(`sku:${sku}:price`, Buffer.from(encodeRecord(price(sku, 1_234))));
+    await r.set(`sku:${sku}:stock`, stockRecord(sku));
+    await r.set(`sku:${sku}:price`, priceRecord(sku, 1_234));
     r.disconnect();
     const draining = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, REGIONAL_TIMEOUT_MS: "5000", PREWARM_TOKEN: TOKEN }, processes: 1 });
     regional.faults.latencyMs = 1000;

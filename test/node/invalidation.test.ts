@@ -8,14 +8,11 @@
  */
 import Redis from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeRecord } from "../../records/encode";
-import { startEdgeNode, type EdgeNode } from "../../scripts/edge-node";
-import { startRedis, type RedisProcess } from "../../scripts/redis-server";
-import { startRegional, type Regional } from "../../regional/server";
+import type { EdgeNode } from "../../scripts/edge-node";
+import type { Regional } from "../../regional/server";
+import { metricOf, postTo, priceRecord, readSku, startNodeStack, stockRecord, type NodeStack, type Read } from "./edge-node-client";
 
 const TOKEN = "invalidation-test-token";
-let redis: RedisProcess;
-let regionalRedis: RedisProcess;
 let regional: Regional;
 let edge: Redis;
 let region: Redis;
@@ -25,39 +22,17 @@ let n = 0;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const uniqueSku = (label: string): string => `${label}-${process.pid}-${n++}`;
 
-function stock(sku: string): Buffer {
-  return Buffer.from(encodeRecord({ sku, warehouses: [{ id: "w1", regions: ["cn-east"], onHand: 50, reserved: 0 }], updatedAt: 1 }));
-}
-function price(sku: string, base: number): Buffer {
-  return Buffer.from(encodeRecord({ sku, currency: "CNY", base, updatedAt: Date.now() }));
-}
-
 async function seedEdge(sku: string, base: number): Promise<void> {
-  await edge.set(`sku:${sku}:stock`, stock(sku));
-  await edge.set(`sku:${sku}:price`, price(sku, base));
+  await edge.set(`sku:${sku}:stock`, stockRecord(sku));
+  await edge.set(`sku:${sku}:price`, priceRecord(sku, base));
 }
 async function seedRegion(sku: string, base: number): Promise<void> {
-  await region.set(`sku:${sku}:stock`, stock(sku));
-  await region.set(`sku:${sku}:price`, price(sku, base));
+  await region.set(`sku:${sku}:stock`, stockRecord(sku));
+  await region.set(`sku:${sku}:price`, priceRecord(sku, base));
 }
 
-function post(url: string, route: string, body: unknown): Promise<Response> {
-  return fetch(`${url}${route}`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
-}
-
-interface Read {
-  status: number;
-  cache: string | null;
-  amount: number | undefined;
-  source: string | undefined;
-  code: string | undefined;
-}
-
-async function read(url: string, sku: string, headers: Record<string, string> = {}): Promise<Read> {
-  const res = await fetch(`${url}/v1/skus/${sku}`, { headers });
-  const body = (await res.json()) as { price?: { amount: number }; source?: string; error?: { code: string } };
-  return { status: res.status, cache: res.headers.get("X-Cache"), amount: body.price?.amount, source: body.source, code: body.error?.code };
-}
+const post = (url: string, route: string, body: unknown): Promise<Response> => postTo(url, route, body, TOKEN);
+const read = (url: string, sku: string, headers: Record<string, string> = {}): Promise<Read> => readSku(url, sku, { headers });
 
 function proc(i: number): string {
   const p = node.processes().get(i);
@@ -78,30 +53,17 @@ async function bothWithin(sku: string, ok: (r: Read) => boolean, withinMs: numbe
   return true;
 }
 
-async function metricOf(url: string, series: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-  if (!line) throw new Error(`${series} is not exported:\n${text}`);
-  return Number(line.slice(series.length + 1));
-}
-
+let stack: NodeStack;
 beforeAll(async () => {
-  redis = await startRedis();
-  regionalRedis = await startRedis();
-  regional = await startRegional({ redisUrl: regionalRedis.url });
-  edge = new Redis(redis.url);
-  region = new Redis(regionalRedis.url);
   // A regional budget that waits for the slow region these tests inject (reads racing purges need one in flight).
-  node = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: TOKEN, REGIONAL_TIMEOUT_MS: "1000" }, processes: 2 });
+  stack = await startNodeStack({ token: TOKEN, processes: 2, vars: { REGIONAL_TIMEOUT_MS: "1000" } });
+  ({ regional, client: edge, node } = stack);
+  region = new Redis(stack.regionalRedis.url);
 });
 
 afterAll(async () => {
-  await node?.stop();
-  edge?.disconnect();
   region?.disconnect();
-  await regional?.close();
-  await regionalRedis?.stop();
-  await redis?.stop();
+  await stack?.stop();
 });
 
 describe("a SKU whose records are deleted", () => {
@@ -200,7 +162,7 @@ describe("reads racing a purge or a prewarm", () => {
 describe("a process waiting for another's regional fetch", () => {
   it("never answers from half a record pair: a SKU whose edge holds only its stock is served by every process at the region's price", async () => {
     const sku = uniqueSku("half");
-    await edge.set(`sku:${sku}:stock`, stock(sku)); // the edge has the stock record only
+    await edge.set(`sku:${sku}:stock`, stockRecord(sku)); // the edge has the stock record only
     await seedRegion(sku, 6_000);
     await sleep(100);
     regional.faults.latencyMs = 150;

@@ -13,47 +13,20 @@ import { parsePlan, type Plan } from "../../prewarm-scheduler/plan";
 import { formatReport } from "../../prewarm-scheduler/report";
 import type { RunReport } from "../../prewarm-scheduler/run-store";
 import { verifyPlan } from "../../prewarm-scheduler/verify";
-import { startStack, type Stack } from "./scheduler/stack";
+import { until, useStack } from "./scheduler/stack";
 
 const SKUS = 1000;
-let stack: Stack;
-const engines: Engine[] = [];
+const suite = useStack(SKUS);
+const { engine } = suite;
 
-beforeAll(async () => {
-  stack = await startStack(SKUS);
-}, 120_000);
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
-afterAll(async () => {
-  await stack?.stop();
-});
-
-function engine(cfg: SchedulerConfig, work = true): Engine {
-  const e = new Engine(cfg);
-  engines.push(e);
-  if (work) e.startWorkers();
-  return e;
-}
-
-/** Polls until `read` gives a value `done` accepts, or fails after `ms`. */
-async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (done(v)) return v;
-    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe("campaign refreshes with a pass longer than refreshEvery", () => {
   it("each refresh sends first what the one before left unsent: every SKU reaches every node, and the superseded runs report what they left unsent", async () => {
     // 20 batches of 50 per node, and one batch in flight at a time over the whole scheduler, so
     // batches go out in queue order: a refresh starting again at batch 0 would never reach the last ones.
-    const cfg = stack.config({ batchSize: 50, concurrency: 1 });
+    const cfg = suite.stack.config({ batchSize: 50, concurrency: 1 });
     const e = engine(cfg);
-    const p: Plan = parsePlan({ name: "slow-pass", skus: { list: stack.skus }, ttl: 600 });
+    const p: Plan = parsePlan({ name: "slow-pass", skus: { list: suite.stack.skus }, ttl: 600 });
     const refreshes = 10;
     const runs: string[] = [];
     for (let k = 0; k < refreshes; k++) {
@@ -61,23 +34,23 @@ describe("campaign refreshes with a pass longer than refreshEvery", () => {
       await e.batches.pause();
       const runId = await e.startRun(p, "campaign");
       const createdAt = (await e.store.meta(runId))!.createdAt;
-      await until(async () => Math.min(...(await Promise.all(stack.edges.map((x) => e.store.latest(planKey(p), x.name))))), (t) => t >= createdAt);
+      await until(async () => Math.min(...(await Promise.all(suite.stack.edges.map((x) => e.store.latest(planKey(p), x.name))))), (t) => t >= createdAt, 20_000);
       runs.push(runId);
       await e.batches.resume();
-      await until(() => e.store.report(runId, { latencies: false }), (r) => r!.nodes.every((n) => n.warmed >= 100));
+      await until(() => e.store.report(runId, { latencies: false }), (r) => r!.nodes.every((n) => n.warmed >= 100), 20_000);
     }
     await e.batches.pause();
     await new Promise((r) => setTimeout(r, 300)); // the batch in flight lands
 
     // Every key was warmed on every node by one refresh or another: none starved.
-    const ready = await verifyPlan(cfg, p, stack.skus);
-    expect(ready.nodes.map((n) => [n.name, n.ready, n.stragglers])).toEqual(stack.edges.map((x) => [x.name, SKUS, {}]));
+    const ready = await verifyPlan(cfg, p, suite.stack.skus);
+    expect(ready.nodes.map((n) => [n.name, n.ready, n.stragglers])).toEqual(suite.stack.edges.map((x) => [x.name, SKUS, {}]));
 
     // Each superseded run finished, not as a clean success: what it left unsent is counted, per node,
     // and warmed + unsent covers its SKUs exactly.
     const app = opsApp(e);
     for (const runId of runs.slice(0, -1)) {
-      const r = (await until(() => e.store.report(runId), (x) => x?.finishedAt != null))!;
+      const r = (await until(() => e.store.report(runId), (x) => x?.finishedAt != null, 20_000))!;
       expect(r.status).toBe("superseded");
       for (const n of r.nodes) {
         expect(n.superseded, `${runId} ${n.name}`).toBeGreaterThan(0);
@@ -92,18 +65,18 @@ describe("campaign refreshes with a pass longer than refreshEvery", () => {
 
   it("prewarm check refuses a campaign whose pass on a node is longer than refreshEvery, naming the node and the times", async () => {
     // At 100 SKUs/s a node needs 10 s for 1,000 SKUs: a refresh every 5 s would supersede every pass.
-    const cfg = stack.config({ maxSkusPerSecondPerNode: 100 });
+    const cfg = suite.stack.config({ maxSkusPerSecondPerNode: 100 });
     const e = engine(cfg, false); // sends nothing: no workers
     const campaign = (refreshEvery: string): Plan =>
-      parsePlan({ name: "refresh-check", skus: { list: stack.skus }, ttl: 60, schedule: { campaign: { t0: "2030-11-11T00:00:00Z", lead: "10m", refreshEvery, until: "5m" } } });
-    const tight = await checkPlan(cfg, e.store, campaign("5s"), stack.skus);
+      parsePlan({ name: "refresh-check", skus: { list: suite.stack.skus }, ttl: 60, schedule: { campaign: { t0: "2030-11-11T00:00:00Z", lead: "10m", refreshEvery, until: "5m" } } });
+    const tight = await checkPlan(cfg, e.store, campaign("5s"), suite.stack.skus);
     expect(tight.ok).toBe(false);
     expect(tight.allowsPassMs).toBe(5000);
     expect(tight.problems).toEqual([
       expect.stringMatching(/^edge-east: a pass over 1000 SKUs takes about 10\.0 s, longer than refreshEvery \(5\.0 s\)/),
       expect.stringMatching(/^edge-north: a pass over 1000 SKUs takes about 10\.0 s, longer than refreshEvery \(5\.0 s\)/),
     ]);
-    const roomy = await checkPlan(cfg, e.store, campaign("30s"), stack.skus);
+    const roomy = await checkPlan(cfg, e.store, campaign("30s"), suite.stack.skus);
     expect([roomy.ok, roomy.problems]).toEqual([true, []]);
   });
 });

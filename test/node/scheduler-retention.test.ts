@@ -18,28 +18,11 @@ import { Engine } from "../../prewarm-scheduler/engine";
 import { parsePlan, type Plan } from "../../prewarm-scheduler/plan";
 import { watchRun } from "../../prewarm-scheduler/progress";
 import type { SchedulerRedis } from "../../prewarm-scheduler/redis";
-import { startStack, type Stack } from "./scheduler/stack";
+import { useStack } from "./scheduler/stack";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
-let stack: Stack;
-const engines: Engine[] = [];
-
-beforeAll(async () => {
-  stack = await startStack(100);
-}, 120_000);
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
-afterAll(async () => {
-  await stack?.stop();
-});
-
-function engine(cfg: SchedulerConfig, work = true): Engine {
-  const e = new Engine(cfg);
-  engines.push(e);
-  if (work) e.startWorkers();
-  return e;
-}
+const suite = useStack(100);
+const { engine } = suite;
 
 /** Every key under the config's prefix (on a cluster, from every primary). */
 async function keysOf(redis: SchedulerRedis, prefix: string): Promise<string[]> {
@@ -77,10 +60,10 @@ describe("retention", () => {
   it("keeps the scheduler's Redis under its bound over 200 runs: the newest retention.runs runs with their reports, no completed batch job, other finished jobs capped", async () => {
     const keep = 20;
     const jobs = 10;
-    const cfg = stack.config({ batchSize: 5, retry: { attempts: 1, backoffMs: 0 }, retention: { runs: keep, jobs } });
-    cfg.nodes.push(await stack.deadNode()); // every run fails its batches there: failed jobs pile up unless capped
+    const cfg = suite.stack.config({ batchSize: 5, retry: { attempts: 1, backoffMs: 0 }, retention: { runs: keep, jobs } });
+    cfg.nodes.push(await suite.stack.deadNode()); // every run fails its batches there: failed jobs pile up unless capped
     const e = engine(cfg);
-    const small = (i: number): Plan => parsePlan({ name: `small-${i % 7}`, skus: { list: stack.skus.slice(i % 50, (i % 50) + 10) }, ttl: 60, failureThreshold: 1 });
+    const small = (i: number): Plan => parsePlan({ name: `small-${i % 7}`, skus: { list: suite.stack.skus.slice(i % 50, (i % 50) + 10) }, ttl: 60, failureThreshold: 1 });
 
     // One run alone: what a finished run of 3 nodes, 2 batches each, keeps.
     const first = await watchRun(e, await e.startRun(small(0)), { bars: false, pollMs: 20 });
@@ -131,7 +114,7 @@ describe("retention", () => {
   }, 300_000);
 
   it("drops the runs past retention.maxAgeDays but never an open one, and forgets nodes silent past forgetNodesAfterDays", async () => {
-    const cfg = stack.config({ nodeUrlAllow: ["http://127.0.0.1:9999"], retention: { maxAgeDays: 1, forgetNodesAfterDays: 2 } });
+    const cfg = suite.stack.config({ nodeUrlAllow: ["http://127.0.0.1:9999"], retention: { maxAgeDays: 1, forgetNodesAfterDays: 2 } });
     const e = engine(cfg, false);
     const now = Date.now();
     const day = 86_400_000;

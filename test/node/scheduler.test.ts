@@ -26,29 +26,12 @@ import { serveOps } from "../../prewarm-scheduler/ops-api";
 import { startEdgeNode } from "../../scripts/edge-node";
 import { freePort, startRedis } from "../../scripts/redis-server";
 import { Cluster } from "ioredis";
-import { CLUSTER, startStack, TOKEN, type Stack } from "./scheduler/stack";
+import { CLUSTER, TOKEN, until, useStack } from "./scheduler/stack";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const SKUS = 2500;
-let stack: Stack;
-const engines: Engine[] = [];
-
-beforeAll(async () => {
-  stack = await startStack(SKUS);
-}, 120_000);
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
-afterAll(async () => {
-  await stack?.stop();
-});
-
-function engine(cfg: SchedulerConfig, work = true): Engine {
-  const e = new Engine(cfg);
-  engines.push(e);
-  if (work) e.startWorkers();
-  return e;
-}
+const suite = useStack(SKUS);
+const { engine } = suite;
 
 /**
  * Starts the `prewarm` CLI as one process (`node --import tsx`, not the tsx
@@ -73,38 +56,28 @@ function cli(args: string[], timeoutMs = 60_000): Promise<{ code: number | null;
   });
 }
 
-/** Polls until `read` gives a value `done` accepts, or fails after `ms`. */
-async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (done(v)) return v;
-    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function plan(overrides: Record<string, unknown> = {}): Plan {
-  return parsePlan({ name: "test-plan", skus: { list: stack.skus }, ttl: 120, ...overrides });
+  return parsePlan({ name: "test-plan", skus: { list: suite.stack.skus }, ttl: 120, ...overrides });
 }
 
 describe("the scheduler's Redis", () => {
   it(`is ${CLUSTER ? "a Redis Cluster of 3 primaries, every key of a run in its prefix's hash slot" : "one server"}`, async () => {
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     if (!CLUSTER) return expect(e.redis).not.toBeInstanceOf(Cluster);
     expect(e.redis).toBeInstanceOf(Cluster);
     await e.waitUntilReady();
     expect((e.redis as Cluster).nodes("master")).toHaveLength(3);
     expect(e.cfg.prefix).toMatch(/^\{test-[0-9a-f]{8}\}$/);
-    const r = await watchRun(e, await e.startRun(plan({ skus: { list: stack.skus.slice(0, 10) } })), { bars: false, pollMs: 50 });
+    const r = await watchRun(e, await e.startRun(plan({ skus: { list: suite.stack.skus.slice(0, 10) } })), { bars: false, pollMs: 50 });
     expect(r.status).toBe("done");
   });
 });
 
 describe("run", () => {
   it("warms every SKU of the plan on every node, and the nodes confirm it", async () => {
-    const cfg = stack.config();
-    const before = await Promise.all(stack.edges.map((e) => stack.warmedCounter(e.node.url)));
+    const cfg = suite.stack.config();
+    const before = await Promise.all(suite.stack.edges.map((e) => suite.stack.warmedCounter(e.node.url)));
     const e = engine(cfg);
     const runId = await e.startRun(plan());
     const r = await watchRun(e, runId, { bars: false, pollMs: 100 });
@@ -116,10 +89,10 @@ describe("run", () => {
       expect(n.fromEdge).toBe(SKUS);
       expect(n.p50Ms).toBeGreaterThan(0);
     }
-    const after = await Promise.all(stack.edges.map((e) => stack.warmedCounter(e.node.url)));
+    const after = await Promise.all(suite.stack.edges.map((e) => suite.stack.warmedCounter(e.node.url)));
     expect(after.map((a, i) => a - before[i]!)).toEqual([SKUS, SKUS]);
-    for (const edge of stack.edges) {
-      for (const sku of [stack.skus[0]!, stack.skus[SKUS - 1]!]) {
+    for (const edge of suite.stack.edges) {
+      for (const sku of [suite.stack.skus[0]!, suite.stack.skus[SKUS - 1]!]) {
         const res = await fetch(`${edge.node.url}/v1/skus/${sku}`);
         expect(res.headers.get("x-cache"), `${edge.name} ${sku}`).toBe("HIT");
         expect(((await res.json()) as { region: string }).region).toBe(edge.region);
@@ -128,13 +101,13 @@ describe("run", () => {
   });
 
   it("sends the plan's ttlJitter: a batch's keys expire over that many seconds", async () => {
-    const e = engine(stack.config());
-    const skus = stack.skus.slice(2000, 2100);
+    const e = engine(suite.stack.config());
+    const skus = suite.stack.skus.slice(2000, 2100);
     const r = await watchRun(e, await e.startRun(plan({ name: "jitter", skus: { list: skus }, ttl: 900, ttlJitter: 600, targets: { regions: ["cn-east"] } })), { bars: false, pollMs: 100 });
     expect(r.status).toBe("done");
     const lives: number[] = [];
     for (const sku of skus) {
-      const a = (await (await fetch(`${stack.edges[0]!.node.url}/v1/skus/${sku}`)).json()) as { computedAt: number; validUntil: number };
+      const a = (await (await fetch(`${suite.stack.edges[0]!.node.url}/v1/skus/${sku}`)).json()) as { computedAt: number; validUntil: number };
       lives.push(a.validUntil - a.computedAt);
     }
     expect(Math.min(...lives)).toBeGreaterThanOrEqual(300_000);
@@ -143,14 +116,14 @@ describe("run", () => {
   });
 
   it("targets the nodes of the regions a plan names", async () => {
-    const e = engine(stack.config({ batchSize: 500 }));
-    const r = await watchRun(e, await e.startRun(plan({ targets: { regions: ["cn-north"] }, skus: { list: stack.skus.slice(0, 600) } })), { bars: false, pollMs: 100 });
+    const e = engine(suite.stack.config({ batchSize: 500 }));
+    const r = await watchRun(e, await e.startRun(plan({ targets: { regions: ["cn-north"] }, skus: { list: suite.stack.skus.slice(0, 600) } })), { bars: false, pollMs: 100 });
     expect(r.nodes.map((n) => [n.name, n.warmed, n.batches])).toEqual([["edge-north", 600, 2]]);
   });
 
   it("retries a node that is down and reports it, while the other nodes finish", async () => {
-    const dead = await stack.deadNode();
-    const cfg = stack.config();
+    const dead = await suite.stack.deadNode();
+    const cfg = suite.stack.config();
     cfg.nodes.push(dead);
     const e = engine(cfg);
     const runId = await e.startRun(plan());
@@ -168,7 +141,7 @@ describe("run", () => {
   });
 
   it("fails the batches still unsent at the run's deadline with deadline_exceeded", async () => {
-    const cfg = stack.config({ concurrencyPerNode: 1, batchSize: 100 });
+    const cfg = suite.stack.config({ concurrencyPerNode: 1, batchSize: 100 });
     const e = engine(cfg);
     const r = await watchRun(e, await e.startRun(plan({ deadline: "1ms" })), { bars: false, pollMs: 100 });
     expect(r.status).toBe("failed");
@@ -182,7 +155,7 @@ describe("run", () => {
 
 describe("fan-out over the fleet", () => {
   it("keeps a scheduler process's Redis connections bounded whatever the number of nodes", async () => {
-    const admin = stack.config();
+    const admin = suite.stack.config();
     const probe = new Engine(admin);
     // On a cluster, the connections to every primary.
     const clients = async (): Promise<number> => {
@@ -193,7 +166,7 @@ describe("fan-out over the fleet", () => {
     try {
       const before = await clients();
       const nodes = Array.from({ length: 200 }, (_, i) => ({ name: `n-${i}`, url: `http://127.0.0.1:${1 + i}`, region: "cn-east" }));
-      const e = engine(stack.config({ nodes }));
+      const e = engine(suite.stack.config({ nodes }));
       await e.waitUntilReady();
       await e.health();
       // At most 5 per Redis server it talks to (a cluster client connects to every primary), none per node.
@@ -210,10 +183,10 @@ describe("fan-out over the fleet", () => {
     const port = await freePort();
     await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
     try {
-      const cfg = stack.config({ batchSize: 100, concurrency: 4, concurrencyPerNode: 1, requestTimeoutMs: 8000 });
+      const cfg = suite.stack.config({ batchSize: 100, concurrency: 4, concurrencyPerNode: 1, requestTimeoutMs: 8000 });
       cfg.nodes.push({ name: "edge-hang", url: `http://127.0.0.1:${port}`, region: "us-west" });
       const e = engine(cfg);
-      const runId = await e.startRun(plan({ skus: { list: stack.skus.slice(0, 1000) }, deadline: "30s" }));
+      const runId = await e.startRun(plan({ skus: { list: suite.stack.skus.slice(0, 1000) }, deadline: "30s" }));
       // 10 batches for each node; the hanging node's first batch holds one slot until its timeout.
       const r = await until(() => e.store.report(runId), (x) => (x?.nodes ?? []).filter((n) => n.name !== "edge-hang").every((n) => n.settled === 10) && (x?.nodes.length ?? 0) === 3, 20_000);
       const hang = r!.nodes.find((n) => n.name === "edge-hang")!;
@@ -232,10 +205,10 @@ describe("the node registry", () => {
     Promise.resolve(app.request(route, { method: "POST", headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) }));
 
   it("lets a node join by announcing itself, only with the registry token and at an allowed URL; a run targets it; when it stops announcing, its batches fail as node_absent", async () => {
-    const cfg = stack.config({ nodeUrlAllow: [stack.edges[0]!.node.url], registryToken: "reg-secret", nodeAbsentAfterMs: 1500 });
+    const cfg = suite.stack.config({ nodeUrlAllow: [suite.stack.edges[0]!.node.url], registryToken: "reg-secret", nodeAbsentAfterMs: 1500 });
     const e = engine(cfg);
     const app = opsApp(e);
-    const joined = { name: "edge-joined", url: stack.edges[0]!.node.url, region: "cn-east", processes: 2, version: "test" };
+    const joined = { name: "edge-joined", url: suite.stack.edges[0]!.node.url, region: "cn-east", processes: 2, version: "test" };
     expect((await post(app, "/v1/nodes/announce", joined)).status).toBe(401);
     expect((await post(app, "/v1/nodes/announce", joined, "wrong")).status).toBe(401);
     const elsewhere = await post(app, "/v1/nodes/announce", { ...joined, url: "http://10.9.8.7:8787" }, "reg-secret");
@@ -248,12 +221,12 @@ describe("the node registry", () => {
 
     const listed = (await (await app.request("/v1/nodes")).json()) as { nodes: { name: string; source: string; state: string }[] };
     expect(listed.nodes.map((n) => [n.name, n.source, n.state])).toEqual([["edge-east", "config", "live"], ["edge-north", "config", "live"], ["edge-joined", "announced", "live"]]);
-    const r = await watchRun(e, await e.startRun(plan({ targets: { nodes: ["edge-joined"] }, skus: { list: stack.skus.slice(0, 10) } })), { bars: false, pollMs: 50 });
+    const r = await watchRun(e, await e.startRun(plan({ targets: { nodes: ["edge-joined"] }, skus: { list: suite.stack.skus.slice(0, 10) } })), { bars: false, pollMs: 50 });
     expect(r.nodes.map((n) => [n.name, n.warmed])).toEqual([["edge-joined", 10]]);
 
     // Queued while it was live, sent after it stopped announcing: node_absent at once, not retried.
     await e.batches.pause();
-    const runId = await e.startRun(plan({ targets: { nodes: ["edge-joined"] }, skus: { list: stack.skus.slice(0, 10) } }));
+    const runId = await e.startRun(plan({ targets: { nodes: ["edge-joined"] }, skus: { list: suite.stack.skus.slice(0, 10) } }));
     await until(() => e.store.isExpanded(runId), Boolean);
     await new Promise((res) => setTimeout(res, 2600)); // past nodeAbsentAfterMs, and the 1 s registry cache
     expect((await e.registry.list()).map((n) => [n.name, n.state])).toEqual([["edge-joined", "absent"]]);
@@ -268,11 +241,11 @@ describe("the node registry", () => {
 
   it("a self-hosted node announces itself with its processes and version (npm run node with NODE_ANNOUNCE_URL)", async () => {
     const port = await freePort();
-    const e = engine(stack.config({ nodeUrlAllow: [`http://127.0.0.1:${port}`], registryToken: "reg-secret" }), false);
+    const e = engine(suite.stack.config({ nodeUrlAllow: [`http://127.0.0.1:${port}`], registryToken: "reg-secret" }), false);
     const ops = await serveOps(e, 0, "127.0.0.1");
     const opsPort = (ops.address() as { port: number }).port;
     const node = await startEdgeNode({
-      vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: stack.edges[0]!.redis.url, PREWARM_TOKEN: TOKEN, NODE_ANNOUNCE_URL: `http://127.0.0.1:${opsPort}`, NODE_ANNOUNCE_TOKEN: "reg-secret", NODE_NAME: "edge-self", NODE_PUBLIC_URL: `http://127.0.0.1:${port}` },
+      vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: suite.stack.edges[0]!.redis.url, PREWARM_TOKEN: TOKEN, NODE_ANNOUNCE_URL: `http://127.0.0.1:${opsPort}`, NODE_ANNOUNCE_TOKEN: "reg-secret", NODE_NAME: "edge-self", NODE_PUBLIC_URL: `http://127.0.0.1:${port}` },
       processes: 1,
       port,
     });
@@ -288,7 +261,7 @@ describe("the node registry", () => {
   it("prewarm nodes add refuses a URL the config does not allow, naming the rule, not the URL", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "prewarm-nodes-"));
     const configFile = path.join(dir, "config.yaml");
-    writeFileSync(configFile, stringify(stack.config({ nodeUrlAllow: ["https://*.edge.example.com"] })));
+    writeFileSync(configFile, stringify(suite.stack.config({ nodeUrlAllow: ["https://*.edge.example.com"] })));
     try {
       const r = await cli(["nodes", "add", "edge-x", "http://169.254.169.254", "cn-east", "--config", configFile]);
       expect(r.code).toBe(2);
@@ -302,7 +275,7 @@ describe("the node registry", () => {
 
 describe("run accounting", () => {
   it("counts a batch recorded twice (a re-run after a crash between warming and acknowledging) once", async () => {
-    const e = engine(stack.config(), false);
+    const e = engine(suite.stack.config(), false);
     const meta = { runId: "acct-1", plan: "p", planKey: "p.x", trigger: "test", jobId: "acct-1", createdAt: Date.now(), deadline: Date.now() + 60_000, failureThreshold: 0, totalSkus: 3, batchSize: 1000, nodes: [] };
     expect(await e.store.open(meta)).toBe(true);
     expect(await e.store.open(meta)).toBe(false);
@@ -321,18 +294,18 @@ describe("run accounting", () => {
 
 describe("verify", () => {
   it("says per node which planned keys are warm and valid long enough, warming nothing", async () => {
-    const skus = stack.skus.slice(0, 600);
+    const skus = suite.stack.skus.slice(0, 600);
     // Earlier tests warmed these: start cold on both nodes.
-    for (const x of stack.edges) {
+    for (const x of suite.stack.edges) {
       const res = await fetch(`${x.node.url}/v1/purge`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ skus }) });
       expect(res.status).toBe(200);
     }
     await new Promise((r) => setTimeout(r, 1200)); // a node's other process drops its copies within 1 s (SPEC §7)
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     const east = await watchRun(e, await e.startRun(plan({ name: "verify-east", skus: { list: skus }, ttl: 120, targets: { regions: ["cn-east"] } })), { bars: false, pollMs: 100 });
     expect(east.status).toBe("done");
     const p = plan({ name: "verify-all", skus: { list: skus }, ttl: 120 });
-    const before = await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)));
+    const before = await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)));
     for (let i = 0; i < 2; i++) {
       const r = await verifyPlan(e.cfg, p, skus);
       expect(r.nodes.map((n) => [n.name, n.ready, n.stragglers])).toEqual([
@@ -341,7 +314,7 @@ describe("verify", () => {
       ]);
       expect(r).toMatchObject({ total: 1200, ready: 600, readyPct: 50, goal: 1, met: false });
     }
-    expect(await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)))).toEqual(before);
+    expect(await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)))).toEqual(before);
 
     // Valid now, but not until now + 10 minutes: expires_early.
     const long = await verifyPlan(e.cfg, plan({ name: "verify-all", skus: { list: skus }, ttl: 120, targets: { regions: ["cn-east"] }, verify: { margin: "10m" } }), skus);
@@ -352,20 +325,20 @@ describe("verify", () => {
   });
 
   it("counts a node that does not answer as node_unreachable", async () => {
-    const cfg = stack.config();
-    cfg.nodes.push(await stack.deadNode());
-    const r = await verifyPlan(cfg, plan({ targets: { nodes: ["edge-dead"] }, skus: { list: stack.skus.slice(0, 150) } }), stack.skus.slice(0, 150));
+    const cfg = suite.stack.config();
+    cfg.nodes.push(await suite.stack.deadNode());
+    const r = await verifyPlan(cfg, plan({ targets: { nodes: ["edge-dead"] }, skus: { list: suite.stack.skus.slice(0, 150) } }), suite.stack.skus.slice(0, 150));
     expect(r.nodes).toMatchObject([{ name: "edge-dead", ready: 0, stragglers: { node_unreachable: 150 } }]);
     expect(r.met).toBe(false);
   });
 
   it("a campaign verifies on its own before T0, re-warms the stragglers, and keeps the readiness in that run", async () => {
-    const skus = stack.skus.slice(2200, 2230);
-    for (const x of stack.edges) {
+    const skus = suite.stack.skus.slice(2200, 2230);
+    for (const x of suite.stack.edges) {
       await fetch(`${x.node.url}/v1/purge`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ skus }) });
     }
     await new Promise((r) => setTimeout(r, 1200)); // a node's other process drops its copies within 1 s (SPEC §7)
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     // Half the keys warm on one node only: 15 stragglers there, 30 on the other.
     await watchRun(e, await e.startRun(plan({ name: "pre", skus: { list: skus.slice(0, 15) }, ttl: 60, targets: { nodes: ["edge-east"] } })), { bars: false, pollMs: 50 });
     const t0 = new Date(Math.ceil((Date.now() + 60_000) / 1000) * 1000).toISOString();
@@ -403,7 +376,7 @@ describe("verify", () => {
 
 describe("the warmer protects what it warms", () => {
   it("paces each node at its SKUs/s limit, over all scheduler processes, and pushes it back after a slowdown", async () => {
-    const e = engine(stack.config(), false);
+    const e = engine(suite.stack.config(), false);
     const a = new Pacer(e.redis, e.cfg.prefix);
     const b = new Pacer(e.redis, e.cfg.prefix); // another scheduler process
     const t = 1_000_000;
@@ -426,8 +399,8 @@ describe("the warmer protects what it warms", () => {
   });
 
   it("keeps a run to the node's SKUs/s limit, and the report says how long it waited", async () => {
-    const e = engine(stack.config({ batchSize: 100, maxSkusPerSecondPerNode: 2000, concurrencyPerNode: 4 }));
-    const r = await watchRun(e, await e.startRun(plan({ name: "paced", skus: { list: stack.skus.slice(0, 1000) }, targets: { nodes: ["edge-east"] } })), { bars: false, pollMs: 50 });
+    const e = engine(suite.stack.config({ batchSize: 100, maxSkusPerSecondPerNode: 2000, concurrencyPerNode: 4 }));
+    const r = await watchRun(e, await e.startRun(plan({ name: "paced", skus: { list: suite.stack.skus.slice(0, 1000) }, targets: { nodes: ["edge-east"] } })), { bars: false, pollMs: 50 });
     expect(r.status).toBe("done");
     // 10 batches of 100 at 2,000 SKUs/s: the last may start 450 ms after the first.
     expect(r.finishedAt! - r.createdAt).toBeGreaterThanOrEqual(450);
@@ -437,17 +410,17 @@ describe("the warmer protects what it warms", () => {
 
 describe("prewarm check", () => {
   it("estimates each node's time from its recent runs and refuses a campaign whose lead is too short, sending nothing", async () => {
-    const cfg = stack.config();
+    const cfg = suite.stack.config();
     const e = engine(cfg);
     const campaign = (lead: string) => plan({ name: "check-me", ttl: 60, schedule: { campaign: { t0: "2030-11-11T00:00:00Z", lead, refreshEvery: "5s", until: "5s" } } });
-    const fresh = await checkPlan(cfg, e.store, campaign("10s"), stack.skus);
+    const fresh = await checkPlan(cfg, e.store, campaign("10s"), suite.stack.skus);
     expect(fresh.nodes.map((n) => n.estimateMs)).toEqual([null, null]);
     expect(fresh.problems[0]).toMatch(/^edge-east: no measured throughput/);
     expect(fresh.ok).toBe(true); // nothing known, nothing refused: said so
 
-    expect((await watchRun(e, await e.startRun(plan({ skus: { list: stack.skus.slice(0, 1000) } })), { bars: false, pollMs: 50 })).status).toBe("done");
-    const before = await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)));
-    const roomy = await checkPlan(cfg, e.store, campaign("10m"), stack.skus);
+    expect((await watchRun(e, await e.startRun(plan({ skus: { list: suite.stack.skus.slice(0, 1000) } })), { bars: false, pollMs: 50 })).status).toBe("done");
+    const before = await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)));
+    const roomy = await checkPlan(cfg, e.store, campaign("10m"), suite.stack.skus);
     expect(roomy.ok).toBe(true);
     for (const n of roomy.nodes) {
       expect(n.runsMeasured).toBe(1);
@@ -455,7 +428,7 @@ describe("prewarm check", () => {
       expect(n.estimateMs).toBeCloseTo((SKUS / n.measuredSkusPerSecond!) * 1000, 6);
     }
     // At 100 SKUs/s a node needs 25 s for 2,500 SKUs: a 10 s lead is refused, naming the node.
-    const slow = await checkPlan({ ...cfg, maxSkusPerSecondPerNode: 100 }, e.store, campaign("10s"), stack.skus);
+    const slow = await checkPlan({ ...cfg, maxSkusPerSecondPerNode: 100 }, e.store, campaign("10s"), suite.stack.skus);
     expect(slow.ok).toBe(false);
     expect(slow.problems).toEqual([
       expect.stringMatching(/^edge-east: warming 2500 SKUs takes about 25\.0 s, but the campaign allows 10\.0 s/),
@@ -463,7 +436,7 @@ describe("prewarm check", () => {
       expect.stringMatching(/^edge-north: warming/),
       expect.stringMatching(/^edge-north: a pass/),
     ]);
-    expect(await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)))).toEqual(before);
+    expect(await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)))).toEqual(before);
   });
 });
 
@@ -477,13 +450,13 @@ describe("dashboards", () => {
     });
 
   it("the Grafana dashboard queries only series the nodes, the region and the scheduler export, and Prometheus scrapes all three", async () => {
-    const e = engine(stack.config(), false);
-    const regional = await startRegional({ redisUrl: stack.schedulerRedis.url });
+    const e = engine(suite.stack.config(), false);
+    const regional = await startRegional({ redisUrl: suite.stack.schedulerRedis.url });
     try {
       const ops = await opsApp(e).request("/metrics");
       expect(ops.status).toBe(200);
       const series = new Set([
-        ...exported(await (await fetch(`${stack.edges[0]!.node.url}/metrics`)).text()),
+        ...exported(await (await fetch(`${suite.stack.edges[0]!.node.url}/metrics`)).text()),
         ...exported(await (await fetch(`${regional.url}/metrics`)).text()),
         ...exported(await ops.text()),
       ]);
@@ -503,8 +476,8 @@ describe("dashboards", () => {
   });
 
   it("the scheduler's /metrics counts its queues' jobs and needs the ops token", async () => {
-    const e = engine(stack.config({ opsToken: "ops-secret" }), false);
-    await e.startRun(plan({ skus: { list: stack.skus.slice(0, 10) } }));
+    const e = engine(suite.stack.config({ opsToken: "ops-secret" }), false);
+    await e.startRun(plan({ skus: { list: suite.stack.skus.slice(0, 10) } }));
     const app = opsApp(e);
     expect((await app.request("/metrics")).status).toBe(401);
     const text = await (await app.request("/metrics", { headers: { Authorization: "Bearer ops-secret" } })).text();
@@ -516,17 +489,17 @@ describe("dashboards", () => {
 
 describe("supersession", () => {
   it("a newer run of the same plan supersedes an older run's unsent batches on each node: reported superseded, not failed, and not sent", async () => {
-    const e = engine(stack.config({ batchSize: 500 }));
+    const e = engine(suite.stack.config({ batchSize: 500 }));
     const queues = [e.batches];
     // Nodes too slow to have sent anything yet: their queues hold the batches of both runs.
     await Promise.all(queues.map((q) => q.pause()));
-    const before = await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)));
+    const before = await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)));
     const older = await e.startRun(plan());
     await until(() => e.store.isExpanded(older), Boolean);
     const newer = await e.startRun(plan());
     await until(async () => (await e.store.latest(planKey(plan()), "edge-east")) > 0 && (await e.store.latest(planKey(plan()), "edge-north")) > 0, Boolean);
     // The same plan name with other SKUs is another plan: it supersedes nothing.
-    const edited = await e.startRun(plan({ skus: { list: stack.skus.slice(0, 10) } }));
+    const edited = await e.startRun(plan({ skus: { list: suite.stack.skus.slice(0, 10) } }));
     await until(() => e.store.isExpanded(edited), Boolean);
     await Promise.all(queues.map((q) => q.resume()));
 
@@ -536,7 +509,7 @@ describe("supersession", () => {
     expect(o!.superseded).toBe(2 * SKUS);
     for (const node of n!.nodes) expect([node.name, node.warmed, node.superseded]).toEqual([node.name, SKUS, 0]);
     for (const node of d!.nodes) expect([node.name, node.warmed, node.superseded]).toEqual([node.name, 10, 0]);
-    const after = await Promise.all(stack.edges.map((x) => stack.warmedCounter(x.node.url)));
+    const after = await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)));
     expect(after.map((a, i) => a - before[i]!)).toEqual([SKUS + 10, SKUS + 10]);
   });
 });
@@ -552,7 +525,7 @@ describe("runs that never finish", () => {
   }
 
   it("a run whose expansion fails for a reason that is not the plan's (a Redis error) fails with that reason", async () => {
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     await e.redis.set("hot-not-a-set", "x");
     const r = await watchRun(e, await e.startRun(plan({ skus: { hot: { key: "hot-not-a-set", top: 5 } } })), { bars: false, pollMs: 100 });
     await e.redis.del("hot-not-a-set");
@@ -561,7 +534,7 @@ describe("runs that never finish", () => {
   }, 30_000);
 
   it("a run opened by a process that died before enqueuing it is closed at its deadline, by the CLI watching it", async () => {
-    const e = engine(stack.config(), false); // no workers: only the watcher can close it
+    const e = engine(suite.stack.config(), false); // no workers: only the watcher can close it
     const now = Date.now();
     const runId = "opened-then-crashed";
     await e.store.open({ runId, plan: "p", planKey: "p.x", trigger: "cli", jobId: runId, createdAt: now, deadline: now + 300, failureThreshold: 0, totalSkus: 0, batchSize: 1000, nodes: [] });
@@ -573,12 +546,12 @@ describe("runs that never finish", () => {
   });
 
   it("a run expanded by a process that died before enqueuing its batches is closed by the workers' deadline sweep", async () => {
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     const now = Date.now();
     const runId = "expanded-then-crashed";
     const meta = { runId, plan: "p", planKey: "p.x", trigger: "cli", jobId: runId, createdAt: now, deadline: now + 300, failureThreshold: 0, totalSkus: 1500, batchSize: 1000, nodes: [] };
     await e.store.open(meta);
-    await e.store.expanded({ ...meta, nodes: [{ name: "edge-east", region: "cn-east", url: stack.edges[0]!.node.url, batches: 2 }] });
+    await e.store.expanded({ ...meta, nodes: [{ name: "edge-east", region: "cn-east", url: suite.stack.edges[0]!.node.url, batches: 2 }] });
     const r = await until(() => e.store.report(runId), (x) => x?.finishedAt != null, 10_000);
     expect(r!.status).toBe("failed");
     expect(r!.nodes[0]).toMatchObject({ settled: 2, failed: 1500, failedByCode: { not_enqueued: 1500 } });
@@ -587,13 +560,13 @@ describe("runs that never finish", () => {
 
   it("a batch whose scheduler process died while it was in flight, past the stall limit, fails as stalled", async () => {
     const hang = await hangingNode();
-    const cfg = stack.config({ lockDurationMs: 1000, maxStalledCount: 0, requestTimeoutMs: 120_000 });
+    const cfg = suite.stack.config({ lockDurationMs: 1000, maxStalledCount: 0, requestTimeoutMs: 120_000 });
     cfg.nodes.push(hang.node);
     const dir = mkdtempSync(path.join(tmpdir(), "prewarm-stall-"));
     const configFile = path.join(dir, "config.yaml");
     writeFileSync(configFile, stringify(cfg));
     const control = engine(cfg, false);
-    const runId = await control.startRun(plan({ name: "stall", targets: { nodes: ["edge-hang"] }, skus: { list: stack.skus.slice(0, 10) } }));
+    const runId = await control.startRun(plan({ name: "stall", targets: { nodes: ["edge-hang"] }, skus: { list: suite.stack.skus.slice(0, 10) } }));
     const child = spawnCli(["worker", "--config", configFile], "ignore");
     try {
       await until(() => control.batches.getActiveCount(), (n) => n === 1, 30_000);
@@ -617,7 +590,7 @@ describe("the scheduler's Redis down", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "prewarm-noredis-"));
     const port = await freePort();
     const configFile = path.join(dir, "config.yaml");
-    writeFileSync(configFile, stringify({ ...stack.config(), redis: `redis://:hunter2@127.0.0.1:${port}`, redisCluster: false, redisTimeoutMs: 1000 }));
+    writeFileSync(configFile, stringify({ ...suite.stack.config(), redis: `redis://:hunter2@127.0.0.1:${port}`, redisCluster: false, redisTimeoutMs: 1000 }));
     writeFileSync(path.join(dir, "plan.yaml"), stringify({ name: "p", skus: { list: ["sku-1"] } }));
     try {
       for (const args of [["run", path.join(dir, "plan.yaml")], ["status", "some-run"]]) {
@@ -634,7 +607,7 @@ describe("the scheduler's Redis down", () => {
   it("the ops API answers /healthz and its routes 503 within redisTimeoutMs; a watcher gives up naming the Redis", async () => {
     const redis = await startRedis();
     try {
-      const e = engine({ ...stack.config({ redisTimeoutMs: 500 }), redis: redis.url, redisCluster: false }, false);
+      const e = engine({ ...suite.stack.config({ redisTimeoutMs: 500 }), redis: redis.url, redisCluster: false }, false);
       const app = opsApp(e);
       expect((await app.request("/healthz")).status).toBe(200);
       const runId = await e.startRun(plan());
@@ -658,7 +631,7 @@ describe("a scheduler process killed mid-run", () => {
   }
 
   it("completes the run after a restart, with no batch lost and none counted twice", async () => {
-    const cfg = stack.config({ concurrencyPerNode: 1, batchSize: 50, lockDurationMs: 1000 });
+    const cfg = suite.stack.config({ concurrencyPerNode: 1, batchSize: 50, lockDurationMs: 1000 });
     const dir = mkdtempSync(path.join(tmpdir(), "prewarm-test-"));
     const configFile = path.join(dir, "config.yaml");
     writeFileSync(configFile, stringify(cfg));
@@ -735,15 +708,15 @@ describe("plans", () => {
   });
 
   it("rejects a plan naming a node the config lacks, before anything is enqueued", async () => {
-    const e = engine(stack.config(), false);
+    const e = engine(suite.stack.config(), false);
     await expect(e.startRun(plan({ targets: { nodes: ["edge-mars"] } }))).rejects.toThrow(/targets\.nodes: not in the config: edge-mars/);
     expect(await e.runs.count()).toBe(0);
   });
 
   it("warms the top N of a Redis sorted set of hot SKUs", async () => {
-    const cfg = stack.config();
+    const cfg = suite.stack.config();
     const e = engine(cfg);
-    await e.redis.zadd("hot-skus", 5, stack.skus[10]!, 9, stack.skus[20]!, 1, stack.skus[30]!);
+    await e.redis.zadd("hot-skus", 5, suite.stack.skus[10]!, 9, suite.stack.skus[20]!, 1, suite.stack.skus[30]!);
     const r = await watchRun(e, await e.startRun(plan({ skus: { hot: { key: "hot-skus", top: 2 } } })), { bars: false, pollMs: 100 });
     expect(r.totalSkus).toBe(2);
     expect(r.nodes.map((n) => n.warmed)).toEqual([2, 2]);
@@ -753,7 +726,7 @@ describe("plans", () => {
 
 describe("ops API", () => {
   it("starts a run from a posted plan, reports its progress, refuses bad plans precisely, and serves the dashboard", async () => {
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     const app = opsApp(e);
     const bad = await app.request("/v1/runs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan: { name: "x", skus: { list: ["no spaces"] } } }) });
     expect(bad.status).toBe(400);
@@ -761,7 +734,7 @@ describe("ops API", () => {
     expect(badBody.error.code).toBe("invalid_plan");
     expect(badBody.error.details[0]).toMatch(/^skus\.list\[0\]: not a SKU id/);
 
-    const res = await app.request("/v1/runs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan: { name: "api-plan", skus: { list: stack.skus.slice(0, 20) } } }) });
+    const res = await app.request("/v1/runs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan: { name: "api-plan", skus: { list: suite.stack.skus.slice(0, 20) } } }) });
     expect(res.status).toBe(202);
     const { runId } = (await res.json()) as { runId: string };
     await watchRun(e, runId, { bars: false, pollMs: 100 });
@@ -778,9 +751,9 @@ describe("ops API", () => {
 
 describe("hot SKUs from the nodes", () => {
   it("adds up the nodes' reads per SKU into the sorted set plans read, replacing it whole", async () => {
-    const e = engine(stack.config(), false);
-    const [x, y] = [stack.skus[1500]!, stack.skus[1501]!];
-    const [east, north] = stack.edges.map((n) => n.node.url);
+    const e = engine(suite.stack.config(), false);
+    const [x, y] = [suite.stack.skus[1500]!, suite.stack.skus[1501]!];
+    const [east, north] = suite.stack.edges.map((n) => n.node.url);
     for (let i = 0; i < 5; i++) await (await fetch(`${east}/v1/skus/${x}`)).body?.cancel();
     for (let i = 0; i < 3; i++) await (await fetch(`${north}/v1/skus/${x}`)).body?.cancel();
     for (let i = 0; i < 2; i++) await (await fetch(`${east}/v1/skus/${y}`)).body?.cancel();
@@ -803,13 +776,13 @@ describe("hot SKUs from the nodes", () => {
 
 describe("change notices", () => {
   it("re-warms the SKUs of the notices of one window in one run, de-duplicated, on the nodes of the regions named", async () => {
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     const app = opsApp(e);
     const notify = (body: unknown): Promise<Response> => Promise.resolve(app.request("/v1/changes", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }));
     const [a, b, north] = await Promise.all([
-      notify({ skus: stack.skus.slice(0, 30) }),
-      notify({ skus: stack.skus.slice(20, 50) }),
-      notify({ skus: stack.skus.slice(0, 5), regions: ["cn-north"] }),
+      notify({ skus: suite.stack.skus.slice(0, 30) }),
+      notify({ skus: suite.stack.skus.slice(20, 50) }),
+      notify({ skus: suite.stack.skus.slice(0, 5), regions: ["cn-north"] }),
     ]);
     expect([a.status, b.status, north.status]).toEqual([202, 202, 202]);
     const [ra, rb, rn] = (await Promise.all([a.json(), b.json(), north.json()])) as { runId: string }[];
@@ -823,7 +796,7 @@ describe("change notices", () => {
   });
 
   it("refuses a notice with a bad SKU or a region no node serves, naming it", async () => {
-    const app = opsApp(engine(stack.config()));
+    const app = opsApp(engine(suite.stack.config()));
     for (const [body, problem] of [
       [{ skus: ["ok-1", "not ok"] }, /skus\[1\]: not a SKU id/],
       [{ skus: ["ok-1"], regions: ["mars-1"] }, /targets\.regions: no configured node in mars-1/],
@@ -838,7 +811,7 @@ describe("change notices", () => {
 
 describe("ops API, closed", () => {
   it("refuses a posted plan that would read a file on the scheduler host or name a Redis server, without quoting anything", async () => {
-    const app = opsApp(engine(stack.config()));
+    const app = opsApp(engine(suite.stack.config()));
     const post = (plan: unknown): Response | Promise<Response> =>
       app.request("/v1/runs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan }) });
     for (const file of ["/proc/self/environ", "/etc/passwd", "../../../etc/hostname"]) {
@@ -854,7 +827,7 @@ describe("ops API, closed", () => {
   });
 
   it("answers 400 to bad query parameters and 413 to an oversize body", async () => {
-    const app = opsApp(engine(stack.config()));
+    const app = opsApp(engine(suite.stack.config()));
     for (const q of ["abc", "0", "-1", "1.5", "100000"]) {
       const res = await app.request(`/v1/runs?limit=${q}`);
       expect(res.status, q).toBe(400);
@@ -870,7 +843,7 @@ describe("ops API, closed", () => {
   it("prewarm serve refuses to start without an opsToken, and --no-auth anywhere but loopback", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "prewarm-serve-"));
     const configFile = path.join(dir, "config.yaml");
-    writeFileSync(configFile, stringify({ ...stack.config(), opsToken: "" }));
+    writeFileSync(configFile, stringify({ ...suite.stack.config(), opsToken: "" }));
     const serve = (...args: string[]): Promise<{ code: number | null; err: string }> =>
       new Promise((resolve) => {
         const child = spawnCli(["serve", "--config", configFile, "--no-work", "--port", "0", ...args], "pipe");
@@ -908,10 +881,10 @@ describe("ops API, closed", () => {
 });
 
 describe("schedules", () => {
-  const small = (): Record<string, unknown> => ({ skus: { list: stack.skus.slice(0, 10) } });
+  const small = (): Record<string, unknown> => ({ skus: { list: suite.stack.skus.slice(0, 10) } });
 
   it("keeps a working schedule when a bad update of it is refused", async () => {
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     await schedulePlan(e, plan({ name: "nightly", ...small(), schedule: { cron: "0 3 * * *", tz: "Asia/Shanghai" } }));
     await expect(schedulePlan(e, plan({ name: "nightly", ...small(), schedule: { cron: "every night please" } }))).rejects.toThrow(/schedule\.cron/);
     await expect(
@@ -926,7 +899,7 @@ describe("schedules", () => {
   const dueAt = (j: { timestamp: number; opts: { delay?: number } }): number => j.timestamp + (j.opts.delay ?? 0);
 
   it("registers a cron plan idempotently at its next instant in its zone, runs it once when that instant comes, queues the next, and stops when unscheduled", async () => {
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     const p = plan({ name: "nightly-sh", ...small(), schedule: { cron: "0 3 * * *", tz: "Asia/Shanghai" } });
     const now = Date.now();
     const entry = await schedulePlan(e, p, now);
@@ -957,7 +930,7 @@ describe("schedules", () => {
   });
 
   it("queues a campaign's runs at T0 − lead, then every refreshEvery until T0 + until, and runs each when its time comes", async () => {
-    const e = engine(stack.config());
+    const e = engine(suite.stack.config());
     const t0 = Date.parse("2030-11-11T00:00:00+08:00");
     const p = plan({ name: "flash", ...small(), ttl: 3600, schedule: { campaign: { t0: "2030-11-11T00:00:00+08:00", lead: "1h", refreshEvery: "30m", until: "30m" } } });
     const entry = await schedulePlan(e, p);

@@ -6,6 +6,8 @@
  */
 import { randomUUID } from "node:crypto";
 import Redis from "ioredis";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import { Engine } from "../../../prewarm-scheduler/engine";
 import { demoCatalog, seedCatalog } from "../../../records/demo-catalog";
 import { parseConfig, type SchedulerConfig, type SchedulerConfigInput } from "../../../prewarm-scheduler/config";
 import { startEdgeNode, type EdgeNode } from "../../../scripts/edge-node";
@@ -72,4 +74,44 @@ export async function startStack(skuCount: number): Promise<Stack> {
       await schedulerRedis.stop();
     },
   };
+}
+
+/**
+ * A test file's stack and its engines: the stack started before the file's
+ * tests, every engine a test made closed after it, the stack stopped at the
+ * end. `engine` starts its workers unless told not to.
+ */
+export function useStack(skuCount: number): { stack: Stack; engine: (cfg: SchedulerConfig, work?: boolean) => Engine } {
+  const engines: Engine[] = [];
+  const t = {
+    /** Set before the file's first test. */
+    stack: undefined as unknown as Stack,
+    engine: (cfg: SchedulerConfig, work = true): Engine => {
+      const e = new Engine(cfg);
+      engines.push(e);
+      if (work) e.startWorkers();
+      return e;
+    },
+  };
+  beforeAll(async () => {
+    t.stack = await startStack(skuCount);
+  }, 120_000);
+  afterEach(async () => {
+    await Promise.all(engines.splice(0).map((e) => e.close()));
+  });
+  afterAll(async () => {
+    await t.stack?.stop();
+  });
+  return t;
+}
+
+/** Polls until `read` gives a value `done` accepts, or fails after `ms`. */
+export async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (done(v)) return v;
+    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
