@@ -21,6 +21,8 @@ export interface PrewarmRequest {
   ttl?: number;
   /** Up to this many seconds are taken off each SKU's TTL (by SKU); below `ttl`. */
   ttlJitter?: number;
+  /** Tags added to every aggregate of the batch (SPEC §9), at most 16. */
+  tags?: string[];
   jobId?: string;
 }
 

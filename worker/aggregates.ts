@@ -9,6 +9,7 @@ import { type EdgeCache, type WriteCause, type WriteResult } from "./cache/edge-
 import type { Config } from "./config";
 import { EdgeRedisError, keepRegionalCopies, readRecords, takeLeases, type EdgeRecords, type EdgeRedisSession, type RecordPair } from "./sources/edge-redis";
 import type { SkuFailureCode } from "../contract/prewarm";
+import { mergeTags } from "../contract/tags";
 import { metrics } from "./metrics";
 import type { NodeSync } from "./node/sync";
 import { RegionalUnavailableError, type RegionalClient } from "./sources/regional";
@@ -39,6 +40,8 @@ export interface BatchRequest {
   ttlSeconds: number;
   /** Up to this much (s) is taken off each SKU's TTL, by SKU, so a batch's keys do not all expire in the same second. @default 0 */
   ttlJitterSeconds?: number;
+  /** Tags the request names (SPEC §9), added to every aggregate's. */
+  tags?: readonly string[];
   /**
    * When the batch's records were read, at the latest: a read that found its
    * records along with its cache lookup passes the lookup's start. @default the computation's start
@@ -122,7 +125,7 @@ export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: 
     for (const f of pending) failures.set(f.sku, f);
   }
 
-  const timelines = timelinesOf(deps, req.region, ttlOf, computed, basis);
+  const timelines = timelinesOf(deps, req.region, ttlOf, computed, basis, req.tags ?? []);
   return req.skus.map((sku): SkuOutcome => {
     const t = timelines.get(sku);
     if (t) return { sku, ok: true, source: computed.get(sku)!.source, entry: t };
@@ -244,7 +247,7 @@ interface Computed {
  * TTL does, the aggregates from each change to the end of the same TTL:
  * computed from the same records, one Wasm call per step for the batch.
  */
-function timelinesOf(deps: Deps, region: string, ttlOf: (sku: string) => number, computed: Map<string, Computed>, basis: number): Map<string, CachedAggregate> {
+function timelinesOf(deps: Deps, region: string, ttlOf: (sku: string) => number, computed: Map<string, Computed>, basis: number, requestTags: readonly string[]): Map<string, CachedAggregate> {
   const timelines = new Map<string, CachedAggregate>();
   let step = [...computed].map(([sku, c]) => ({ sku, c, from: c.computedAt, out: c.out as RulesOutput }));
   for (let round = 0; step.length > 0; round++) {
@@ -252,7 +255,8 @@ function timelinesOf(deps: Deps, region: string, ttlOf: (sku: string) => number,
     for (const s of step) {
       if (!s.out.ok) continue; // the same records cannot fail later; if they do, the timeline just ends
       const t = timelines.get(s.sku) ?? { segments: [], basis };
-      t.segments.push({ json: s.out.json, computedAt: s.from, validUntil: s.out.validUntil, nextAt: s.out.nextAt });
+      const tags = mergeTags([`sku:${s.sku}`], s.out.tags === "" ? [] : s.out.tags.split(" "), requestTags).join(" ");
+      t.segments.push({ json: s.out.json, computedAt: s.from, validUntil: s.out.validUntil, nextAt: s.out.nextAt, tags });
       timelines.set(s.sku, t);
       const horizon = s.c.computedAt + ttlOf(s.sku);
       if (round + 1 < MAX_SEGMENTS && s.out.validUntil === s.out.nextAt && s.out.validUntil < horizon) {

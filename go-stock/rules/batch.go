@@ -300,6 +300,13 @@ func RunBatch(out, in []byte) []byte {
 		le.PutUint64(out[head+1:], uint64(res.ValidUntil))
 		le.PutUint64(out[head+9:], uint64(res.NextAt))
 		le.PutUint32(out[head+17:], uint32(len(out)-head-21))
+		tags := len(out)
+		out = append(out, 0, 0, 0, 0)
+		if res.Code == OK {
+			d.tags = appendTags(d.tags[:0], &d.stock, &d.price, interned, it.Now)
+			out = appendTagList(out, d.tags)
+		}
+		le.PutUint32(out[tags:], uint32(len(out)-tags-4))
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 type outResult struct {
 	Result
 	body []byte
+	tags string
 }
 
 // decodeOutput parses an output frame (the host's side, for tests).
@@ -37,7 +38,12 @@ func decodeOutput(out []byte) ([]outResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		res[i] = outResult{Result: Result{Code: Code(code), ValidUntil: vu, NextAt: na}, body: body}
+		tn, _ := f.u32("tags len")
+		tags, err := f.bytes(int(tn), "tags")
+		if err != nil {
+			return nil, err
+		}
+		res[i] = outResult{Result: Result{Code: Code(code), ValidUntil: vu, NextAt: na}, body: body, tags: string(tags)}
 		if res[i].Code != OK {
 			res[i].Detail = string(body)
 		}

@@ -171,6 +171,8 @@ type Decoder struct {
 	price PriceRecord
 	agg   Aggregate
 	times times
+	// tags is RunBatch's scratch list of an aggregate's tags.
+	tags []string
 }
 
 // NewDecoder returns a Decoder for a batch of records. It reuses strings

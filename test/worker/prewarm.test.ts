@@ -196,3 +196,47 @@ describe("POST /v1/prewarm", () => {
     expect(err.error.message.length).toBeGreaterThan(5);
   });
 });
+
+describe("tags (SPEC §9)", () => {
+  it("answers an aggregate's tags in Surrogate-Key, sorted: its SKU, its region's promotions not ended, its eligible warehouses, the prewarm's tags; on the warmed fast path too", async () => {
+    const sku = uniqueSku("tagged");
+    const now = Date.now();
+    const warehouses = [
+      { id: "sh-1", regions: ["cn-east"], onHand: 5, reserved: 0 },
+      { id: "bj-1", regions: ["cn-north"], onHand: 5, reserved: 0 },
+      { id: "hz-2", regions: ["cn-east", "cn-north"], onHand: 0, reserved: 0 },
+    ];
+    const promos = [
+      { id: "now", kind: "amount" as const, value: 100, startsAt: now - 60_000, endsAt: now + 600_000 },
+      { id: "later", kind: "amount" as const, value: 200, startsAt: now + 300_000, endsAt: now + 900_000, regions: ["cn-east"] },
+      { id: "ended", kind: "amount" as const, value: 300, startsAt: now - 600_000, endsAt: now - 60_000 },
+      { id: "north", kind: "amount" as const, value: 400, startsAt: now - 60_000, endsAt: now + 600_000, regions: ["cn-north"] },
+    ];
+    await seed(sku, stockRecord(sku, 5, { warehouses }), priceRecord(sku, 10_000, promos));
+    const warm = await prewarmRequest({ skus: [sku], tags: ["plan:singles-day", "label:hot"] });
+    expect(await warm.json()).toMatchObject({ warmed: 1 });
+    const hit = await getSku(sku);
+    expect(hit.headers.get("X-Cache")).toBe("HIT");
+    expect(hit.headers.get("Surrogate-Key")).toBe(`label:hot plan:singles-day promo:later promo:now sku:${sku} wh:hz-2 wh:sh-1`);
+    // Another region's aggregate, computed by a read: its own promotions and warehouses, no prewarm's tags.
+    const north = await getSku(sku, "?region=cn-north");
+    expect(north.headers.get("X-Cache")).toBe("MISS");
+    expect(north.headers.get("Surrogate-Key")).toBe(`promo:north promo:now sku:${sku} wh:bj-1 wh:hz-2`);
+  });
+
+  it("refuses a prewarm whose tags break the grammar or are too many, naming the tag, and warms nothing", async () => {
+    const [sku] = await seeded(1, "badtag");
+    for (const [tags, message] of [
+      [["nope:x"], /tags\[0\].*kind:value/],
+      [["plan:has space"], /tags\[0\].*printable ASCII/],
+      [["plan:ok", `label:${"x".repeat(129)}`], /tags\[1\]/],
+      ["plan:x", /must be an array/],
+      [Array.from({ length: 17 }, (_, i) => `label:l${i}`), /at most 16 tags/],
+    ] as const) {
+      const res = await prewarmRequest({ skus: [sku], tags });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "bad_request", message: expect.stringMatching(message) });
+    }
+    expect((await getSku(sku!)).headers.get("X-Cache")).toBe("MISS");
+  });
+});

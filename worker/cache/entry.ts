@@ -26,6 +26,8 @@ export interface Segment {
   validUntil: number;
   /** The next price change after computedAt, or null. */
   nextAt: number | null;
+  /** Its tags (SPEC §9), sorted, space-separated: the `Surrogate-Key` it is served with. */
+  tags: string;
   /** Its strong ETag, computed on first use (`segmentEtag`): a prewarm need not hash what may never be read. */
   etag?: string;
   /** A cached `not_found` (NEGATIVE_TTL_SECONDS): no body, never served stale. */
@@ -64,7 +66,7 @@ export function lookupAt(entry: CachedAggregate, now: number): Lookup {
 
 /** A cached `not_found` answer for `ttlMs` from `now`, found by a computation that started at `basis`. */
 export function notFoundEntry(now: number, ttlMs: number, basis: number): CachedAggregate {
-  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, notFound: true }], basis };
+  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, tags: "", notFound: true }], basis };
 }
 
 /** The key of a SKU's aggregate in memory, in coalescing and in the change log. */

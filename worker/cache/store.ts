@@ -52,18 +52,18 @@ export interface AggregateStore {
   deleteMany(keys: readonly StoreKey[], now: number): Promise<boolean[]>;
 }
 
-type SegmentMeta = [computedAt: number, validUntil: number, nextAt: number | null, length: number];
+type SegmentMeta = [computedAt: number, validUntil: number, nextAt: number | null, length: number, tags: string];
 
 /** A segment's metadata; a cached not_found has length -1 (and no body). */
 function metaOf(entry: CachedAggregate): SegmentMeta[] {
-  return entry.segments.map((s) => [s.computedAt, s.validUntil, s.nextAt, s.notFound ? -1 : s.json.length]);
+  return entry.segments.map((s) => [s.computedAt, s.validUntil, s.nextAt, s.notFound ? -1 : s.json.length, s.tags]);
 }
 
 function parseMeta(text: string | null): SegmentMeta[] | null {
   if (!text) return null;
   try {
     const v: unknown = JSON.parse(text);
-    return Array.isArray(v) && v.length > 0 && v.every((m) => Array.isArray(m) && m.length === 4) ? (v as SegmentMeta[]) : null;
+    return Array.isArray(v) && v.length > 0 && v.every((m) => Array.isArray(m) && m.length === 5 && typeof m[4] === "string") ? (v as SegmentMeta[]) : null;
   } catch {
     return null;
   }
@@ -74,12 +74,12 @@ function entryOf(meta: SegmentMeta[] | null, body: string): Segment[] | null {
   if (!meta) return null;
   const segments: Segment[] = [];
   let o = 0;
-  for (const [computedAt, validUntil, nextAt, length] of meta) {
+  for (const [computedAt, validUntil, nextAt, length, tags] of meta) {
     if (length === -1) {
-      segments.push({ json: "", computedAt, validUntil, nextAt: null, notFound: true });
+      segments.push({ json: "", computedAt, validUntil, nextAt: null, tags, notFound: true });
       continue;
     }
-    segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt });
+    segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt, tags });
     o += length;
   }
   return o === body.length ? segments : null;

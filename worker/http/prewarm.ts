@@ -11,6 +11,7 @@ import { MAX_TTL_SECONDS, type Config } from "../config";
 import { HttpError } from "./errors";
 import { MAX_BATCH, type PrewarmAnswer } from "../../contract/prewarm";
 import { isValidSku } from "../../contract/ids";
+import { isValidTag, MAX_REQUEST_TAGS, tagProblem } from "../../contract/tags";
 import { requestRegion } from "./region";
 import { inflight } from "../isolate";
 import { metrics } from "../metrics";
@@ -23,6 +24,8 @@ export interface PrewarmBatch {
   ttlSeconds: number;
   /** Up to this much is taken off each SKU's TTL (by SKU). */
   ttlJitterSeconds: number;
+  /** Tags added to every aggregate of the batch (SPEC §9). */
+  tags: string[];
   jobId: string;
 }
 
@@ -32,8 +35,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 /** Validates the decoded body; field errors name the field. */
 export function parseBatch(body: unknown, cfg: Config): PrewarmBatch {
-  if (!isRecord(body)) throw new HttpError("bad_request", "body must be an object {region?, skus, ttl?, ttlJitter?, jobId?}");
-  const { skus, ttl = cfg.cacheTtlSeconds, ttlJitter = 0, jobId } = body;
+  if (!isRecord(body)) throw new HttpError("bad_request", "body must be an object {region?, skus, ttl?, ttlJitter?, tags?, jobId?}");
+  const { skus, ttl = cfg.cacheTtlSeconds, ttlJitter = 0, tags = [], jobId } = body;
   const region = requestRegion(cfg, body["region"]);
   if (!Array.isArray(skus)) throw new HttpError("bad_request", "skus must be an array of SKU ids");
   if (skus.length === 0) throw new HttpError("bad_request", "skus must not be empty");
@@ -46,10 +49,14 @@ export function parseBatch(body: unknown, cfg: Config): PrewarmBatch {
   if (typeof ttlJitter !== "number" || !Number.isInteger(ttlJitter) || ttlJitter < 0 || ttlJitter >= ttl) {
     throw new HttpError("bad_request", `ttlJitter must be an integer number of seconds in 0..${ttl - 1} (below ttl), got ${JSON.stringify(ttlJitter)}`);
   }
+  if (!Array.isArray(tags)) throw new HttpError("bad_request", "tags must be an array of tags (kind:value)");
+  if (tags.length > MAX_REQUEST_TAGS) throw new HttpError("bad_request", `at most ${MAX_REQUEST_TAGS} tags per batch, got ${tags.length}`);
+  const badTag = tags.findIndex((t) => !isValidTag(t));
+  if (badTag >= 0) throw new HttpError("bad_request", `tags[${badTag}]: ${tagProblem(tags[badTag])}`);
   if (jobId !== undefined && (typeof jobId !== "string" || jobId.length === 0 || jobId.length > 200)) {
     throw new HttpError("bad_request", "jobId must be a non-empty string of at most 200 characters");
   }
-  return { region, skus: skus as string[], ttlSeconds: ttl, ttlJitterSeconds: ttlJitter, jobId: jobId ?? crypto.randomUUID() };
+  return { region, skus: skus as string[], ttlSeconds: ttl, ttlJitterSeconds: ttlJitter, tags: tags as string[], jobId: jobId ?? crypto.randomUUID() };
 }
 
 export async function prewarm(request: IRequest, deps: Deps): Promise<Response> {
@@ -62,7 +69,7 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
   const valid = unique.filter(isValidSku);
   const failed: PrewarmAnswer["failed"] = unique.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" }));
 
-  const outcomes = await computeAggregates(deps, { skus: valid, region: batch.region, ttlSeconds: batch.ttlSeconds, ttlJitterSeconds: batch.ttlJitterSeconds }, "prewarm");
+  const outcomes = await computeAggregates(deps, { skus: valid, region: batch.region, ttlSeconds: batch.ttlSeconds, ttlJitterSeconds: batch.ttlJitterSeconds, tags: batch.tags }, "prewarm");
   let written: Map<string, WriteResult>;
   try {
     // A SKU found not_found replaces its aggregate (a negative entry): a SKU whose records are gone does not stay warm.

@@ -49,6 +49,7 @@ function responseHeaders(segment: Segment, result: CacheResult, now: number): Re
     Age: String(ageOf(segment, now)),
     ETag: segmentEtag(segment),
     "X-Cache": result,
+    "Surrogate-Key": segment.tags,
   };
 }
 

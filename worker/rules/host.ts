@@ -7,7 +7,7 @@
 import { createWasi, WasiExit } from "./wasi";
 
 /** The ABI this host speaks; the module must report the same at start-up. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 export type Source = "edge" | "regional";
 
@@ -25,7 +25,8 @@ export interface RulesInput {
 }
 
 export type RulesOutput =
-  | { ok: true; json: string; validUntil: number; nextAt: number | null }
+  /** `tags`: the tags the records decide (SPEC §9: promotions of the region not ended, eligible warehouses), space-separated, sorted. */
+  | { ok: true; json: string; validUntil: number; nextAt: number | null; tags: string }
   | { ok: false; code: "not_found" | "invalid_record"; detail: string };
 
 /** The module's exports (docs/wasm-abi.md). */
@@ -191,7 +192,8 @@ function decodeOutput(buffer: ArrayBuffer, ptr: number, len: number, expected: n
     const nextAt = int64At(dv, o + 9);
     o += 17;
     const body = text();
-    if (code === 0) out[i] = { ok: true, json: body, validUntil, nextAt: nextAt < 0 ? null : nextAt };
+    const tags = text();
+    if (code === 0) out[i] = { ok: true, json: body, validUntil, nextAt: nextAt < 0 ? null : nextAt, tags };
     else if (code === 1) out[i] = { ok: false, code: "not_found", detail: body };
     else if (code === 2) out[i] = { ok: false, code: "invalid_record", detail: body };
     else throw new RulesEngineError(`go-stock answered unknown result code ${code}`);

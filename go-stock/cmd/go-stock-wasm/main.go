@@ -11,7 +11,7 @@ import (
 )
 
 // abiVersion is checked by the host at start-up; bump it on any frame change.
-const abiVersion = 1
+const abiVersion = 2
 
 // Package-level buffers stay reachable, and Go's GC does not move heap
 // objects, so their addresses stay valid for the host between calls.
