@@ -68,7 +68,7 @@ type Failure = Extract<SkuOutcome, { ok: false }>;
 /** Computes the aggregates of a batch; never throws for one SKU's sake. */
 export async function computeAggregates(deps: Deps, req: BatchRequest, trigger: "prewarm" | "read"): Promise<SkuOutcome[]> {
   metrics.computations.inc({ trigger });
-  const { cfg, rules } = deps;
+  const { rules } = deps;
   const basis = req.basis ?? Date.now();
   const ttlOf = (sku: string): number => req.ttlSeconds * 1000 - jitterMs(sku, req.ttlJitterSeconds ?? 0);
 
@@ -285,7 +285,7 @@ export async function storeAggregates(cache: EdgeCache, region: string, outcomes
     if (o.ok) return [{ key: storeKey(o.sku, region), entry: o.entry }];
     if (o.code !== "not_found") return [];
     const basis = o.basis ?? now;
-    const entry: CachedAggregate = negativeTtlSeconds > 0 ? notFoundEntry(now, negativeTtlSeconds * 1000, basis) : { segments: [], basis };
+    const entry: CachedAggregate = negativeTtlSeconds > 0 ? notFoundEntry(o.sku, now, negativeTtlSeconds * 1000, basis) : { segments: [], basis };
     return [{ key: storeKey(o.sku, region), entry }];
   });
   const results = await cache.putMany(items, now, cause);

@@ -17,7 +17,7 @@ import { regionalClientFor } from "./sources/regional";
 import { RulesHost } from "./rules/host";
 import { CacheApiStore, RedisStore, type AggregateStore } from "./cache/store";
 import { WriteBehind } from "./cache/write-behind";
-import type { CachedAggregate } from "./cache/entry";
+import { purgeMatches, type CachedAggregate, type MemKey, type PurgeMatch } from "./cache/entry";
 
 export const rulesHost = new RulesHost(goStock);
 
@@ -56,7 +56,12 @@ export function stateFor(cfg: Config): IsolateState {
   let s = states.get(cfg);
   if (!s) {
     const hot = new HotCache(cfg.hotCacheMaxBytes);
-    s = { hot, sync: new NodeSync(cfg, (key) => (key === "all" ? hot.clear() : hot.delete(key))) };
+    const drop = (what: MemKey | "all" | PurgeMatch): void => {
+      if (what === "all") hot.clear();
+      else if (typeof what === "string") hot.delete(what);
+      else hot.deleteWhere((key, entry) => purgeMatches(what, key, entry));
+    };
+    s = { hot, sync: new NodeSync(cfg, drop) };
     states.set(cfg, s);
   }
   return s;

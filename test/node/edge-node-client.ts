@@ -31,12 +31,13 @@ export interface Read {
   amount: number | undefined;
   source: string | undefined;
   code: string | undefined;
+  computedAt: number | undefined;
 }
 
 export async function readSku(url: string, sku: string, o: { region?: string; headers?: Record<string, string> } = {}): Promise<Read> {
   const res = await fetch(`${url}/v1/skus/${sku}${o.region ? `?region=${o.region}` : ""}`, { headers: o.headers ?? {} });
-  const body = (await res.json()) as { price?: { amount: number }; source?: string; error?: { code: string } };
-  return { status: res.status, cache: res.headers.get("X-Cache"), amount: body.price?.amount, source: body.source, code: body.error?.code };
+  const body = (await res.json()) as { price?: { amount: number }; source?: string; computedAt?: number; error?: { code: string } };
+  return { status: res.status, cache: res.headers.get("X-Cache"), amount: body.price?.amount, source: body.source, code: body.error?.code, computedAt: body.computedAt };
 }
 
 /** Reads `sku` until it shows `amount`; the ms since `since` that took, or null past `withinMs`. */

@@ -207,7 +207,7 @@ describe("operational routes", () => {
   it("reports health: Redis reachable, Wasm loaded with its ABI, version", async () => {
     const res = await SELF.fetch("https://edge.test/healthz");
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ status: "ok", edgeRedis: { ok: true }, wasm: { ok: true, abi: 1 }, region: "cn-east" });
+    expect(await res.json()).toMatchObject({ status: "ok", edgeRedis: { ok: true }, wasm: { ok: true, abi: 2 }, region: "cn-east" });
   });
 
   it("exposes the SPEC metric names in Prometheus text format", async () => {

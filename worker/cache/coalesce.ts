@@ -107,6 +107,11 @@ export class Coalescer<T> {
     for (const k of keys) if (this.inflight.get(k)?.settled) this.inflight.delete(k);
   }
 
+  /** Forgets every settled result (a purge whose keys are not known one by one). */
+  forgetAll(): void {
+    for (const [k, slot] of this.inflight) if (slot.settled) this.inflight.delete(k);
+  }
+
   /** Drops settled slots past their grace. */
   private sweep(): void {
     const now = Date.now();

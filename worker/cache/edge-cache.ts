@@ -16,7 +16,7 @@ import { EdgeRedisError, mayWrite } from "../sources/edge-redis";
 import type { HotCache } from "./hot-cache";
 import { gauges, metrics } from "../metrics";
 import type { NodeSync } from "../node/sync";
-import type { AggregateStore, StoreItem, StoreWrite } from "./store";
+import type { AggregateStore, Purge, StoreItem, StoreWrite } from "./store";
 import type { WriteBehind } from "./write-behind";
 import { type CachedAggregate, type Lookup, type MemKey, type StoreKey, lookupAt } from "./entry";
 
@@ -101,7 +101,8 @@ export class EdgeCache {
       if (!e) return;
       out[i] = e;
       metrics.cacheLayerHits.inc({ layer: "store" });
-      if (this.sync.mayKeep(keys[i]!.mem, since)) this.keepHot(keys[i]!.mem, e);
+      // A soft-purged entry is not kept: the next read looks in the store again, where its replacement will be.
+      if (!e.soft && this.sync.mayKeep(keys[i]!.mem, since)) this.keepHot(keys[i]!.mem, e);
     });
     this.publishGauges();
     return out;
@@ -148,6 +149,8 @@ export class EdgeCache {
     }
     valid.forEach((i, j) => (results[i] = stored[j]!));
     const took = valid.filter((i) => results[i] === "written");
+    // Not written over something newer (or a purge): whatever this process holds of the key is older still.
+    for (const i of valid) if (results[i] !== "written") this.hot.delete(items[i]!.key.mem);
     metrics.cacheWrites.inc({ result: "ok" }, took.length);
     if (took.length < valid.length) metrics.cacheWrites.inc({ result: "superseded" }, valid.length - took.length);
     // Kept in memory only where no change since this write started replaced it (a sync may have applied one during the write).
@@ -175,17 +178,16 @@ export class EdgeCache {
   }
 
   /**
-   * Removes the entries everywhere on the node, and fences their SKUs: no
-   * computation that read its records before now writes over the purge, in
-   * the store or in this process's memory. True where one was held.
+   * Purges (SPEC §9) the aggregates of the SKUs, or with the tags, in the
+   * region or every region: this process's memory at once (and nothing it
+   * has in flight is kept), the shared store and every other process's
+   * memory by the fences and the change log. How many aggregates matched.
    */
-  async deleteMany(keys: readonly StoreKey[]): Promise<boolean[]> {
+  async purge(p: Purge): Promise<number> {
     const now = Date.now();
-    this.sync.invalidate(keys.map((k) => k.mem));
-    const wasHot = keys.map((k) => this.hot.delete(k.mem));
+    this.sync.purged({ tags: new Set([...p.tags, ...p.skus.map((s) => `sku:${s}`)]), region: p.region });
     this.publishGauges();
-    const stored = await this.store.deleteMany(keys, now);
-    return keys.map((_, i) => wasHot[i]! || stored[i]!);
+    return this.store.purge(p, now);
   }
 
   private keepHot(key: string, entry: CachedAggregate): void {

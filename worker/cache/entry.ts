@@ -45,6 +45,13 @@ export interface CachedAggregate {
    * prewarm cannot put its older result back.
    */
   basis: number;
+  /** A soft purge (or other rules) made it stale: served as STALE while one recomputation replaces it, within its validity. Never stored. */
+  soft?: true;
+}
+
+/** The tags of an entry (its first segment's: later segments only lose promotions that have ended). */
+export function entryTags(entry: CachedAggregate): string {
+  return entry.segments[0]?.tags ?? "";
 }
 
 export type Lookup =
@@ -55,7 +62,13 @@ export type Lookup =
 
 /** What a stored entry means at `now`. */
 export function lookupAt(entry: CachedAggregate, now: number): Lookup {
-  for (const s of entry.segments) if (s.computedAt <= now && now < s.validUntil) return { state: "fresh", segment: s };
+  for (const s of entry.segments) {
+    if (s.computedAt <= now && now < s.validUntil) {
+      // Soft-purged: the price it shows is still valid, but it is to be replaced (never a cached not_found).
+      if (entry.soft) return s.notFound ? { state: "absent" } : { state: "stale", segment: s, staleForMs: 0 };
+      return { state: "fresh", segment: s };
+    }
+  }
   const last = entry.segments[entry.segments.length - 1];
   // Stale is allowed only when no price change has happened since: never a wrong price; never for a cached not_found.
   if (last && !last.notFound && now >= last.validUntil && (last.nextAt === null || now < last.nextAt)) {
@@ -64,9 +77,9 @@ export function lookupAt(entry: CachedAggregate, now: number): Lookup {
   return { state: "absent" };
 }
 
-/** A cached `not_found` answer for `ttlMs` from `now`, found by a computation that started at `basis`. */
-export function notFoundEntry(now: number, ttlMs: number, basis: number): CachedAggregate {
-  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, tags: "", notFound: true }], basis };
+/** A cached `not_found` answer of `sku` for `ttlMs` from `now`, found by a computation that started at `basis`. */
+export function notFoundEntry(sku: string, now: number, ttlMs: number, basis: number): CachedAggregate {
+  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, tags: `sku:${sku}`, notFound: true }], basis };
 }
 
 /** The key of a SKU's aggregate in memory, in coalescing and in the change log. */
@@ -78,3 +91,15 @@ export function storeKey(sku: string, region: string): StoreKey {
   return { sku, region, mem: memKey(region, sku) };
 }
 
+
+/** What a purge matches in memory: entries with any of its tags (a SKU's own tag among them), in its region or in any. */
+export interface PurgeMatch {
+  tags: ReadonlySet<string>;
+  region: string | null;
+}
+
+/** Whether the entry held under `key` is matched by a purge. */
+export function purgeMatches(m: PurgeMatch, key: MemKey, entry: CachedAggregate): boolean {
+  if (m.region !== null && !key.startsWith(`${m.region}\n`)) return false;
+  return entryTags(entry).split(" ").some((t) => m.tags.has(t));
+}

@@ -81,4 +81,13 @@ export class HotCache {
   delete(key: string): boolean {
     return this.lru?.delete(key) ?? false;
   }
+
+  /** Drops every entry `matches` (a purge by tag: one pass over the cache); how many. */
+  deleteWhere(matches: (key: string, entry: CachedAggregate) => boolean): number {
+    if (!this.lru) return 0;
+    const drop: string[] = [];
+    for (const [key, entry] of this.lru.entries()) if (matches(key, entry)) drop.push(key);
+    for (const key of drop) this.lru.delete(key);
+    return drop.length;
+  }
 }

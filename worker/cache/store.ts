@@ -14,10 +14,10 @@
  */
 import type { AggregateStoreKind } from "../config";
 import type { ChainableCommander, default as Redis } from "ioredis";
-import { aggregateKey, copyKey, EdgeRedisError, edgeRecordsOf, exchangeTimeoutMs, FENCE_MS, fenceKey, getAggOrRecords, getAll, priceKey, stockKey, type EdgeRedisSession } from "../sources/edge-redis";
+import { aggregateKey, copyKey, EdgeRedisError, edgeRecordsOf, exchangeTimeoutMs, FENCE_MS, getAggregates, LUA_FENCE, priceKey, regionsKey, stockKey, tagFenceKey, type EdgeRedisSession } from "../sources/edge-redis";
 import { metrics } from "../metrics";
 import type { NodeSync } from "../node/sync";
-import type { CachedAggregate, MemKey, Segment, StoreKey } from "./entry";
+import { entryTags, type CachedAggregate, type MemKey, type Segment, type StoreKey } from "./entry";
 
 export interface StoreItem {
   key: StoreKey;
@@ -45,11 +45,28 @@ export interface AggregateStore {
    */
   putMany(items: readonly StoreItem[], now: number, announce: boolean): Promise<StoreWrite[]>;
   /**
-   * Removes the entries, and the region's copies of their SKUs, and fences
-   * the SKUs at `now`: nothing computed from records read before it is
-   * written after it. Tells the other processes; true where one was stored.
+   * Purges (SPEC §9) every aggregate of the SKUs named, or with a tag named,
+   * in `region` or in every region: first fences their tags at `now` (no
+   * process serves them as fresh from then on, and no older computation
+   * writes them), drops the region's copies of the SKUs and tells the other
+   * processes; then removes them (hard) or leaves them stale (soft). How many
+   * aggregates matched.
    */
-  deleteMany(keys: readonly StoreKey[], now: number): Promise<boolean[]>;
+  purge(p: Purge, now: number): Promise<number>;
+}
+
+/** A purge this store cannot make (by tag, or soft, on the Cache API). */
+export class PurgeUnsupportedError extends Error {
+  override readonly name = "PurgeUnsupportedError";
+}
+
+/** What a purge matches (SPEC §9). */
+export interface Purge {
+  /** null: every region the node holds. */
+  region: string | null;
+  skus: readonly string[];
+  tags: readonly string[];
+  soft: boolean;
 }
 
 type SegmentMeta = [computedAt: number, validUntil: number, nextAt: number | null, length: number, tags: string];
@@ -85,16 +102,21 @@ function entryOf(meta: SegmentMeta[] | null, body: string): Segment[] | null {
   return o === body.length ? segments : null;
 }
 
-/** An entry as one string: its basis, a newline, its segment metadata (JSON, one line), a newline, the bodies. */
+/**
+ * An entry as one string: a head line (its basis, a tab, its tags: what the
+ * edge Redis's scripts read of it), its segment metadata (JSON, one line),
+ * and the bodies.
+ */
 export function encodeEntry(entry: CachedAggregate): string {
-  return `${entry.basis}\n${JSON.stringify(metaOf(entry))}\n${entry.segments.map((s) => s.json).join("")}`;
+  return `${entry.basis}\t${entryTags(entry)}\n${JSON.stringify(metaOf(entry))}\n${entry.segments.map((s) => s.json).join("")}`;
 }
 
 export function decodeEntry(text: string): CachedAggregate | null {
+  const tab = text.indexOf("\t");
   const a = text.indexOf("\n");
   const b = a < 0 ? -1 : text.indexOf("\n", a + 1);
-  const basis = Number(text.slice(0, a));
-  if (b < 0 || a === 0 || !Number.isSafeInteger(basis)) return null;
+  const basis = Number(text.slice(0, tab));
+  if (b < 0 || tab <= 0 || tab > a || !Number.isSafeInteger(basis)) return null;
   const segments = entryOf(parseMeta(text.slice(a + 1, b)), text.slice(b + 1));
   return segments && { segments, basis };
 }
@@ -108,26 +130,33 @@ function keepMs(entry: CachedAggregate, now: number, graceSeconds: number): numb
 /**
  * Conditional writes of a batch, and their change-log entry, in one step.
  * An item is written (or, with an empty value, its entry removed) only when
- * the entry stored for its key is not newer (its basis, the number before
- * the first newline) and its SKU was not purged at or after its basis (the
- * fence): a read that loaded its records before a purge or a prewarm cannot
- * put its older result back, nor cut a newer entry's TTL.
- * KEYS: the change log, then (aggregate, fence) pairs.
- * ARGV: process id ('' = not announced), log MINID, then (basis, px, value,
- * log key) quadruples. Answers per item 1 (written), 0 (a newer entry is
- * stored) or -1 (purged since its basis).
+ * the entry stored for its key is not newer (its basis, the number that
+ * starts it) and none of its tags was purged at or after its basis (the
+ * tag fences, its SKU's tag among them): a read that loaded its records
+ * before a purge or a prewarm cannot put its older result back, nor cut a
+ * newer entry's TTL. The regions written are added to the node's set.
+ * KEYS: the change log, the regions set, then the aggregates.
+ * ARGV: process id ('' = not announced), log MINID, fence key prefix, the
+ * number of regions, the regions, then (basis, px, value, log key, tags)
+ * quintuples. Answers per item 1 (written), 0 (a newer entry is stored) or
+ * -1 (purged since its basis).
  */
-const PUT_IF_NEWER = `local written, logged = {}, {}
-for i = 2, #KEYS, 2 do
-  local a = 3 + 2 * (i - 2)
+const PUT_IF_NEWER = `${LUA_FENCE}
+local written, logged = {}, {}
+local nr = tonumber(ARGV[4])
+if nr > 0 then redis.call('SADD', KEYS[2], unpack(ARGV, 5, 4 + nr)) end
+for i = 3, #KEYS do
+  local a = 5 + nr + 5 * (i - 3)
   local basis = tonumber(ARGV[a])
   local ok = 1
-  local f = redis.call('GET', KEYS[i + 1])
-  if f and tonumber(f) >= basis then ok = -1 end
+  for t in string.gmatch(ARGV[a + 4], '%S+') do
+    local h, s = fence(redis.call('GET', ARGV[3] .. t))
+    if h >= basis or s >= basis then ok = -1 break end
+  end
   if ok == 1 then
     local cur = redis.pcall('GETRANGE', KEYS[i], 0, 24)
     if type(cur) == 'string' then
-      local b = tonumber(string.match(cur, '^(%d+)\\n'))
+      local b = tonumber(string.match(cur, '^(%d+)%s'))
       if b and b > basis then ok = 0 end
     end
   end
@@ -142,7 +171,92 @@ if ARGV[1] ~= '' and #logged > 0 then
 end
 return written`;
 
-type PutClient = Redis & { putIfNewer(numKeys: number, ...args: (string | number)[]): Promise<number[]> };
+/**
+ * A purge's first, atomic step: each matched tag's fence set to `now` (hard
+ * or soft, the other kept), the region's copies of the purged SKUs dropped,
+ * and the change-log entry that tells the node's processes (its tags, its
+ * region, soft or not). From here no process's store read gets a matched
+ * aggregate as fresh, and no older computation writes one. Answers the
+ * regions the node holds aggregates in.
+ * KEYS: the change log, the regions set, the tags' fences, then the copies.
+ * ARGV: process id, log MINID, now, '1' = soft, fence TTL ms, the number of
+ * fences, the region ('' = every region), the tags (space-separated).
+ */
+const PURGE_FENCE = `${LUA_FENCE}
+local now, soft, nf = ARGV[3], ARGV[4] == '1', tonumber(ARGV[6])
+for i = 3, 2 + nf do
+  local h, s = fence(redis.call('GET', KEYS[i]))
+  if soft then s = now else h = now end
+  redis.call('SET', KEYS[i], h .. ' ' .. s, 'PX', ARGV[5])
+end
+if #KEYS > 2 + nf then redis.call('DEL', unpack(KEYS, 3 + nf)) end
+redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'p', ARGV[1], 't', ARGV[8], 'r', ARGV[7], 's', ARGV[4])
+return redis.call('SMEMBERS', KEYS[2])`;
+
+/**
+ * A purge's second step over the aggregate keys, a bounded slice at a time
+ * (one SCAN call) so that reads go on between slices: counts the aggregates
+ * with a purged tag and a basis at or before the purge, and with a hard
+ * purge removes them (a soft purge leaves them, stale, to their reads).
+ * ARGV: cursor, MATCH pattern, COUNT, the purge's time, '1' = hard, the
+ * purged tags. Answers the next cursor and the count.
+ */
+const PURGE_SCAN = `local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local at, hard = tonumber(ARGV[4]), ARGV[5] == '1'
+local purged = {}
+for i = 6, #ARGV do purged[ARGV[i]] = true end
+local n = 0
+for _, k in ipairs(r[2]) do
+  local v = redis.pcall('GETRANGE', k, 0, 8191)
+  if type(v) == 'string' and not string.find(v, '\\n', 1, true) then v = redis.pcall('GET', k) end
+  if type(v) == 'string' then
+    local basis = tonumber(string.match(v, '^(%d+)\\t'))
+    local tags = string.match(v, '^%d+\\t([^\\n]*)')
+    if basis and tags and basis <= at then
+      for t in string.gmatch(tags, '%S+') do
+        if purged[t] then
+          n = n + 1
+          if hard then redis.call('DEL', k) end
+          break
+        end
+      end
+    end
+  end
+end
+return {r[1], n}`;
+
+/** Aggregate keys one PURGE_SCAN slice looks at. */
+const PURGE_SCAN_COUNT = 1000;
+
+type StoreScripts = Redis & {
+  putIfNewer(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
+  purgeFence(numKeys: number, ...args: (string | number)[]): Promise<string[]>;
+  purgeScan(numKeys: number, ...args: (string | number)[]): Promise<[string, number]>;
+};
+
+function withStoreScripts(c: Redis): StoreScripts {
+  if (!("putIfNewer" in c)) {
+    c.defineCommand("putIfNewer", { lua: PUT_IF_NEWER });
+    c.defineCommand("purgeFence", { lua: PURGE_FENCE });
+    c.defineCommand("purgeScan", { lua: PURGE_SCAN });
+  }
+  return c as StoreScripts;
+}
+
+/** A purge's first step (PURGE_FENCE) in the edge Redis: the tags it fenced (the SKUs' own among them), and the regions the node holds. */
+async function fencePurge(session: EdgeRedisSession, sync: NodeSync, p: Purge, now: number): Promise<{ tags: string[]; regions: string[] }> {
+  const prefix = session.cfg.redisKeyPrefix;
+  const tags = [...new Set([...p.tags, ...p.skus.map((s) => `sku:${s}`)])];
+  const keys = [sync.logKey, regionsKey(prefix), ...tags.map((t) => tagFenceKey(prefix, t)), ...p.skus.map((s) => copyKey(prefix, s))];
+  const args = [sync.processId, sync.logMinId(now), now, p.soft ? "1" : "", FENCE_MS, tags.length, p.region ?? "", tags.join(" ")];
+  const regions = await session.exchange((c) => withStoreScripts(c).purgeFence(keys.length, ...keys, ...args), { timeoutMs: exchangeTimeoutMs(session.cfg, tags.length) });
+  return { tags, regions };
+}
+
+/** `s` with Redis's glob characters escaped, for a MATCH pattern. */
+function globEscape(s: string): string {
+  return s.replace(/[*?[\]\\]/g, "\\$&");
+}
 
 export class RedisStore implements AggregateStore {
   readonly kind = "redis";
@@ -153,75 +267,78 @@ export class RedisStore implements AggregateStore {
     private readonly graceSeconds: number,
   ) {}
 
+  private get prefix(): string {
+    return this.session.cfg.redisKeyPrefix;
+  }
+
   private redisKey(k: StoreKey): string {
-    return aggregateKey(this.session.cfg.redisKeyPrefix, k.sku, k.region);
+    return aggregateKey(this.prefix, k.sku, k.region);
   }
 
   /**
-   * Reads each key's aggregate and, with `records`, where it is absent, the
-   * SKU's records and the region's copy, in the same round trip: the
-   * read-through computation that follows finds them in
+   * Reads each key's aggregate, purge fences applied, and with `records`,
+   * where it is absent, the SKU's records and the region's copy, in the same
+   * round trip: the read-through computation that follows finds them in
    * `session.prefetched` instead of asking Redis again. A warmed key costs
    * no record read; a look costs none at all.
    */
   async getMany(keys: readonly StoreKey[], records: boolean): Promise<(CachedAggregate | null)[]> {
     if (keys.length === 0) return [];
-    const p = this.session.cfg.redisKeyPrefix;
-    const timeoutMs = exchangeTimeoutMs(this.session.cfg, keys.length);
-    if (!records) {
-      const values = await this.session.exchange((c) => getAll(c, keys.map((k) => this.redisKey(k))), { timeoutMs });
-      return values.map((agg) => (agg && agg.length > 0 ? decodeEntry(agg.toString("utf8")) : null));
-    }
-    const redisKeys = keys.flatMap((k) => [this.redisKey(k), stockKey(p, k.sku), priceKey(p, k.sku), copyKey(p, k.sku)]);
-    const values = await this.session.exchange((c) => getAggOrRecords(c, redisKeys), { timeoutMs });
+    const p = this.prefix;
+    const aggKeys = keys.map((k) => this.redisKey(k));
+    const recordKeys = records ? keys.map((k) => [stockKey(p, k.sku), priceKey(p, k.sku), copyKey(p, k.sku)] as const) : undefined;
+    const read = await this.session.exchange((c) => getAggregates(c, p, aggKeys, recordKeys), { timeoutMs: exchangeTimeoutMs(this.session.cfg, keys.length) });
     return keys.map((k, i) => {
-      const agg = values[4 * i];
-      if (!agg) {
+      const rec = read.records[i];
+      if (rec) {
         metrics.recordReads.inc();
-        this.session.prefetched.set(k.sku, edgeRecordsOf(values[4 * i + 1], values[4 * i + 2], values[4 * i + 3]));
-        return null;
+        this.session.prefetched.set(k.sku, edgeRecordsOf(rec[0], rec[1], rec[2]));
       }
-      // A damaged aggregate is a miss whose records were not read: the computation reads them.
-      return agg.length > 0 ? decodeEntry(agg.toString("utf8")) : null;
+      const { value, soft } = read.stored[i]!;
+      // A damaged aggregate is a miss (with `records`, its records were not read: the computation reads them).
+      const entry = value && value.length > 0 ? decodeEntry(value.toString("utf8")) : null;
+      if (entry && soft) entry.soft = true;
+      return entry;
     });
   }
 
   async putMany(items: readonly StoreItem[], now: number, announce: boolean): Promise<StoreWrite[]> {
     if (items.length === 0) return [];
-    const p = this.session.cfg.redisKeyPrefix;
-    const keys: string[] = [this.sync.logKey];
-    const args: (string | number)[] = [announce ? this.sync.processId : "", this.sync.logMinId(now)];
+    const regions = [...new Set(items.map((i) => i.key.region))];
+    const keys: string[] = [this.sync.logKey, regionsKey(this.prefix)];
+    const args: (string | number)[] = [announce ? this.sync.processId : "", this.sync.logMinId(now), tagFenceKey(this.prefix, ""), regions.length, ...regions];
     for (const { key, entry } of items) {
-      keys.push(this.redisKey(key), fenceKey(p, key.sku));
+      keys.push(this.redisKey(key));
       const removal = entry.segments.length === 0;
-      args.push(entry.basis, removal ? 1 : keepMs(entry, now, this.graceSeconds), removal ? "" : encodeEntry(entry), this.sync.logEntryKey(key.mem));
+      args.push(entry.basis, removal ? 1 : keepMs(entry, now, this.graceSeconds), removal ? "" : encodeEntry(entry), this.sync.logEntryKey(key.mem), removal ? `sku:${key.sku}` : entryTags(entry));
     }
-    const out = await this.session.exchange(
-      async (c) => {
-        if (!("putIfNewer" in c)) c.defineCommand("putIfNewer", { lua: PUT_IF_NEWER });
-        return (c as PutClient).putIfNewer(keys.length, ...keys, ...args);
-      },
-      { timeoutMs: exchangeTimeoutMs(this.session.cfg, items.length) },
-    );
+    const out = await this.session.exchange((c) => withStoreScripts(c).putIfNewer(keys.length, ...keys, ...args), { timeoutMs: exchangeTimeoutMs(this.session.cfg, items.length) });
     if (!Array.isArray(out) || out.length !== items.length) throw new EdgeRedisError(`aggregate write answered ${Array.isArray(out) ? out.length : 0} results for ${items.length} items`);
     return out.map((v) => STORE_WRITES[String(v)] ?? "superseded");
   }
 
-  async deleteMany(keys: readonly StoreKey[], now: number): Promise<boolean[]> {
-    if (keys.length === 0) return [];
-    const p = this.session.cfg.redisKeyPrefix;
-    return this.session.exchange(
-      async (c) => {
-        const m = c.multi();
-        for (const k of keys) m.del(this.redisKey(k));
-        fenceSkus(m, p, keys, now);
-        this.sync.append(m, keys.map((k) => k.mem));
-        const out = await m.exec();
-        if (!out) throw new Error("purge transaction discarded");
-        return keys.map((_, i) => out[i]?.[1] === 1);
-      },
-      { timeoutMs: exchangeTimeoutMs(this.session.cfg, keys.length) },
-    );
+  async purge(p: Purge, now: number): Promise<number> {
+    const prefix = this.prefix;
+    const { tags, regions } = await fencePurge(this.session, this.sync, p, now);
+    if (p.tags.length === 0) {
+      // SKUs only: their keys are known (in the region, or in every region the node holds).
+      const aggKeys = p.skus.flatMap((sku) => (p.region !== null ? [p.region] : regions).map((r) => aggregateKey(prefix, sku, r)));
+      let n = 0;
+      for (let i = 0; i < aggKeys.length; i += PURGE_SCAN_COUNT) {
+        const slice = aggKeys.slice(i, i + PURGE_SCAN_COUNT);
+        n += await this.session.exchange((c) => (p.soft ? c.exists(...slice) : c.del(...slice)), { timeoutMs: exchangeTimeoutMs(this.session.cfg, slice.length) });
+      }
+      return n;
+    }
+    const pattern = `${globEscape(prefix)}*:agg:${p.region !== null ? globEscape(p.region) : "*"}`;
+    let cursor = "0";
+    let n = 0;
+    do {
+      const [next, count] = await this.session.exchange((c) => withStoreScripts(c).purgeScan(0, cursor, pattern, PURGE_SCAN_COUNT, now, p.soft ? "" : "1", ...tags), { timeoutMs: exchangeTimeoutMs(this.session.cfg, PURGE_SCAN_COUNT) });
+      cursor = String(next);
+      n += Number(count);
+    } while (cursor !== "0");
+    return n;
   }
 }
 
@@ -293,10 +410,23 @@ export class CacheApiStore implements AggregateStore {
     );
   }
 
-  async deleteMany(keys: readonly StoreKey[], now: number): Promise<boolean[]> {
-    const deleted = await Promise.all(keys.map((k) => this.cache.delete(cacheApiKey(k.sku, k.region))));
-    await this.announce(keys.map((k) => k.mem), (p) => fenceSkus(p, this.session.cfg.redisKeyPrefix, keys, now));
-    return deleted;
+  /**
+   * The Cache API can be neither searched by tag nor marked stale: a purge
+   * here names SKUs and is hard. Its fences and change-log entry go to the
+   * edge Redis as on a self-hosted node (when it is down, the other isolates
+   * stop trusting their memory: nothing purged is served from it).
+   */
+  async purge(p: Purge, now: number): Promise<number> {
+    if (p.tags.length > 0 || p.soft) throw new PurgeUnsupportedError("purge by tag and soft purge need the node's aggregates in its edge Redis (AGGREGATE_STORE=redis); on Cloudflare, purge its cache by tag");
+    let regions = p.region !== null ? [p.region] : [this.session.cfg.edgeRegion];
+    try {
+      const fenced = await fencePurge(this.session, this.sync, p, now);
+      if (p.region === null) regions = [...new Set([...regions, ...fenced.regions])];
+    } catch (e) {
+      if (!(e instanceof EdgeRedisError)) throw e;
+    }
+    const deleted = await Promise.all(p.skus.flatMap((sku) => regions.map((r) => this.cache.delete(cacheApiKey(sku, r)))));
+    return deleted.filter(Boolean).length;
   }
 
   /**
@@ -319,11 +449,6 @@ export class CacheApiStore implements AggregateStore {
       if (!(e instanceof EdgeRedisError)) throw e;
     }
   }
-}
-
-/** A purge's fence on each SKU of `keys` and the removal of the region's copies (`fenceKey`, `copyKey`). */
-function fenceSkus(batch: ChainableCommander, prefix: string, keys: readonly StoreKey[], now: number): void {
-  for (const sku of new Set(keys.map((k) => k.sku))) batch.set(fenceKey(prefix, sku), now, "PX", FENCE_MS).del(copyKey(prefix, sku));
 }
 
 /** Cache API calls in flight at once for one batch. */

@@ -20,6 +20,7 @@ export const HTTP_ERRORS = {
   overloaded: 503,
   not_cached: 504,
   internal: 500,
+  not_implemented: 501,
 } as const;
 
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;

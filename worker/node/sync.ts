@@ -22,7 +22,7 @@ import type { Config } from "../config";
 import { nodeKey, type EdgeRedisSession } from "../sources/edge-redis";
 import { hotKeys } from "./hot-keys";
 import { gaugeValues, metrics, pendingDeltas, renderMetrics, type ProcessGauges } from "../metrics";
-import type { MemKey } from "../cache/entry";
+import type { MemKey, PurgeMatch } from "../cache/entry";
 
 /** How often a busy process reads the change log. */
 export const SYNC_EVERY_MS = 200;
@@ -130,8 +130,8 @@ export class NodeSync {
 
   constructor(
     private readonly cfg: Config,
-    /** Drops one key from the hot cache; `all` empties it. */
-    private readonly drop: (key: MemKey | "all") => void,
+    /** Drops one key from the hot cache; `all` empties it; a purge's match drops what it matches. */
+    private readonly drop: (what: MemKey | "all" | PurgeMatch) => void,
   ) {}
 
   /** Whether the hot cache may answer at `now`. */
@@ -213,6 +213,12 @@ export class NodeSync {
     for (const [, fields] of entries) {
       const f = fieldsOf(fields);
       if (f.get("p") === this.processId) continue; // our own change: applied when we made it
+      const tags = f.get("t");
+      if (tags !== undefined) {
+        this.purged({ tags: new Set(tags.split(" ")), region: f.get("r") || null });
+        metrics.hotCacheInvalidations.inc();
+        continue;
+      }
       for (const key of (f.get("k") ?? "").split(",")) {
         if (key === "") continue;
         const memKey = key.replace(":", "\n");
@@ -225,6 +231,17 @@ export class NodeSync {
     this.generation = gen;
     metrics.hotCacheInvalidations.inc({}, dropped);
     this.forgetBefore(gen - REMEMBERED_GENERATIONS);
+  }
+
+  /**
+   * A purge by tag (this process's or another's): the hot entries it matches
+   * are dropped, and no operation of this process that started before it
+   * keeps what it read or computed (its keys are not known one by one).
+   */
+  purged(match: PurgeMatch): void {
+    this.drop(match);
+    this.generation++;
+    this.clearedAt = this.generation;
   }
 
   /**

@@ -93,23 +93,40 @@ export function copyKey(prefix: string, sku: string): string {
 }
 
 /**
- * The time of the SKU's last purge (ms), kept for FENCE_MS: no aggregate and
- * no regional copy made from records read before it may be written after it.
+ * A tag's purge fences (SPEC §9): `"H S"`, the times (ms) of its last hard
+ * and soft purge (0: none). A SKU's own tag is `sku:{sku}`. Nothing made from
+ * records read at or before a fence is written after it; a stored aggregate
+ * with a tag fenced at or after its basis is absent (hard) or stale (soft)
+ * to every read. Kept for FENCE_MS: past any stored aggregate's life.
  */
-export function fenceKey(prefix: string, sku: string): string {
-  return `${prefix}${sku}:fence`;
+export function tagFenceKey(prefix: string, tag: string): string {
+  return `${prefix}_tag:${tag}`;
 }
 
+/** The regions the node holds aggregates in (a set), for a purge of SKUs in every region. */
+export function regionsKey(prefix: string): string {
+  return `${prefix}_node:regions`;
+}
+
+/** How long a fence is kept (ms): the longest TTL a prewarm can set, plus a day for the stale graces. */
+export const FENCE_MS = 2 * 86_400_000;
+
 /**
- * How long a purge's fence is kept (ms). A computation whose records are
- * older than this cannot know whether a purge came after them, and writes
- * nothing (`mayWrite`). Far above any read's or batch's budget.
+ * How long after its records were read a computation may still write (ms);
+ * past it, it writes nothing. Far above any read's or batch's budget.
  */
-export const FENCE_MS = 60_000;
+export const WRITE_WITHIN_MS = 30_000;
+
+/** Lua: the hard and soft purge times of a fence value (`tagFenceKey`). */
+export const LUA_FENCE = `local function fence(v)
+  if not v then return 0, 0 end
+  local h, s = string.match(v, '^(%d+) (%d+)$')
+  return tonumber(h) or 0, tonumber(s) or 0
+end`;
 
 /** Whether a computation whose records were read at `basis` may still write at `now` (its fence may have expired past that). */
 export function mayWrite(basis: number, now: number): boolean {
-  return now - basis < FENCE_MS / 2;
+  return now - basis < WRITE_WITHIN_MS;
 }
 
 /**
@@ -261,47 +278,88 @@ end
 return out`;
 
 /**
- * For each (aggregate, stock, price, regional copy) key quadruple: the
- * aggregate, or, only where it is absent, the two records and the region's
- * copy (a read of a warmed key reads no record; a miss gets its records in
- * the same round trip).
+ * For each group of keys (the aggregate, and with a stride of 4 its stock,
+ * price and regional copy): the aggregate unless a tag of it was purged
+ * hard since its basis (fences, `tagFenceKey`), and only where it is absent
+ * the other keys (a read of a warmed key reads no record; a miss gets its
+ * records in the same round trip; a look, stride 1, names no record key at
+ * all), then its state: 's' when a tag of it was purged soft since its
+ * basis, else ''. A stored aggregate starts with `basis<TAB>tags<LF>`.
+ * ARGV: the fence key prefix, the stride.
  */
-const GET_AGG_OR_RECORDS = `local out = {}
-for i = 1, #KEYS, 4 do
+const GET_AGGREGATES = `${LUA_FENCE}
+local stride = tonumber(ARGV[2])
+local out = {}
+local n = 0
+for i = 1, #KEYS, stride do
   local a = redis.pcall('GET', KEYS[i])
   if type(a) == 'table' then a = false end
-  out[i] = a
-  out[i + 1] = false
-  out[i + 2] = false
-  out[i + 3] = false
-  if not a then
-    for j = 1, 3 do
-      local v = redis.pcall('GET', KEYS[i + j])
-      if type(v) == 'table' then v = '' end
-      out[i + j] = v
+  local state = ''
+  if a then
+    local head = string.match(a, '^[^\\n]*')
+    local basis = tonumber(string.match(head, '^(%d+)\\t'))
+    local tags = string.match(head, '^%d+\\t(.*)$')
+    if basis and tags then
+      for t in string.gmatch(tags, '%S+') do
+        local h, s = fence(redis.call('GET', ARGV[1] .. t))
+        if h >= basis then a = false state = '' break end
+        if s >= basis then state = 's' end
+      end
     end
   end
+  out[n + 1] = a
+  for j = 1, stride - 1 do
+    local v = false
+    if not a then
+      v = redis.pcall('GET', KEYS[i + j])
+      if type(v) == 'table' then v = '' end
+    end
+    out[n + 1 + j] = v
+  end
+  out[n + stride + 1] = state
+  n = n + stride + 1
 end
 return out`;
 
-const READ_SCRIPTS = { getAll: GET_ALL, getAggOrRecords: GET_AGG_OR_RECORDS } as const;
+const READ_SCRIPTS = { getAll: GET_ALL, getAggregates: GET_AGGREGATES } as const;
 
 /** ioredis's typing of the commands `defineCommand` adds (their Buffer variants). */
-type ScriptedClient = Redis & Record<`${keyof typeof READ_SCRIPTS}Buffer`, (numKeys: number, ...keys: string[]) => Promise<(Buffer | null)[]>>;
+type ScriptedClient = Redis & Record<`${keyof typeof READ_SCRIPTS}Buffer`, (numKeys: number, ...keysAndArgs: (string | number)[]) => Promise<(Buffer | null)[]>>;
 
-/** Runs a read script over `keys` in one command (EVALSHA, falling back to EVAL once when the server lacks it); one value per key. */
-async function readScript(client: Redis, name: keyof typeof READ_SCRIPTS, keys: readonly string[]): Promise<(Buffer | null)[]> {
+/** Runs a read script over `keys` in one command (EVALSHA, falling back to EVAL once when the server lacks it); `answers` values in all (one per key unless said). */
+async function readScript(client: Redis, name: keyof typeof READ_SCRIPTS, keys: readonly string[], args: readonly (string | number)[] = [], answers = keys.length): Promise<(Buffer | null)[]> {
   if (!(name in client)) client.defineCommand(name, { lua: READ_SCRIPTS[name] });
-  const values = await (client as ScriptedClient)[`${name}Buffer`](keys.length, ...keys);
-  if (!Array.isArray(values) || values.length !== keys.length) {
-    throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${keys.length} reads`);
+  const values = await (client as ScriptedClient)[`${name}Buffer`](keys.length, ...keys, ...args);
+  if (!Array.isArray(values) || values.length !== answers) {
+    throw new EdgeRedisError(`edge Redis answered ${Array.isArray(values) ? values.length : 0} values for ${answers} reads`);
   }
   return values;
 }
 
-/** For each quadruple of `keys` (aggregate, stock, price, regional copy): the aggregate, or the others where it is absent. */
-export function getAggOrRecords(client: Redis, keys: readonly string[]): Promise<(Buffer | null)[]> {
-  return readScript(client, "getAggOrRecords", keys);
+/** A stored aggregate as read: its bytes (null where absent or purged hard), and whether a soft purge made it stale. */
+export interface StoredRead {
+  value: Buffer | null;
+  soft: boolean;
+}
+
+/**
+ * The aggregates of `aggKeys`, fences applied (`GET_AGGREGATES`), and with
+ * `records` (each SKU's stock, price and copy keys) the records of those
+ * absent, in one round trip.
+ */
+export async function getAggregates(client: Redis, prefix: string, aggKeys: readonly string[], records?: readonly (readonly [string, string, string])[]): Promise<{ stored: StoredRead[]; records: ((Buffer | null)[] | null)[] }> {
+  const stride = records ? 4 : 1;
+  const keys = records ? aggKeys.flatMap((k, i) => [k, ...records[i]!]) : aggKeys;
+  const values = await readScript(client, "getAggregates", keys, [tagFenceKey(prefix, ""), stride], aggKeys.length * (stride + 1));
+  const stored: StoredRead[] = [];
+  const recs: ((Buffer | null)[] | null)[] = [];
+  for (let i = 0; i < aggKeys.length; i++) {
+    const o = i * (stride + 1);
+    const value = values[o] ?? null;
+    stored.push({ value, soft: (values[o + stride]?.length ?? 0) > 0 });
+    recs.push(records && value === null ? values.slice(o + 1, o + stride) : null);
+  }
+  return { stored, records: recs };
 }
 
 /** The values of `keys` as stored. */
@@ -354,10 +412,11 @@ export async function readRecords(session: EdgeRedisSession, skus: readonly stri
  * before it. The feed's record keys are never written. One round trip.
  * KEYS: (copy, fence) pairs. ARGV: basis, then (value, px) pairs.
  */
-const KEEP_COPIES = `local basis = tonumber(ARGV[1])
+const KEEP_COPIES = `${LUA_FENCE}
+local basis = tonumber(ARGV[1])
 for i = 1, #KEYS, 2 do
-  local f = redis.call('GET', KEYS[i + 1])
-  if not (f and tonumber(f) >= basis) then redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[i + 2]) end
+  local h, s = fence(redis.call('GET', KEYS[i + 1]))
+  if h < basis and s < basis then redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[i + 2]) end
 end
 return 1`;
 
@@ -367,11 +426,11 @@ export async function keepRegionalCopies(session: EdgeRedisSession, fetched: Rea
   const keys: string[] = [];
   const args: (string | Buffer | number)[] = [basis];
   for (const [sku, r] of fetched) {
-    keys.push(copyKey(p, sku), fenceKey(p, sku));
+    keys.push(copyKey(p, sku), tagFenceKey(p, `sku:${sku}`));
     args.push(encodeCopy(r), ttlSeconds * 1000);
   }
   for (const sku of unknown) {
-    keys.push(copyKey(p, sku), fenceKey(p, sku));
+    keys.push(copyKey(p, sku), tagFenceKey(p, `sku:${sku}`));
     args.push(encodeCopy({ stock: null, price: null }), unknownTtlMs);
   }
   if (keys.length === 0) return;
