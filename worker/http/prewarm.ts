@@ -12,6 +12,7 @@ import { HttpError } from "./errors";
 import { MAX_BATCH, type PrewarmAnswer } from "../../contract/prewarm";
 import { isValidSku } from "../../contract/ids";
 import { requestRegion } from "./region";
+import { RULES_VERSION } from "../rules/version";
 import { inflight } from "../isolate";
 import { metrics } from "../metrics";
 import { memKey } from "../cache/entry";
@@ -91,6 +92,7 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
     fromRegional,
     failed,
     durationMs: Date.now() - started,
+    rules: RULES_VERSION,
   };
   metrics.prewarmSkus.inc({ result: "warmed" }, answer.warmed);
   metrics.prewarmSkus.inc({ result: "failed" }, failed.length);
