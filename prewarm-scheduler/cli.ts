@@ -32,6 +32,7 @@ import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
 import { resolveSkus } from "./sku-source";
 import { formatVerify, verifyPlan } from "./verify";
+import { listNodes } from "./node-rules";
 import { collectHotSkus } from "./hot-skus";
 import { checkPlan, formatCheck } from "./check";
 import { MultiBar, Presets } from "cli-progress";
@@ -191,10 +192,10 @@ withCommon(program.command("list").description("schedules and recent runs"))
   });
 
 const nodes = program.command("nodes").description("the fleet: the config's nodes and the registry (nodes that announce themselves, or added here)");
-withCommon(nodes.command("list").description("every node, with its source and state")).action(async (o: Common) => {
+withCommon(nodes.command("list").description("every node, with its source, state and rules version (announced, or read from its /healthz; unknown when it does not answer)")).action(async (o: Common) => {
   await withEngine(o, async (engine) => {
-    const all = [...engine.cfg.nodes.map((n) => ({ name: n.name, url: n.url, region: n.region, source: "config", state: "live", lastSeen: null as number | null })), ...(await engine.registry.list())];
-    out(o, { nodes: all }, all.length === 0 ? "(no nodes)" : all.map((n) => `${n.name.padEnd(24)} ${n.region.padEnd(10)} ${n.source.padEnd(9)} ${n.state.padEnd(6)} ${n.url}`).join("\n"));
+    const all = await listNodes(engine.cfg.nodes, await engine.registry.list());
+    out(o, { nodes: all }, all.length === 0 ? "(no nodes)" : all.map((n) => `${n.name.padEnd(24)} ${n.region.padEnd(10)} ${n.source.padEnd(9)} ${n.state.padEnd(6)} rules ${n.rules.padEnd(12)} ${n.url}`).join("\n"));
   });
 });
 withCommon(nodes.command("add <name> <url> <region>").description("add a node to the registry (its URL must match the config's nodeUrlAllow)")).action(async (name: string, url: string, region: string, o: Common) => {

@@ -11,6 +11,10 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildBundle } from "../../edge-node/bundle";
 import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
+import { parseConfig } from "../../prewarm-scheduler/config";
+import { Engine } from "../../prewarm-scheduler/engine";
+import { opsApp } from "../../prewarm-scheduler/ops-api";
+import { startRedis } from "../../scripts/redis-server";
 import { postTo, priceRecord, readSku, startNodeStack, stockRecord, type NodeStack } from "./edge-node-client";
 
 const TOKEN = "rules-test-token";
@@ -120,4 +124,42 @@ describe("SIGHUP", () => {
     expect(await rulesOf(node.url)).toBe(next);
     expect((await readSku(node.url, sku)).amount).toBe(2_000);
   }, 60_000);
+});
+
+describe("GET /v1/nodes (prewarm nodes list)", () => {
+  it("shows each node's rules version: announced, read from a config node's /healthz, unknown for one that does not answer; a malformed announced version is refused", async () => {
+    const redis = await startRedis();
+    const engine = new Engine(
+      parseConfig({
+        redis: redis.url,
+        prefix: `rules-${process.pid}`,
+        token: "fleet-secret",
+        nodes: [
+          { name: "edge-real", url: stack.node.url, region: "cn-east" },
+          { name: "edge-dead", url: "http://127.0.0.1:9", region: "cn-east" },
+        ],
+        nodeUrlAllow: ["http://10.0.*.*:8787"],
+        registryToken: "reg-secret",
+      }),
+    );
+    try {
+      const app = opsApp(engine);
+      const announce = (body: unknown): Promise<Response> =>
+        Promise.resolve(app.request("/v1/nodes/announce", { method: "POST", headers: { "Content-Type": "application/json", Authorization: "Bearer reg-secret" }, body: JSON.stringify(body) }));
+      const bad = await announce({ name: "edge-sh-1", url: "http://10.0.1.5:8787", region: "cn-east", rules: "ABC" });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: { details: string[] } }).error.details).toEqual(["rules: must be a rules version: 12 lowercase hex digits"]);
+      expect((await announce({ name: "edge-sh-1", url: "http://10.0.1.5:8787", region: "cn-east", rules: "0123456789ab" })).status).toBe(200);
+
+      const listed = (await (await app.request("/v1/nodes")).json()) as { nodes: { name: string; source: string; rules: string }[] };
+      expect(listed.nodes.map((n) => [n.name, n.source, n.rules])).toEqual([
+        ["edge-real", "config", await rulesOf(stack.node.url)],
+        ["edge-dead", "config", "unknown"],
+        ["edge-sh-1", "announced", "0123456789ab"],
+      ]);
+    } finally {
+      await engine.close();
+      await redis.stop();
+    }
+  });
 });
