@@ -14,6 +14,8 @@ import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
 import { parseConfig } from "../../prewarm-scheduler/config";
 import { Engine } from "../../prewarm-scheduler/engine";
 import { opsApp } from "../../prewarm-scheduler/ops-api";
+import { parsePlan } from "../../prewarm-scheduler/plan";
+import { verifyPlan } from "../../prewarm-scheduler/verify";
 import { startRedis } from "../../scripts/redis-server";
 import { postTo, priceRecord, readSku, startNodeStack, stockRecord, type NodeStack } from "./edge-node-client";
 
@@ -161,5 +163,27 @@ describe("GET /v1/nodes (prewarm nodes list)", () => {
       await engine.close();
       await redis.stop();
     }
+  });
+});
+
+describe("prewarm verify", () => {
+  it("reports a node that runs other rules than the plan expects as rules_mismatch, and the plan not met", async () => {
+    const { node, client } = stack;
+    const sku = `rules-${process.pid}-c`;
+    await client.set(`sku:${sku}:stock`, stockRecord(sku));
+    await client.set(`sku:${sku}:price`, priceRecord(sku, 3_000));
+    expect((await postTo(node.url, "/v1/prewarm", { skus: [sku], ttl: 600 }, TOKEN)).status).toBe(200);
+    const running = (await rulesOf(node.url))!;
+    const cfg = parseConfig({ token: "fleet-secret", nodes: [{ name: "edge-real", url: node.url, region: "cn-east" }] });
+    const verify = (rules?: string) => verifyPlan(cfg, parsePlan({ name: "rules", skus: { list: [sku] }, verify: { margin: "1m", ...(rules ? { rules } : {}) } }), [sku]);
+
+    const other = running === "0123456789ab" ? "ba9876543210" : "0123456789ab";
+    const mismatch = await verify(other);
+    expect(mismatch).toMatchObject({ ready: 1, met: false, rules: { expected: other, from: "plan" } });
+    expect(mismatch.nodes.map((n) => [n.name, n.rules, n.rulesMismatch])).toEqual([["edge-real", running, true]]);
+    expect(await verify(running)).toMatchObject({ ready: 1, met: true, rules: { expected: running, from: "plan" } });
+    // No version given: the one most target nodes run.
+    expect(await verify()).toMatchObject({ met: true, rules: { expected: running, from: "majority" } });
+    expect(() => parsePlan({ name: "rules", skus: { list: [sku] }, verify: { rules: "v2" } })).toThrow(/12 lowercase hex digits/);
   });
 });
