@@ -34,7 +34,12 @@ export interface PrewarmAnswer {
   fromRegional: number;
   failed: { sku: string; code: SkuFailureCode }[];
   durationMs: number;
+  /** The rules version that computed the batch (SPEC §9); absent from nodes older than it. */
+  rules?: string;
 }
+
+/** A rules version (SPEC §9): the first 12 hex digits of the SHA-256 of the go-stock.wasm bytes. */
+export const RULES_VERSION_RE = /^[0-9a-f]{12}$/;
 
 /** Whether a decoded body is a prewarm answer (the scheduler checks what a node said). */
 export function isPrewarmAnswer(v: unknown): v is PrewarmAnswer {

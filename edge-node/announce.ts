@@ -15,6 +15,8 @@ export interface Announcement {
   region: string;
   processes: number;
   version: string;
+  /** The rules version it runs (SPEC §9); it changes with a rolling restart onto new rules. */
+  rules?: string;
 }
 
 /** Starts announcing; returns the function that stops it. */

@@ -94,5 +94,6 @@ const supervisor = spawn(process.execPath, ["--import", "tsx", path.join(import.
   stdio: ["ignore", "inherit", "inherit", ...servers.map(fdOf)],
 });
 for (const server of servers) server.close();
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => supervisor.kill(signal));
+// SIGHUP: the supervisor swaps in the rebuilt bundle, one process at a time.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => supervisor.kill(signal));
 supervisor.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -16,6 +16,14 @@
  * (reported through workerd's --control-fd): the supervisor checks each
  * process's /healthz there.
  *
+ * On SIGHUP it swaps in the bundle again (`npm run build:node` rebuilt it, or
+ * its go-stock.wasm was replaced): it copies it, stamps its rules version,
+ * and restarts the processes one at a time, each new one answering /healthz
+ * before the old one of its slot is told to drain (a rolling restart: the
+ * sockets stay open and some process always accepts, so no request is
+ * dropped). A new bundle whose processes do not come up leaves the old ones
+ * running.
+ *
  * It also watches the edge Redis for changed records and re-warms the SKUs
  * warm on the node (change-watch.ts; NODE_WATCH_CHANGES=0 switches it off).
  */
@@ -27,7 +35,8 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { CONFIG_VARS } from "../worker/config";
 import { parseConfig, type RawConfig } from "../worker/config";
-import { announce } from "./announce";
+import { announce, type Announcement } from "./announce";
+import { stampRulesVersion } from "./bundle";
 import { ChangeWatch } from "./change-watch";
 import { COMPAT_FILE, bundleDir, nodeConfig } from "./workerd-config";
 import { workerdBinary } from "./workerd-binary";
@@ -42,9 +51,19 @@ const RESTART_RESET_MS = 10_000;
 const DRAIN_MS = 10_000;
 const READY_TIMEOUT_MS = 60_000;
 
+/** A copy of the bundle the node runs from, with its workerd config and rules version. */
+interface Release {
+  dir: string;
+  configFile: string;
+  /** SPEC §9; null for a bundle without the rules (the benchmarks' empty worker). */
+  rules: string | null;
+}
+
 interface Slot {
   index: number;
   child: ChildProcess | null;
+  /** The release its process runs (and a restart after a crash starts again). */
+  release: Release;
   probePort: number | null;
   startedAt: number;
   failures: number;
@@ -55,19 +74,37 @@ const host = process.env["NODE_HOST"]!;
 const port = Number(process.env["NODE_PORT"]);
 const count = Number(process.env["NODE_PROCESSES"]);
 const workerd = workerdBinary();
-// The node runs from its own copy of the bundle, so that a rebuild cannot pull
-// it from under a process being restarted; the config sits beside the files it
-// embeds (main.ts has checked the variables).
-const dir = mkdtempSync(path.join(tmpdir(), "edge-node-"));
-for (const f of readdirSync(bundleDir())) if (f === COMPAT_FILE || f === "index.js" || f.endsWith(".wasm")) copyFileSync(path.join(bundleDir(), f), path.join(dir, f));
-const configFile = path.join(dir, "workerd.capnp");
 const cfg = parseConfig(process.env as RawConfig);
-writeFileSync(configFile, nodeConfig(dir, cfg.hotCacheMaxBytes));
+
+/**
+ * The node runs from its own copy of the bundle, so that a rebuild cannot pull
+ * it from under a process being restarted; the config sits beside the files it
+ * embeds (main.ts has checked the variables). The rules version is stamped
+ * from the module copied, the bytes the processes will run.
+ */
+function prepare(from: string): Release {
+  const dir = mkdtempSync(path.join(tmpdir(), "edge-node-"));
+  try {
+    for (const f of readdirSync(from)) if (f === COMPAT_FILE || f === "index.js" || f.endsWith(".wasm") || f.endsWith(".txt")) copyFileSync(path.join(from, f), path.join(dir, f));
+    const rules = stampRulesVersion(dir);
+    const configFile = path.join(dir, "workerd.capnp");
+    writeFileSync(configFile, nodeConfig(dir, cfg.hotCacheMaxBytes));
+    return { dir, configFile, rules };
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** The release new processes run: the last one swapped in whole. */
+let current = prepare(bundleDir());
 /** For profiling (bench:profile): the DevTools inspector of process 1. */
 const inspectorPort = process.env["EDGE_NODE_INSPECTOR_PORT"];
-const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, child: null, probePort: null, startedAt: 0, failures: 0, restartTimer: null }));
+const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, child: null, release: current, probePort: null, startedAt: 0, failures: 0, restartTimer: null }));
 let stopping = false;
 let changeWatch: ChangeWatch | null = null;
+/** What the node announces to the registry (its rules follow a roll). */
+let announced: Announcement | null = null;
 
 /** Only the worker's own variables reach workerd: nothing else of this environment is visible to it. */
 const workerEnv: Record<string, string> = {};
@@ -85,14 +122,15 @@ function forward(stream: Readable | null, to: NodeJS.WriteStream, index: number)
   });
 }
 
-function start(slot: Slot): Promise<void> {
+function start(slot: Slot, release = slot.release): Promise<void> {
   slot.restartTimer = null;
   slot.probePort = null;
   slot.startedAt = Date.now();
-  const args = ["serve", configFile, "--socket-fd", "http=3", "--socket-addr", "probe=127.0.0.1:0", "--control-fd", "4"];
+  slot.release = release;
+  const args = ["serve", release.configFile, "--socket-fd", "http=3", "--socket-addr", "probe=127.0.0.1:0", "--control-fd", "4"];
   if (inspectorPort && slot.index === 0) args.push("--inspector-addr", `127.0.0.1:${inspectorPort}`);
   const child = spawn(workerd, args, {
-    cwd: dir,
+    cwd: release.dir,
     env: workerEnv,
     stdio: ["ignore", "pipe", "pipe", FIRST_LISTEN_FD + slot.index, "pipe"],
   });
@@ -163,27 +201,94 @@ async function stop(signal: NodeJS.Signals, exitCode = 0): Promise<void> {
       // already closed
     }
   }
-  const running = slots.flatMap((s) => (s.child ? [s.child] : []));
-  await Promise.all(
-    running.map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          const kill = setTimeout(() => child.kill("SIGKILL"), DRAIN_MS);
-          child.once("exit", () => {
-            clearTimeout(kill);
-            resolve();
-          });
-          child.kill("SIGTERM");
-        }),
-    ),
-  );
-  rmSync(dir, { recursive: true, force: true });
+  await Promise.all(slots.flatMap((s) => (s.child ? [drain(s.child)] : [])));
+  for (const d of new Set([current.dir, ...slots.map((s) => s.release.dir)])) rmSync(d, { recursive: true, force: true });
   log("stopped");
   process.exit(exitCode);
 }
 
+/** Tells a process to drain and waits until it has exited (killed after DRAIN_MS). */
+function drain(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const kill = setTimeout(() => child.kill("SIGKILL"), DRAIN_MS);
+    child.once("exit", () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill("SIGTERM");
+  });
+}
+
+/**
+ * Swaps in the bundle as it is now, one process at a time: slot i's new
+ * process starts on slot i's socket beside the old one and must answer
+ * /healthz before the old one drains and the next slot goes. A new process
+ * that does not come up is killed and the old one kept: the roll stops there.
+ */
+async function roll(): Promise<void> {
+  let next: Release;
+  try {
+    next = prepare(bundleDir());
+  } catch (e) {
+    return log(`SIGHUP: the bundle in ${bundleDir()} cannot be run, keeping the running one: ${(e as Error).message}`);
+  }
+  log(`SIGHUP: rolling restart of ${slots.length} processes onto rules ${next.rules ?? "(none)"} (running ${current.rules ?? "(none)"})`);
+  const previous = current;
+  for (const slot of slots) {
+    if (stopping) return;
+    const old = { child: slot.child, probePort: slot.probePort, release: slot.release };
+    if (slot.restartTimer) clearTimeout(slot.restartTimer);
+    try {
+      await start(slot, next);
+      await healthy(slot);
+    } catch (e) {
+      const failed = slot.child;
+      if (slot.restartTimer) clearTimeout(slot.restartTimer);
+      slot.restartTimer = null;
+      slot.release = old.release;
+      if (old.child && old.child.exitCode === null && old.child.signalCode === null) {
+        slot.child = old.child;
+        slot.probePort = old.probePort;
+      } else {
+        slot.child = null;
+        void start(slot).catch(() => undefined);
+      }
+      failed?.kill("SIGKILL");
+      log(`SIGHUP: process ${slot.index + 1} of the new bundle did not come up (${(e as Error).message}); rolling restart stopped, ${slot.index} of ${slots.length} processes run rules ${next.rules ?? "(none)"}`);
+      return;
+    }
+    log(`process ${slot.index + 1} (pid ${slot.child?.pid}) restarted, probe port ${slot.probePort} (rules ${next.rules ?? "(none)"})`);
+    if (old.child) await drain(old.child);
+  }
+  current = next;
+  if (announced) announced.rules = next.rules ?? undefined;
+  if (!slots.some((s) => s.release === previous)) rmSync(previous.dir, { recursive: true, force: true });
+  log(`SIGHUP: rolling restart done: ${slots.length} processes run rules ${next.rules ?? "(none)"}`);
+}
+
+/** SIGHUPs that come during a roll start one more roll after it (not one each). */
+let rolling: Promise<void> | null = null;
+let rollAgain = false;
+function requestRoll(): void {
+  if (stopping) return;
+  if (rolling) {
+    rollAgain = true;
+    return;
+  }
+  rolling = roll()
+    .catch((e: unknown) => log(`SIGHUP: rolling restart failed: ${(e as Error).message}`))
+    .finally(() => {
+      rolling = null;
+      if (rollAgain) {
+        rollAgain = false;
+        requestRoll();
+      }
+    });
+}
+
 process.on("SIGTERM", () => void stop("SIGTERM"));
+process.on("SIGHUP", requestRoll);
 process.on("SIGINT", () => void stop("SIGINT"));
 // main.ts gone (killed hard): stop rather than leave workerd processes behind.
 const parent = process.ppid;
@@ -235,9 +340,12 @@ try {
   const schedulerUrl = process.env["NODE_ANNOUNCE_URL"];
   if (schedulerUrl) {
     const version = (JSON.parse(readFileSync(path.join(import.meta.dirname, "../package.json"), "utf8")) as { version: string }).version;
-    announce({ schedulerUrl, token: process.env["NODE_ANNOUNCE_TOKEN"] ?? "", node: { name: process.env["NODE_NAME"]!, url: process.env["NODE_PUBLIC_URL"]!, region: cfg.edgeRegion, processes: count, version }, log });
+    announced = { name: process.env["NODE_NAME"]!, url: process.env["NODE_PUBLIC_URL"]!, region: cfg.edgeRegion, processes: count, version };
+    if (current.rules) announced.rules = current.rules;
+    announce({ schedulerUrl, token: process.env["NODE_ANNOUNCE_TOKEN"] ?? "", node: announced, log });
   }
   for (const s of slots) log(`process ${s.index + 1} (pid ${s.child?.pid}) ready, probe port ${s.probePort}`);
+  if (current.rules) log(`rules ${current.rules} (SIGHUP swaps in a rebuilt bundle, one process at a time)`);
   console.log(`edge node listening on http://${host}:${port} (${count} processes)`);
 } catch (e) {
   console.error(`edge node: ${(e as Error).message}`);

@@ -32,6 +32,8 @@ import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
 import { resolveSkus } from "./sku-source";
 import { formatVerify, verifyPlan } from "./verify";
+import { listNodes } from "./node-rules";
+import { RULES_VERSION_RE } from "../contract/prewarm";
 import { collectHotSkus } from "./hot-skus";
 import { checkPlan, formatCheck } from "./check";
 import { MultiBar, Presets } from "cli-progress";
@@ -123,14 +125,20 @@ withCommon(program.command("hot <key>").description("collect every node's most-r
 
 withCommon(program.command("verify <plan>").description("check that every planned key is cached and valid long enough on every target node, warming nothing"))
   .option("--no-progress", "no progress bars")
-  .action(async (planFile: string, o: Common & { progress: boolean }) => {
+  .option("--rules <version>", "the rules version (SPEC §9, 12 hex digits) every target node must run; default the plan's verify.rules, else the version most target nodes run")
+  .action(async (planFile: string, o: Common & { progress: boolean; rules?: string }) => {
     const plan = loadPlan(planFile);
+    if (o.rules !== undefined && !RULES_VERSION_RE.test(o.rules)) {
+      console.error(`prewarm: --rules must be a rules version: 12 lowercase hex digits (a node's /healthz rules), got ${JSON.stringify(o.rules)}`);
+      process.exit(2);
+    }
     await withEngine(o, async (engine) => {
       const skus = await resolveSkus(plan.skus, engine.redis);
       const multi = o.progress && !o.json && process.stderr.isTTY ? new MultiBar({ format: " {node} |{bar}| {percentage}% {value}/{total} keys checked", hideCursor: true }, Presets.shades_classic) : null;
       const bars = new Map<string, ReturnType<MultiBar["create"]>>();
       try {
         const report = await verifyPlan(await engine.withFleet(), plan, skus, {
+          ...(o.rules !== undefined ? { rules: o.rules } : {}),
           onProgress: (node, checked) => {
             if (!multi) return;
             if (!bars.has(node)) bars.set(node, multi.create(skus.length, 0, { node: node.padEnd(12) }));
@@ -191,10 +199,10 @@ withCommon(program.command("list").description("schedules and recent runs"))
   });
 
 const nodes = program.command("nodes").description("the fleet: the config's nodes and the registry (nodes that announce themselves, or added here)");
-withCommon(nodes.command("list").description("every node, with its source and state")).action(async (o: Common) => {
+withCommon(nodes.command("list").description("every node, with its source, state and rules version (announced, or read from its /healthz; unknown when it does not answer)")).action(async (o: Common) => {
   await withEngine(o, async (engine) => {
-    const all = [...engine.cfg.nodes.map((n) => ({ name: n.name, url: n.url, region: n.region, source: "config", state: "live", lastSeen: null as number | null })), ...(await engine.registry.list())];
-    out(o, { nodes: all }, all.length === 0 ? "(no nodes)" : all.map((n) => `${n.name.padEnd(24)} ${n.region.padEnd(10)} ${n.source.padEnd(9)} ${n.state.padEnd(6)} ${n.url}`).join("\n"));
+    const all = await listNodes(engine.cfg.nodes, await engine.registry.list());
+    out(o, { nodes: all }, all.length === 0 ? "(no nodes)" : all.map((n) => `${n.name.padEnd(24)} ${n.region.padEnd(10)} ${n.source.padEnd(9)} ${n.state.padEnd(6)} rules ${n.rules.padEnd(12)} ${n.url}`).join("\n"));
   });
 });
 withCommon(nodes.command("add <name> <url> <region>").description("add a node to the registry (its URL must match the config's nodeUrlAllow)")).action(async (name: string, url: string, region: string, o: Common) => {

@@ -21,6 +21,7 @@ import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
 import { resolveSkus } from "./sku-source";
 import { verifyPlan } from "./verify";
+import { listNodes } from "./node-rules";
 import { ChangeFanout } from "./changes";
 import { schedulerMetrics } from "./metrics";
 
@@ -55,7 +56,7 @@ export function opsApp(engine: Engine): Hono {
   // (A verify asks the nodes too, and takes as long as they do.)
   const unanswered = (): HTTPException => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` });
   const bounded = timeout(engine.cfg.redisTimeoutMs, unanswered);
-  app.use("/v1/*", (c, next) => (c.req.path === "/v1/verify" ? next() : bounded(c, next)));
+  app.use("/v1/*", (c, next) => (c.req.path === "/v1/verify" || (c.req.path === "/v1/nodes" && c.req.method === "GET") ? next() : bounded(c, next)));
   app.use("/v1/*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody("payload_too_large", `bodies are limited to ${MAX_BODY_BYTES} bytes`), 413) }));
 
   const readPlan = async (c: Context) => {
@@ -96,9 +97,8 @@ export function opsApp(engine: Engine): Hono {
     const text = await within(registry.metrics(), engine.cfg.redisTimeoutMs, unanswered);
     return c.body(text, 200, { "Content-Type": registry.contentType });
   });
-  app.get("/v1/nodes", async (c) =>
-    c.json({ nodes: [...engine.cfg.nodes.map(({ token: _t, ...n }) => ({ ...n, source: "config", state: "live" })), ...(await engine.registry.list())] }),
-  );
+  // Each node with its rules version (the nodes that do not announce it are asked, within RULES_PROBE_TIMEOUT_MS).
+  app.get("/v1/nodes", async (c) => c.json({ nodes: await listNodes(engine.cfg.nodes, await within(engine.registry.list(), engine.cfg.redisTimeoutMs, unanswered)) }));
   app.post("/v1/nodes", async (c) => validated(c, NODE_SHAPE, async (body) => c.json(await engine.registry.add(body), 201)));
   app.delete("/v1/nodes/:name", async (c) => ((await engine.registry.remove(c.req.param("name"))) ? c.body(null, 204) : c.json(errorBody("not_found", `no registry node ${c.req.param("name")}`), 404)));
   const changes = new ChangeFanout(engine);

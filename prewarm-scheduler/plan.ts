@@ -7,6 +7,7 @@
  * field; a SKU file is read when the plan is loaded so a scheduled plan does
  * not depend on the file being present on every scheduler machine.
  */
+import { RULES_VERSION_RE } from "../contract/prewarm";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
@@ -145,6 +146,8 @@ export const planSchema = z.strictObject({
       margin: duration("verify.margin").default(30_000),
       /** `prewarm verify` exits 0 only when ready keys / all keys, over all nodes, reach this. @default 1 */
       readiness: z.number().min(0).max(1).default(1),
+      /** The rules version (SPEC §9) every target node must run, or `prewarm verify` reports it `rules_mismatch`; absent: the version most target nodes run. */
+      rules: z.string().regex(RULES_VERSION_RE, { error: "must be a rules version: 12 lowercase hex digits (a node's /healthz rules)" }).optional(),
     })
     .prefault({}),
 }).superRefine((p, ctx) => {

@@ -21,6 +21,7 @@
 import type { SchedulerRedis } from "./redis";
 import { z } from "zod";
 import { isValidRegion } from "../contract/ids";
+import { RULES_VERSION_RE } from "../contract/prewarm";
 import type { EdgeNodeConfig, SchedulerConfig } from "./config";
 import { describeIssues, InvalidFileError } from "./schema-errors";
 import { allowedUrl, parseUrlPatterns, type UrlPattern } from "./url-allow";
@@ -31,6 +32,8 @@ export const entrySchema = z.strictObject({
   region: z.string().refine(isValidRegion, { error: "must be a region name like cn-east" }),
   processes: z.int().min(1).max(1024).optional(),
   version: z.string().max(100).optional(),
+  /** The rules version the node runs (SPEC §9), announced with every heartbeat. */
+  rules: z.string().regex(RULES_VERSION_RE, { error: "must be a rules version: 12 lowercase hex digits" }).optional(),
 });
 
 export interface RegistryEntry extends z.output<typeof entrySchema> {

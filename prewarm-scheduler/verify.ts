@@ -13,9 +13,17 @@
  * not long enough), `stale` (past its validUntil), the node's per-SKU codes
  * (`not_found`, …), or for a whole request `node_unreachable`, `timeout`,
  * `http_<status>`.
+ *
+ * Rules (SPEC §9): each target node's /healthz `rules` is read; a node that
+ * runs other rules than expected is `rulesMismatch` and the plan is not met.
+ * Expected: `--rules`, else the plan's `verify.rules`, else the version more
+ * than half of the target nodes run (none when no version has a majority: a
+ * rollout half done has nothing to compare with). Node level only: a node
+ * runs one rules version, and serves no aggregate of other rules as a HIT.
  */
 import type { EdgeNodeConfig, SchedulerConfig } from "./config";
 import { targetNodes, type Plan } from "./plan";
+import { probeRules } from "./node-rules";
 
 /** SKUs per request: the node's limit for a multi-get. */
 const IDS_PER_REQUEST = 100;
@@ -35,6 +43,10 @@ export interface NodeReadiness {
   samples: { sku: string; reason: string }[];
   /** Every straggler, when asked for (`collect`). */
   stragglerSkus?: string[];
+  /** The rules version its /healthz shows, or `unknown`. */
+  rules: string;
+  /** It runs other rules than `VerifyReport.rules.expected` (reported as `rules_mismatch`). */
+  rulesMismatch: boolean;
 }
 
 export interface VerifyReport {
@@ -48,7 +60,18 @@ export interface VerifyReport {
   readyPct: number;
   /** The plan's verify.readiness. */
   goal: number;
+  /** The rules version every node must run, and where that came from (none: no check). */
+  rules: { expected: string | null; from: "flag" | "plan" | "majority" | null };
+  /** Readiness reaches the goal and no node is `rulesMismatch`. */
   met: boolean;
+}
+
+/** The version more than half of `versions` are (unknown ones count against), or null. */
+function majority(versions: readonly string[]): string | null {
+  const counts = new Map<string, number>();
+  for (const v of versions) if (v !== "unknown") counts.set(v, (counts.get(v) ?? 0) + 1);
+  for (const [v, k] of counts) if (k * 2 > versions.length) return v;
+  return null;
 }
 
 /** The instant a plan's keys must stay valid until, checked at `now`. */
@@ -95,12 +118,18 @@ async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: 
 }
 
 /** Checks every target node for every SKU; `onProgress(node, checked)` as chunks come back. */
-export async function verifyPlan(cfg: SchedulerConfig, plan: Plan, skus: readonly string[], o: { now?: number; collect?: boolean; onProgress?: (node: string, checked: number) => void } = {}): Promise<VerifyReport> {
+export async function verifyPlan(
+  cfg: SchedulerConfig,
+  plan: Plan,
+  skus: readonly string[],
+  o: { now?: number; collect?: boolean; rules?: string; onProgress?: (node: string, checked: number) => void } = {},
+): Promise<VerifyReport> {
   const now = o.now ?? Date.now();
   const until = requiredUntil(plan, now);
   const nodes = await Promise.all(
     targetNodes(plan, cfg.nodes).map(async (node): Promise<NodeReadiness> => {
-      const r: NodeReadiness = { name: node.name, region: node.region, skus: skus.length, ready: 0, readyPct: 0, stragglers: {}, samples: [], ...(o.collect ? { stragglerSkus: [] } : {}) };
+      const rules = probeRules(node.url);
+      const r: NodeReadiness = { name: node.name, region: node.region, skus: skus.length, ready: 0, readyPct: 0, stragglers: {}, samples: [], ...(o.collect ? { stragglerSkus: [] } : {}), rules: "unknown", rulesMismatch: false };
       // Counted in a Map: a reason is the node's word (its per-SKU code), and an object has inherited keys.
       const stragglers = new Map<string, number>();
       let next = 0;
@@ -126,22 +155,41 @@ export async function verifyPlan(cfg: SchedulerConfig, plan: Plan, skus: readonl
       await Promise.all(Array.from({ length: CONCURRENCY }, lane));
       r.stragglers = Object.fromEntries(stragglers);
       r.readyPct = r.skus === 0 ? 100 : (100 * r.ready) / r.skus;
+      r.rules = await rules;
       return r;
     }),
   );
+  const given = o.rules ?? plan.verify.rules;
+  const expected = given ?? majority(nodes.map((n) => n.rules));
+  const from = o.rules !== undefined ? "flag" : plan.verify.rules !== undefined ? "plan" : expected !== null ? "majority" : null;
+  for (const n of nodes) n.rulesMismatch = expected !== null && n.rules !== expected;
   const total = nodes.reduce((s, n) => s + n.skus, 0);
   const ready = nodes.reduce((s, n) => s + n.ready, 0);
   const goal = plan.verify.readiness;
-  return { plan: plan.name, at: now, requiredUntil: until, nodes, total, ready, readyPct: total === 0 ? 100 : (100 * ready) / total, goal, met: total === 0 || ready / total >= goal };
+  const readyEnough = total === 0 || ready / total >= goal;
+  return {
+    plan: plan.name,
+    at: now,
+    requiredUntil: until,
+    nodes,
+    total,
+    ready,
+    readyPct: total === 0 ? 100 : (100 * ready) / total,
+    goal,
+    rules: { expected, from },
+    met: readyEnough && !nodes.some((n) => n.rulesMismatch),
+  };
 }
 
 export function formatVerify(r: VerifyReport): string {
   const lines = [
     `verify ${r.plan}: ${r.readyPct.toFixed(2)} % ready (${r.ready} of ${r.total} keys valid until ${new Date(r.requiredUntil).toISOString()}); goal ${(r.goal * 100).toFixed(2)} %: ${r.met ? "met" : "NOT met"}`,
   ];
+  lines.push(r.rules.expected ? `  rules ${r.rules.expected} expected (${r.rules.from === "majority" ? "the version most target nodes run" : `from the ${r.rules.from}`})` : "  rules: no version expected (none given, and no version runs on most target nodes)");
   for (const n of r.nodes) {
     const why = Object.entries(n.stragglers).sort((a, b) => b[1] - a[1]).map(([reason, k]) => `${reason} ${k}`).join(", ");
-    lines.push(`  ${n.name.padEnd(16)} ${n.region.padEnd(10)} ${n.readyPct.toFixed(2).padStart(6)} %  ${n.ready}/${n.skus}${why ? `  stragglers: ${why}` : ""}`);
+    const rules = n.rulesMismatch ? `  rules_mismatch: runs ${n.rules}` : `  rules ${n.rules}`;
+    lines.push(`  ${n.name.padEnd(16)} ${n.region.padEnd(10)} ${n.readyPct.toFixed(2).padStart(6)} %  ${n.ready}/${n.skus}${rules}${why ? `  stragglers: ${why}` : ""}`);
   }
   return lines.join("\n");
 }

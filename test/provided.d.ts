@@ -12,6 +12,8 @@ declare module "vitest" {
     controlUrl: string;
     /** The PREWARM_TOKEN the worker under test is configured with. */
     prewarmToken: string;
+    /** SPEC §9: the first 12 hex digits of the SHA-256 of build/go-stock.wasm, as the test run found it. */
+    rulesVersion: string;
     /** The text of ../shared/fixtures/conformance.json. */
     conformance: string;
   }

@@ -72,12 +72,12 @@ export interface NodeStack {
 }
 
 /** Starts a node of `processes` workerd processes (EDGE_REGION cn-east, the token, `vars` on top) on a fresh edge Redis, beside a fresh region. */
-export async function startNodeStack(o: { token: string; processes: number; vars?: Record<string, string> }): Promise<NodeStack> {
+export async function startNodeStack(o: { token: string; processes: number; vars?: Record<string, string>; bundleDir?: string }): Promise<NodeStack> {
   const redis = await startRedis();
   const regionalRedis = await startRedis();
   const regional = await startRegional({ redisUrl: regionalRedis.url });
   const client = new Redis(redis.url);
-  const node = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: o.token, ...o.vars }, processes: o.processes });
+  const node = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, PREWARM_TOKEN: o.token, ...o.vars }, processes: o.processes, ...(o.bundleDir ? { bundleDir: o.bundleDir } : {}) });
   return {
     redis,
     regionalRedis,

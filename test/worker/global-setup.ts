@@ -7,7 +7,7 @@
  *  - a fresh PREWARM_TOKEN and the shared conformance vectors.
  * They reach the worker as bindings and the tests through provide().
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
@@ -29,6 +29,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide("controlUrl", control.url);
   project.provide("prewarmToken", randomBytes(16).toString("hex"));
   project.provide("conformance", readFileSync(conformancePath, "utf8"));
+  project.provide("rulesVersion", createHash("sha256").update(readFileSync(path.resolve(import.meta.dirname, "../../build/go-stock.wasm"))).digest("hex").slice(0, 12));
   return async () => {
     await control.close();
     await regional.close();

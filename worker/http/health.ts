@@ -1,7 +1,8 @@
-/** GET /healthz: can this node answer? (edge Redis, regional breaker, Wasm, version) */
+/** GET /healthz: can this node answer? (edge Redis, regional breaker, Wasm, version, rules version) */
 import type { Deps } from "../aggregates";
 
 import { ABI_VERSION } from "../rules/host";
+import { RULES_VERSION } from "../rules/version";
 
 export const VERSION = "0.1.0";
 
@@ -27,6 +28,7 @@ export async function healthz(deps: Deps): Promise<Response> {
     {
       status: ok ? "ok" : "degraded",
       version: VERSION,
+      rules: RULES_VERSION,
       region: deps.cfg.edgeRegion,
       store: deps.cfg.aggregateStore,
       edgeRedis: redis,

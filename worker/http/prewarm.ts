@@ -13,6 +13,7 @@ import { MAX_BATCH, type PrewarmAnswer } from "../../contract/prewarm";
 import { isValidSku } from "../../contract/ids";
 import { isValidTag, MAX_REQUEST_TAGS, tagProblem } from "../../contract/tags";
 import { requestRegion } from "./region";
+import { RULES_VERSION } from "../rules/version";
 import { inflight } from "../isolate";
 import { metrics } from "../metrics";
 import { memKey } from "../cache/entry";
@@ -98,6 +99,7 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
     fromRegional,
     failed,
     durationMs: Date.now() - started,
+    rules: RULES_VERSION,
   };
   metrics.prewarmSkus.inc({ result: "warmed" }, answer.warmed);
   metrics.prewarmSkus.inc({ result: "failed" }, failed.length);

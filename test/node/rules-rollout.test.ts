@@ -1,0 +1,189 @@
+/**
+ * SPEC §9's rules version on a self-hosted node, and a rollout of new rules
+ * (SIGHUP: a rolling restart of the workerd processes onto the bundle as it
+ * is now), on a real 2-process node under read load.
+ */
+import autocannon from "autocannon";
+import { createHash } from "node:crypto";
+import { cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildBundle } from "../../edge-node/bundle";
+import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
+import { parseConfig } from "../../prewarm-scheduler/config";
+import { Engine } from "../../prewarm-scheduler/engine";
+import { opsApp } from "../../prewarm-scheduler/ops-api";
+import { parsePlan } from "../../prewarm-scheduler/plan";
+import { verifyPlan } from "../../prewarm-scheduler/verify";
+import { startRedis } from "../../scripts/redis-server";
+import { postTo, priceRecord, readSku, startNodeStack, stockRecord, type NodeStack } from "./edge-node-client";
+
+const TOKEN = "rules-test-token";
+const sha12 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex").slice(0, 12);
+
+/** An unsigned LEB128. */
+function leb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+/** The module with a custom section appended: other bytes (another rules version), the same behaviour. */
+function withCustomSection(wasm: Uint8Array, note: string): Uint8Array {
+  const name = Buffer.from("rollout-test");
+  const payload = Buffer.from(note);
+  const body = [...leb(name.length), ...name, ...payload];
+  return Buffer.concat([wasm, Buffer.from([0, ...leb(body.length), ...body])]);
+}
+
+/** The bundle's go-stock module file. */
+function moduleOf(dir: string): string {
+  const f = readdirSync(dir).find((x) => x.endsWith("go-stock.wasm"));
+  if (!f) throw new Error(`no go-stock module in ${dir}`);
+  return path.join(dir, f);
+}
+
+async function rulesOf(url: string): Promise<string | undefined> {
+  return ((await (await fetch(`${url}/healthz`)).json()) as { rules?: string }).rules;
+}
+
+let stack: NodeStack;
+let bundle: string;
+let scratch: string;
+beforeAll(async () => {
+  // The node runs a bundle of its own (EDGE_NODE_BUNDLE_DIR), so that the test can replace its module.
+  buildBundle(path.join(ROOT, "wrangler.toml"), BUNDLE_DIR);
+  scratch = mkdtempSync(path.join(tmpdir(), "rules-rollout-"));
+  bundle = path.join(scratch, "bundle");
+  cpSync(BUNDLE_DIR, bundle, { recursive: true });
+  stack = await startNodeStack({ token: TOKEN, processes: 2, bundleDir: bundle });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+describe("the rules version of a node", () => {
+  const built = (): string => sha12(readFileSync(path.join(ROOT, "build/go-stock.wasm")));
+
+  it("is written beside the module by the build: the first 12 hex digits of the SHA-256 of build/go-stock.wasm", () => {
+    expect(readFileSync(path.join(ROOT, "build/go-stock-rules-version.txt"), "utf8").trim()).toBe(built());
+  });
+
+  it("is shown by every process's /healthz and carried by the prewarm answer", async () => {
+    const { node, client } = stack;
+    for (const p of node.processes().values()) expect(await rulesOf(p.url)).toBe(built());
+    const sku = `rules-${process.pid}-a`;
+    await client.set(`sku:${sku}:stock`, stockRecord(sku));
+    await client.set(`sku:${sku}:price`, priceRecord(sku, 1_000));
+    const res = await postTo(node.url, "/v1/prewarm", { skus: [sku] }, TOKEN);
+    expect(await res.json()).toMatchObject({ warmed: 1, rules: built() });
+  });
+});
+
+describe("SIGHUP", () => {
+  it("swaps in a replaced module one process at a time under read load: no request fails, and every process then shows the new rules", async () => {
+    const { node, client } = stack;
+    const sku = `rules-${process.pid}-b`;
+    await client.set(`sku:${sku}:stock`, stockRecord(sku));
+    await client.set(`sku:${sku}:price`, priceRecord(sku, 2_000));
+    expect((await readSku(node.url, sku)).amount).toBe(2_000);
+    const before = new Map([...node.processes()].map(([i, p]) => [i, p.pid]));
+    const old = await rulesOf(node.url);
+
+    // A new module file, put in place whole (as a rebuild does).
+    const file = moduleOf(bundle);
+    const replaced = withCustomSection(readFileSync(file), `${Date.now()}`);
+    writeFileSync(`${file}.new`, replaced);
+    renameSync(`${file}.new`, file);
+    const next = sha12(replaced);
+    expect(next).not.toBe(old);
+
+    const load = autocannon({ url: `${node.url}/v1/skus/${sku}`, connections: 4, duration: 6 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const rolled = node.log().length;
+    node.process.kill("SIGHUP");
+    const result = await load;
+    const log = node.log().slice(rolled);
+    expect(log, node.log()).toContain(`rolling restart done: 2 processes run rules ${next}`);
+    // One at a time: process 1's new process answered before process 2 was restarted.
+    expect(log.indexOf("process 1 (pid")).toBeLessThan(log.indexOf("process 2 (pid"));
+
+    expect(result.errors + result.timeouts + result.non2xx).toBe(0);
+    expect(result["2xx"]).toBeGreaterThan(500);
+    const after = node.processes();
+    for (const [i, p] of after) {
+      expect(p.pid).not.toBe(before.get(i));
+      expect(await rulesOf(p.url)).toBe(next);
+    }
+    expect(await rulesOf(node.url)).toBe(next);
+    expect((await readSku(node.url, sku)).amount).toBe(2_000);
+  }, 60_000);
+});
+
+describe("GET /v1/nodes (prewarm nodes list)", () => {
+  it("shows each node's rules version: announced, read from a config node's /healthz, unknown for one that does not answer; a malformed announced version is refused", async () => {
+    const redis = await startRedis();
+    const engine = new Engine(
+      parseConfig({
+        redis: redis.url,
+        prefix: `rules-${process.pid}`,
+        token: "fleet-secret",
+        nodes: [
+          { name: "edge-real", url: stack.node.url, region: "cn-east" },
+          { name: "edge-dead", url: "http://127.0.0.1:9", region: "cn-east" },
+        ],
+        nodeUrlAllow: ["http://10.0.*.*:8787"],
+        registryToken: "reg-secret",
+      }),
+    );
+    try {
+      const app = opsApp(engine);
+      const announce = (body: unknown): Promise<Response> =>
+        Promise.resolve(app.request("/v1/nodes/announce", { method: "POST", headers: { "Content-Type": "application/json", Authorization: "Bearer reg-secret" }, body: JSON.stringify(body) }));
+      const bad = await announce({ name: "edge-sh-1", url: "http://10.0.1.5:8787", region: "cn-east", rules: "ABC" });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: { details: string[] } }).error.details).toEqual(["rules: must be a rules version: 12 lowercase hex digits"]);
+      expect((await announce({ name: "edge-sh-1", url: "http://10.0.1.5:8787", region: "cn-east", rules: "0123456789ab" })).status).toBe(200);
+
+      const listed = (await (await app.request("/v1/nodes")).json()) as { nodes: { name: string; source: string; rules: string }[] };
+      expect(listed.nodes.map((n) => [n.name, n.source, n.rules])).toEqual([
+        ["edge-real", "config", await rulesOf(stack.node.url)],
+        ["edge-dead", "config", "unknown"],
+        ["edge-sh-1", "announced", "0123456789ab"],
+      ]);
+    } finally {
+      await engine.close();
+      await redis.stop();
+    }
+  });
+});
+
+describe("prewarm verify", () => {
+  it("reports a node that runs other rules than the plan expects as rules_mismatch, and the plan not met", async () => {
+    const { node, client } = stack;
+    const sku = `rules-${process.pid}-c`;
+    await client.set(`sku:${sku}:stock`, stockRecord(sku));
+    await client.set(`sku:${sku}:price`, priceRecord(sku, 3_000));
+    expect((await postTo(node.url, "/v1/prewarm", { skus: [sku], ttl: 600 }, TOKEN)).status).toBe(200);
+    const running = (await rulesOf(node.url))!;
+    const cfg = parseConfig({ token: "fleet-secret", nodes: [{ name: "edge-real", url: node.url, region: "cn-east" }] });
+    const verify = (rules?: string) => verifyPlan(cfg, parsePlan({ name: "rules", skus: { list: [sku] }, verify: { margin: "1m", ...(rules ? { rules } : {}) } }), [sku]);
+
+    const other = running === "0123456789ab" ? "ba9876543210" : "0123456789ab";
+    const mismatch = await verify(other);
+    expect(mismatch).toMatchObject({ ready: 1, met: false, rules: { expected: other, from: "plan" } });
+    expect(mismatch.nodes.map((n) => [n.name, n.rules, n.rulesMismatch])).toEqual([["edge-real", running, true]]);
+    expect(await verify(running)).toMatchObject({ ready: 1, met: true, rules: { expected: running, from: "plan" } });
+    // No version given: the one most target nodes run.
+    expect(await verify()).toMatchObject({ met: true, rules: { expected: running, from: "majority" } });
+    expect(() => parsePlan({ name: "rules", skus: { list: [sku] }, verify: { rules: "v2" } })).toThrow(/12 lowercase hex digits/);
+  });
+});
