@@ -10,7 +10,10 @@
  *                               exit 1 when readiness is below the plan's verify.readiness
  *   prewarm schedule <plan>     register a cron or campaign plan (idempotent)
  *   prewarm unschedule <name>   remove a plan's schedule
- *   prewarm list                schedules and recent runs
+ *   prewarm purge (--tag T ... | --sku S ...) [--soft] [--region R] [--nodes N,...]
+ *                               purge the fleet; per-node report; exit 1 when a target node did not confirm
+ *                               (it is sent the purge again until it does)
+ *   prewarm list                schedules, recent runs and recent purges
  *   prewarm nodes list|add|remove   the fleet: the config's nodes and the live registry
  *   prewarm worker              process batches (run as many as you like, anywhere)
  *   prewarm serve               the ops HTTP API and job dashboard (workers included)
@@ -37,6 +40,7 @@ import { RULES_VERSION_RE } from "../contract/prewarm";
 import { collectHotSkus } from "./hot-skus";
 import { checkPlan, formatCheck } from "./check";
 import { MultiBar, Presets } from "cli-progress";
+import { cliUser, describePurge, describeWho, formatPurge, isPurgeId, parsePurge } from "./purge";
 
 interface Common {
   config?: string;
@@ -154,8 +158,18 @@ withCommon(program.command("verify <plan>").description("check that every planne
     });
   });
 
-withCommon(program.command("status <run>").description("a run's progress and per-node report")).action(async (runId: string, o: Common) => {
+withCommon(program.command("status <run>").description("a run's (or a purge's) progress and per-node report")).action(async (runId: string, o: Common) => {
   await withEngine(o, async (engine) => {
+    if (isPurgeId(runId)) {
+      const p = await engine.purges.report(runId);
+      if (!p) {
+        console.error(`no purge ${runId}`);
+        process.exitCode = 2;
+        return;
+      }
+      out(o, p, formatPurge(p));
+      return;
+    }
     const r = await engine.store.report(runId);
     if (!r) {
       console.error(`no run ${runId}`);
@@ -182,19 +196,50 @@ withCommon(program.command("unschedule <name>").description("remove a plan's sch
   });
 });
 
-withCommon(program.command("list").description("schedules and recent runs"))
-  .option("-n, --limit <n>", "runs to show", "20")
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+withCommon(program.command("purge").description("purge SKUs or tags from every target node (config and registry) and report per node; exit 1 when a node did not confirm"))
+  .option("--tag <tag>", "a tag kind:value (kind: sku, promo, wh, plan, campaign, label); repeat for more", collect)
+  .option("--sku <sku>", "a SKU id; repeat for more", collect)
+  .option("--soft", "mark the aggregates stale (served once as STALE while recomputed) instead of dropping them")
+  .option("--region <region>", "only the nodes of this region, and only this region's aggregates on them")
+  .option("--nodes <names>", "only these nodes (comma-separated)")
+  .action(async (o: Common & { tag?: string[]; sku?: string[]; soft?: boolean; region?: string; nodes?: string }) => {
+    // Checked before anything is sent (SPEC §9's grammar and limits): a clear error and exit 2.
+    const p = parsePurge(
+      {
+        ...(o.sku ? { skus: o.sku } : {}),
+        ...(o.tag ? { tags: o.tag } : {}),
+        soft: o.soft === true,
+        ...(o.region !== undefined ? { region: o.region } : {}),
+        ...(o.nodes !== undefined ? { nodes: o.nodes.split(",").map((n) => n.trim()).filter((n) => n !== "") } : {}),
+      },
+      "prewarm purge",
+    );
+    await withEngine(o, async (engine) => {
+      const r = await engine.purges.purge(p, cliUser());
+      out(o, r, formatPurge(r));
+      if (!r.ok) process.exitCode = 1;
+    });
+  });
+
+withCommon(program.command("list").description("schedules, recent runs and recent purges"))
+  .option("-n, --limit <n>", "runs (and purges) to show", "20")
   .action(async (o: Common & { limit: string }) => {
     await withEngine(o, async (engine) => {
       const schedules = await listSchedules(engine);
       const runs = (await Promise.all((await engine.store.list(Number(o.limit))).map((id) => engine.store.report(id)))).filter((r) => r !== null);
+      const purges = (await Promise.all((await engine.purges.list(Number(o.limit))).map((id) => engine.purges.report(id)))).filter((r) => r !== null);
       const text = [
         "schedules:",
         ...(schedules.length === 0 ? ["  (none)"] : schedules.map((s) => `  ${s.plan.padEnd(24)} ${s.kind.padEnd(9)} ${s.cron ?? `${s.fireTimes?.length} runs`}  next ${s.next ? new Date(s.next).toISOString() : "-"}`)),
         "runs:",
         ...(runs.length === 0 ? ["  (none)"] : runs.map((r) => `  ${r.runId.padEnd(44)} ${r.status.padEnd(10)} ${r.warmed} warmed, ${r.failed} failed${r.superseded > 0 ? `, ${r.superseded} unsent` : ""}  ${new Date(r.createdAt).toISOString()}`)),
+        "purges:",
+        ...(purges.length === 0
+          ? ["  (none)"]
+          : purges.map((p) => `  ${p.purgeId.padEnd(44)} ${(p.ok ? "purged" : p.pending > 0 ? "pending" : "expired").padEnd(10)} ${p.confirmed}/${p.results.length} nodes, ${p.purged} purged: ${describePurge(p)}  by ${describeWho(p.by)}  ${new Date(p.createdAt).toISOString()}`)),
       ].join("\n");
-      out(o, { schedules, runs: runs.map(({ nodes: _n, ...r }) => r) }, text);
+      out(o, { schedules, runs: runs.map(({ nodes: _n, ...r }) => r), purges }, text);
     });
   });
 

@@ -39,6 +39,7 @@ import { asNode, NodeRegistry, type NodeState } from "./registry";
 import { targetNodes, type Plan } from "./plan";
 import { batchSkus, RunStore, type BatchRef, type BatchResult, type ReadinessSummary, type RunMeta } from "./run-store";
 import { verifyPlan, type VerifyReport } from "./verify";
+import { FleetPurge } from "./purge";
 import { isInvalidFileError } from "./schema-errors";
 import { resolveSkus, SkuSourceError } from "./sku-source";
 
@@ -107,6 +108,8 @@ export function planKey(plan: Plan): string {
 
 /** A run is closed this long after its deadline: the batches in flight at the deadline (their requests end by it) get to record their answers. */
 export const CLOSE_GRACE_MS = 1000;
+/** How often a process with workers sends again the purges due for a retry. */
+const REPLAY_EVERY_MS = 250;
 /** How often a process with workers looks for runs past their deadline. */
 const SWEEP_EVERY_MS = 1000;
 
@@ -134,6 +137,8 @@ export class Engine {
   readonly runs: Queue<RunJobData>;
   private readonly pacer: Pacer;
   readonly registry: NodeRegistry;
+  /** Fleet purges: sent, recorded, and sent again to the nodes that did not confirm (`purge.ts`). */
+  readonly purges: FleetPurge;
   /** The registry as last read (at most REGISTRY_CACHE_MS old): a batch does not read the whole registry. */
   private registryCache: { at: number; nodes: Promise<NodeState[]> } | null = null;
   /** A connection whose commands fail within `redisTimeoutMs` while Redis is away, rather than wait for it. */
@@ -143,6 +148,7 @@ export class Engine {
   /** How many finished jobs the queues keep. */
   readonly kept: KeepJobs;
   private sweeper: NodeJS.Timeout | undefined;
+  private replayer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(readonly cfg: SchedulerConfig) {
@@ -161,6 +167,7 @@ export class Engine {
     this.kept = keptJobs(cfg);
     this.pacer = new Pacer(this.redis, cfg.prefix);
     this.registry = new NodeRegistry(this.redis, cfg);
+    this.purges = new FleetPurge(this.redis, cfg, this.registry, () => new SchedulerRedisError(`the scheduler's Redis ${describeRedis(cfg.redis)} did not record the purge within ${cfg.redisTimeoutMs} ms; nothing was sent`));
     const streams = { events: { maxLen: QUEUE_EVENTS } };
     this.runs = new Queue<RunJobData>("runs", { connection: this.redis, prefix: cfg.prefix, streams });
     this.batches = new Queue<BatchJobData>("batches", { connection: this.redis, prefix: cfg.prefix, streams });
@@ -256,7 +263,7 @@ export class Engine {
     return runId;
   }
 
-  /** Starts this process's workers: plan expansion, the batches (one worker, `concurrency` slots), and the deadline sweep. */
+  /** Starts this process's workers: plan expansion, the batches (one worker, `concurrency` slots), the deadline sweep, and the purges' replays. */
   startWorkers(): void {
     const common = {
       connection: this.redis,
@@ -293,6 +300,17 @@ export class Engine {
         .finally(() => (sweeping = false));
     }, SWEEP_EVERY_MS);
     this.sweeper.unref();
+    // Purges a node did not confirm are sent again when due (a slow node does not hold up the deadline sweep).
+    let replaying = false;
+    this.replayer = setInterval(() => {
+      if (replaying) return;
+      replaying = true;
+      this.purges
+        .replayDue()
+        .catch((e: Error) => console.error(`scheduler: sending pending purges again: ${e.message}`))
+        .finally(() => (replaying = false));
+    }, REPLAY_EVERY_MS);
+    this.replayer.unref();
   }
 
   /** Resolves when every worker of this process is connected and consuming. */
@@ -584,6 +602,7 @@ export class Engine {
   /** Drops the runs past their age (count is kept when runs open) and the registry nodes silent past `forgetNodesAfterDays`. */
   async applyRetention(now = Date.now()): Promise<void> {
     while ((await this.store.trim(now)) > 0);
+    while ((await this.purges.trim(now)) > 0);
     await this.registry.forgetSilent(this.cfg.retention.forgetNodesAfterDays * 86_400_000, now);
   }
 
@@ -592,6 +611,7 @@ export class Engine {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.sweeper);
+    clearInterval(this.replayer);
     await Promise.all(this.workers.map((w) => w.close()));
     await Promise.all([this.runs.close(), this.batches.close()]);
     this.redis.disconnect();

@@ -15,7 +15,9 @@ import { bodyLimit } from "hono/body-limit";
 import { bearerAuth } from "hono/bearer-auth";
 import { HTTPException } from "hono/http-exception";
 import { timeout } from "hono/timeout";
-import { within, type Engine } from "./engine";
+import { SchedulerRedisError, within, type Engine } from "./engine";
+import { getConnInfo } from "@hono/node-server/conninfo";
+import { parsePurge } from "./purge";
 import { parsePlan } from "./plan";
 import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
@@ -36,6 +38,7 @@ export function opsApp(engine: Engine): Hono {
   const app = new Hono();
   app.onError((e, c) => {
     if (isInvalidFileError(e)) return c.json(errorBody("invalid_plan", e.message, e.problems), 400);
+    if (e instanceof SchedulerRedisError) return c.json(errorBody("unavailable", e.message), 503);
     if (e instanceof HTTPException) return c.json(errorBody(e.status === 401 ? "unauthorized" : e.status === 503 ? "unavailable" : "bad_request", e.message), e.status);
     // The detail goes to the log under an id; the caller gets the id only.
     const id = randomUUID();
@@ -49,14 +52,19 @@ export function opsApp(engine: Engine): Hono {
   app.post("/v1/nodes/announce", async (c) => {
     if (engine.cfg.registryToken === "") return c.json(errorBody("not_found", "announcing is off: the config has no registryToken"), 404);
     if (bearerVerdict(c.req.header("Authorization"), engine.cfg.registryToken) !== "ok") return c.json(errorBody("unauthorized", "missing or invalid registry token"), 401);
-    return validated(c, NODE_SHAPE, async (body) => c.json(await engine.registry.announce(body), 200));
+    return validated(c, NODE_SHAPE, async (body) => {
+      const e = await engine.registry.announce(body);
+      // It is back: the purges it missed go to it now, rather than at the next retry.
+      void engine.purges.replayNode(e.name).catch((err: Error) => console.error(`scheduler: sending ${e.name} the purges it missed: ${err.message}`));
+      return c.json(e, 200);
+    });
   });
   if (engine.cfg.opsToken !== "") app.use("/*", bearerAuth({ token: engine.cfg.opsToken }));
   // Every route below needs the scheduler's Redis: without it, a bounded 503 rather than a hung request.
-  // (A verify asks the nodes too, and takes as long as they do.)
+  // (A verify or a purge asks the nodes too, and takes as long as they do; a purge bounds its own wait for Redis.)
   const unanswered = (): HTTPException => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` });
   const bounded = timeout(engine.cfg.redisTimeoutMs, unanswered);
-  app.use("/v1/*", (c, next) => (c.req.path === "/v1/verify" || (c.req.path === "/v1/nodes" && c.req.method === "GET") ? next() : bounded(c, next)));
+  app.use("/v1/*", (c, next) => (c.req.path === "/v1/verify" || c.req.path === "/v1/purge" || (c.req.path === "/v1/nodes" && c.req.method === "GET") ? next() : bounded(c, next)));
   app.use("/v1/*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody("payload_too_large", `bodies are limited to ${MAX_BODY_BYTES} bytes`), 413) }));
 
   const readPlan = async (c: Context) => {
@@ -90,6 +98,34 @@ export function opsApp(engine: Engine): Hono {
   app.post("/v1/verify", async (c) => {
     const plan = await readPlan(c);
     return c.json(await verifyPlan(await engine.withFleet(), plan, await resolveSkus(plan.skus, engine.redis)));
+  });
+  // A fleet purge: sent to every target node, recorded; 200 when every node confirmed, else 502 naming those that did not
+  // (they are sent it again until they confirm). `by` is recorded as the caller gives it, beside the caller's address.
+  app.post("/v1/purge", async (c) =>
+    validated(c, "{skus?: [...], tags?: [...], soft?, region?, nodes?: [...], by?}", async (body) => {
+      const p = parsePurge(body, "purge");
+      let address: string | undefined;
+      try {
+        address = getConnInfo(c).remote.address;
+      } catch {
+        address = undefined; // not served by @hono/node-server (app.request in tests)
+      }
+      const r = await engine.purges.purge(p, { via: "api", ...(p.by ? { user: p.by } : {}), ...(address ? { host: address } : {}) });
+      if (r.ok) return c.json(r, 200);
+      const missing = r.results.filter((n) => n.status !== "purged");
+      return c.json({ ...errorBody("not_all_purged", `${missing.length} of ${r.results.length} nodes did not confirm the purge (${missing.map((n) => `${n.name}: ${n.code ?? "?"}`).join(", ")}); it is sent to them again until they do`), purge: r }, 502);
+    }),
+  );
+  app.get("/v1/purges", async (c) => {
+    const raw = c.req.query("limit") ?? "20";
+    const limit = Number(raw);
+    if (!/^\d+$/.test(raw) || limit < 1 || limit > 1000) throw new HTTPException(400, { message: `limit must be an integer in 1..1000, got ${JSON.stringify(raw)}` });
+    const reports = await Promise.all((await engine.purges.list(limit)).map((id) => engine.purges.report(id)));
+    return c.json({ purges: reports.filter((r) => r !== null) });
+  });
+  app.get("/v1/purges/:id", async (c) => {
+    const r = await engine.purges.report(c.req.param("id"));
+    return r ? c.json(r) : c.json(errorBody("not_found", `no purge ${c.req.param("id")}`), 404);
   });
   // Prometheus: the queues, open runs, readiness (behind the token like the rest; Prometheus sends it as a bearer).
   const registry = schedulerMetrics(engine);

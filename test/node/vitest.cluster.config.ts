@@ -6,7 +6,7 @@ export default defineConfig({
   test: {
     name: "node-cluster",
     root: path.resolve(import.meta.dirname, "../.."),
-    include: ["test/node/scheduler.test.ts", "test/node/scheduler-retention.test.ts", "test/node/scheduler-refresh.test.ts"],
+    include: ["test/node/scheduler.test.ts", "test/node/scheduler-retention.test.ts", "test/node/scheduler-refresh.test.ts", "test/node/scheduler-purge.test.ts"],
     env: { SCHEDULER_REDIS: "cluster" },
     testTimeout: 30_000,
     hookTimeout: 60_000,
