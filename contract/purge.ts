@@ -1,21 +1,11 @@
 /**
  * POST /v1/purge (SPEC §9), as the edge worker serves it and the scheduler
- * sends it: the request, the answer, its limits and the tag grammar.
+ * sends it: the request, the answer and its limits (the tag grammar is
+ * `tags.ts`'s).
  */
 
 /** The most SKUs, and the most tags, one purge may name (each). */
 export const MAX_PURGE_ENTRIES = 1000;
-
-/** The kinds of tag (surrogate key) an aggregate may carry. */
-export const TAG_KINDS = ["sku", "promo", "wh", "plan", "campaign", "label"] as const;
-export type TagKind = (typeof TAG_KINDS)[number];
-
-/** `kind:value`: a known kind, and 1 to 128 printable ASCII characters without spaces. */
-const TAG = new RegExp(`^(?:${TAG_KINDS.join("|")}):[\\x21-\\x7e]{1,128}$`);
-
-export function isValidTag(s: unknown): s is string {
-  return typeof s === "string" && TAG.test(s);
-}
 
 export interface PurgeRequest {
   region?: string;

@@ -27,7 +27,8 @@
 import { hostname, userInfo } from "node:os";
 import { z } from "zod";
 import { isValidRegion, isValidSku } from "../contract/ids";
-import { isValidTag, MAX_PURGE_ENTRIES, TAG_KINDS, type PurgeRequest } from "../contract/purge";
+import { MAX_PURGE_ENTRIES, type PurgeRequest } from "../contract/purge";
+import { isValidTag, TAG_KINDS } from "../contract/tags";
 import { PurgeError, postPurge } from "../contract/purge-client";
 import type { EdgeNodeConfig, SchedulerConfig } from "./config";
 import type { SchedulerRedis } from "./redis";

@@ -14,17 +14,17 @@ import { HttpError } from "./errors";
 import { isValidSku } from "../../contract/ids";
 import { isValidTag, tagProblem } from "../../contract/tags";
 import { requestRegion } from "./region";
-import { MAX_BATCH } from "../../contract/prewarm";
+import { MAX_PURGE_ENTRIES } from "../../contract/purge";
 import { PurgeUnsupportedError, type Purge } from "../cache/store";
 import { EdgeRedisError } from "../sources/edge-redis";
 import { memKey } from "../cache/entry";
 
-/** A list field of the body: absent is empty; at most MAX_BATCH entries, each checked by `valid`. */
+/** A list field of the body: absent is empty; at most MAX_PURGE_ENTRIES entries, each checked by `valid`. */
 function listOf(body: Record<string, unknown>, field: "skus" | "tags", valid: (v: unknown) => v is string, problem: (v: unknown) => string): string[] {
   const v = body[field];
   if (v === undefined) return [];
   if (!Array.isArray(v)) throw new HttpError("bad_request", `${field} must be an array`);
-  if (v.length > MAX_BATCH) throw new HttpError("payload_too_large", `at most ${MAX_BATCH} ${field} per purge, got ${v.length}`);
+  if (v.length > MAX_PURGE_ENTRIES) throw new HttpError("payload_too_large", `at most ${MAX_PURGE_ENTRIES} ${field} per purge, got ${v.length}`);
   const bad = v.findIndex((x) => !valid(x));
   if (bad >= 0) throw new HttpError(field === "skus" ? "invalid_sku" : "bad_request", `${field}[${bad}]: ${problem(v[bad])}`);
   return [...new Set(v as string[])];
