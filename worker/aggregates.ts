@@ -10,6 +10,7 @@ import type { Config } from "./config";
 import { EdgeRedisError, keepRegionalCopies, readRecords, takeLeases, type EdgeRecords, type EdgeRedisSession, type RecordPair } from "./sources/edge-redis";
 import type { SkuFailureCode } from "../contract/prewarm";
 import { mergeTags } from "../contract/tags";
+import { RULES_VERSION } from "./rules/version";
 import { metrics } from "./metrics";
 import type { NodeSync } from "./node/sync";
 import { RegionalUnavailableError, type RegionalClient } from "./sources/regional";
@@ -256,7 +257,7 @@ function timelinesOf(deps: Deps, region: string, ttlOf: (sku: string) => number,
       if (!s.out.ok) continue; // the same records cannot fail later; if they do, the timeline just ends
       const t = timelines.get(s.sku) ?? { segments: [], basis };
       const tags = mergeTags([`sku:${s.sku}`], s.out.tags === "" ? [] : s.out.tags.split(" "), requestTags).join(" ");
-      t.segments.push({ json: s.out.json, computedAt: s.from, validUntil: s.out.validUntil, nextAt: s.out.nextAt, tags });
+      t.segments.push({ json: s.out.json, computedAt: s.from, validUntil: s.out.validUntil, nextAt: s.out.nextAt, tags, rules: RULES_VERSION });
       timelines.set(s.sku, t);
       const horizon = s.c.computedAt + ttlOf(s.sku);
       if (round + 1 < MAX_SEGMENTS && s.out.validUntil === s.out.nextAt && s.out.validUntil < horizon) {
@@ -285,7 +286,7 @@ export async function storeAggregates(cache: EdgeCache, region: string, outcomes
     if (o.ok) return [{ key: storeKey(o.sku, region), entry: o.entry }];
     if (o.code !== "not_found") return [];
     const basis = o.basis ?? now;
-    const entry: CachedAggregate = negativeTtlSeconds > 0 ? notFoundEntry(o.sku, now, negativeTtlSeconds * 1000, basis) : { segments: [], basis };
+    const entry: CachedAggregate = negativeTtlSeconds > 0 ? notFoundEntry(o.sku, now, negativeTtlSeconds * 1000, basis, RULES_VERSION) : { segments: [], basis };
     return [{ key: storeKey(o.sku, region), entry }];
   });
   const results = await cache.putMany(items, now, cause);

@@ -15,6 +15,7 @@ import { HotCache } from "./cache/hot-cache";
 import { NodeSync } from "./node/sync";
 import { regionalClientFor } from "./sources/regional";
 import { RulesHost } from "./rules/host";
+import { RULES_VERSION } from "./rules/version";
 import { CacheApiStore, RedisStore, type AggregateStore } from "./cache/store";
 import { WriteBehind } from "./cache/write-behind";
 import { purgeMatches, type CachedAggregate, type MemKey, type PurgeMatch } from "./cache/entry";
@@ -77,7 +78,7 @@ export function depsFor(env: Env, ctx: ExecutionContext): Deps {
   return {
     cfg,
     rules: rulesHost,
-    cache: new EdgeCache(hot, store, sync, new WriteBehind(8, MAX_WRITES_WAITING), background),
+    cache: new EdgeCache(hot, store, sync, new WriteBehind(8, MAX_WRITES_WAITING), background, RULES_VERSION),
     regional: regionalClientFor(cfg),
     redis,
     sync,

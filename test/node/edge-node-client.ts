@@ -32,12 +32,14 @@ export interface Read {
   source: string | undefined;
   code: string | undefined;
   computedAt: number | undefined;
+  /** X-Rules-Version: the rules that computed it. */
+  rules: string | null;
 }
 
 export async function readSku(url: string, sku: string, o: { region?: string; headers?: Record<string, string> } = {}): Promise<Read> {
   const res = await fetch(`${url}/v1/skus/${sku}${o.region ? `?region=${o.region}` : ""}`, { headers: o.headers ?? {} });
   const body = (await res.json()) as { price?: { amount: number }; source?: string; computedAt?: number; error?: { code: string } };
-  return { status: res.status, cache: res.headers.get("X-Cache"), amount: body.price?.amount, source: body.source, code: body.error?.code, computedAt: body.computedAt };
+  return { status: res.status, cache: res.headers.get("X-Cache"), amount: body.price?.amount, source: body.source, code: body.error?.code, computedAt: body.computedAt, rules: res.headers.get("X-Rules-Version") };
 }
 
 /** Reads `sku` until it shows `amount`; the ms since `since` that took, or null past `withinMs`. */

@@ -97,6 +97,13 @@ describe("SIGHUP", () => {
     expect((await readSku(node.url, sku)).amount).toBe(2_000);
     const before = new Map([...node.processes()].map(([i, p]) => [i, p.pid]));
     const old = await rulesOf(node.url);
+    // A key warmed by the old rules, not read during the rollout.
+    const kept = `rules-${process.pid}-kept`;
+    await client.set(`sku:${kept}:stock`, stockRecord(kept));
+    await client.set(`sku:${kept}:price`, priceRecord(kept, 2_500));
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await postTo(node.url, "/v1/prewarm", { skus: [kept], ttl: 600 }, TOKEN)).status).toBe(200);
+    expect(await readSku(node.url, kept)).toMatchObject({ cache: "HIT", rules: old });
 
     // A new module file, put in place whole (as a rebuild does).
     const file = moduleOf(bundle);
@@ -125,6 +132,12 @@ describe("SIGHUP", () => {
     }
     expect(await rulesOf(node.url)).toBe(next);
     expect((await readSku(node.url, sku)).amount).toBe(2_000);
+    // The key the old rules computed is never a HIT on the new ones: STALE (old rules) while one recomputation replaces it.
+    const first = await readSku(node.url, kept);
+    expect(first).toMatchObject({ status: 200, cache: "STALE", rules: old, amount: 2_500 });
+    let later = first;
+    for (let i = 0; i < 50 && later.cache !== "HIT"; i++, await new Promise((r) => setTimeout(r, 20))) later = await readSku(node.url, kept);
+    expect(later).toMatchObject({ cache: "HIT", rules: next, amount: 2_500 });
   }, 60_000);
 });
 

@@ -12,7 +12,7 @@ import { seed } from "./redis";
 import type { CachedAggregate } from "../../worker/cache/entry";
 
 function entry(json: string): CachedAggregate {
-  return { segments: [{ json, computedAt: 0, validUntil: 1, nextAt: null, tags: "" }], basis: 0 };
+  return { segments: [{ json, computedAt: 0, validUntil: 1, nextAt: null, tags: "", rules: "" }], basis: 0 };
 }
 
 describe("HotCache", () => {

@@ -52,6 +52,8 @@ export class EdgeCache {
     private readonly behind: WriteBehind,
     /** Runs work after the response (`ctx.waitUntil`). */
     private readonly background: (work: Promise<unknown>) => void,
+    /** The node's rules version: a stored entry computed by other rules is stale to it (SPEC §9). */
+    private readonly rules: string,
   ) {}
 
   /**
@@ -99,6 +101,7 @@ export class EdgeCache {
     fromStore.forEach((i, j) => {
       const e = found[j];
       if (!e) return;
+      if (e.segments[0]?.rules !== this.rules) e.soft = true;
       out[i] = e;
       metrics.cacheLayerHits.inc({ layer: "store" });
       // A soft-purged entry is not kept: the next read looks in the store again, where its replacement will be.

@@ -28,6 +28,8 @@ export interface Segment {
   nextAt: number | null;
   /** Its tags (SPEC §9), sorted, space-separated: the `Surrogate-Key` it is served with. */
   tags: string;
+  /** The version of the rules that computed it (SPEC §9): its `X-Rules-Version`. */
+  rules: string;
   /** Its strong ETag, computed on first use (`segmentEtag`): a prewarm need not hash what may never be read. */
   etag?: string;
   /** A cached `not_found` (NEGATIVE_TTL_SECONDS): no body, never served stale. */
@@ -45,7 +47,7 @@ export interface CachedAggregate {
    * prewarm cannot put its older result back.
    */
   basis: number;
-  /** A soft purge (or other rules) made it stale: served as STALE while one recomputation replaces it, within its validity. Never stored. */
+  /** A soft purge, or rules other than the node's, made it stale: served as STALE while one recomputation replaces it, within its validity. Never stored. */
   soft?: true;
 }
 
@@ -77,9 +79,9 @@ export function lookupAt(entry: CachedAggregate, now: number): Lookup {
   return { state: "absent" };
 }
 
-/** A cached `not_found` answer of `sku` for `ttlMs` from `now`, found by a computation that started at `basis`. */
-export function notFoundEntry(sku: string, now: number, ttlMs: number, basis: number): CachedAggregate {
-  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, tags: `sku:${sku}`, notFound: true }], basis };
+/** A cached `not_found` answer of `sku` for `ttlMs` from `now`, found by a computation (with `rules`) that started at `basis`. */
+export function notFoundEntry(sku: string, now: number, ttlMs: number, basis: number, rules: string): CachedAggregate {
+  return { segments: [{ json: "", computedAt: now, validUntil: now + ttlMs, nextAt: null, tags: `sku:${sku}`, rules, notFound: true }], basis };
 }
 
 /** The key of a SKU's aggregate in memory, in coalescing and in the change log. */

@@ -87,37 +87,37 @@ function parseMeta(text: string | null): SegmentMeta[] | null {
 }
 
 /** Rebuilds the segments from their metadata and the concatenated bodies; null when they do not match. */
-function entryOf(meta: SegmentMeta[] | null, body: string): Segment[] | null {
+function entryOf(meta: SegmentMeta[] | null, body: string, rules: string): Segment[] | null {
   if (!meta) return null;
   const segments: Segment[] = [];
   let o = 0;
   for (const [computedAt, validUntil, nextAt, length, tags] of meta) {
     if (length === -1) {
-      segments.push({ json: "", computedAt, validUntil, nextAt: null, tags, notFound: true });
+      segments.push({ json: "", computedAt, validUntil, nextAt: null, tags, rules, notFound: true });
       continue;
     }
-    segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt, tags });
+    segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt, tags, rules });
     o += length;
   }
   return o === body.length ? segments : null;
 }
 
 /**
- * An entry as one string: a head line (its basis, a tab, its tags: what the
- * edge Redis's scripts read of it), its segment metadata (JSON, one line),
- * and the bodies.
+ * An entry as one string: a head line (its basis, its tags and its rules
+ * version, tab-separated: what the edge Redis's scripts read of it), its
+ * segment metadata (JSON, one line), and the bodies.
  */
 export function encodeEntry(entry: CachedAggregate): string {
-  return `${entry.basis}\t${entryTags(entry)}\n${JSON.stringify(metaOf(entry))}\n${entry.segments.map((s) => s.json).join("")}`;
+  return `${entry.basis}\t${entryTags(entry)}\t${entry.segments[0]?.rules ?? ""}\n${JSON.stringify(metaOf(entry))}\n${entry.segments.map((s) => s.json).join("")}`;
 }
 
 export function decodeEntry(text: string): CachedAggregate | null {
-  const tab = text.indexOf("\t");
   const a = text.indexOf("\n");
   const b = a < 0 ? -1 : text.indexOf("\n", a + 1);
-  const basis = Number(text.slice(0, tab));
-  if (b < 0 || tab <= 0 || tab > a || !Number.isSafeInteger(basis)) return null;
-  const segments = entryOf(parseMeta(text.slice(a + 1, b)), text.slice(b + 1));
+  const head = text.slice(0, Math.max(0, a)).split("\t");
+  const basis = Number(head[0]);
+  if (b < 0 || head.length !== 3 || head[0] === "" || !Number.isSafeInteger(basis)) return null;
+  const segments = entryOf(parseMeta(text.slice(a + 1, b)), text.slice(b + 1), head[2]!);
   return segments && { segments, basis };
 }
 
@@ -211,7 +211,7 @@ for _, k in ipairs(r[2]) do
   if type(v) == 'string' and not string.find(v, '\\n', 1, true) then v = redis.pcall('GET', k) end
   if type(v) == 'string' then
     local basis = tonumber(string.match(v, '^(%d+)\\t'))
-    local tags = string.match(v, '^%d+\\t([^\\n]*)')
+    local tags = string.match(v, '^%d+\\t([^\\t\\n]*)')
     if basis and tags and basis <= at then
       for t in string.gmatch(tags, '%S+') do
         if purged[t] then
@@ -345,6 +345,7 @@ export class RedisStore implements AggregateStore {
 const KEY_ORIGIN = "https://edge-prewarm.internal";
 const H_SEGMENTS = "X-Segments";
 const H_BASIS = "X-Basis";
+const H_RULES = "X-Rules";
 
 export function cacheApiKey(sku: string, region: string): Request {
   return new Request(`${KEY_ORIGIN}/v1/skus/${encodeURIComponent(sku)}?region=${encodeURIComponent(region)}`);
@@ -382,7 +383,7 @@ export class CacheApiStore implements AggregateStore {
       await res.body?.cancel();
       return null;
     }
-    const segments = entryOf(meta, await res.text());
+    const segments = entryOf(meta, await res.text(), res.headers.get(H_RULES) ?? "");
     return segments && { segments, basis: Number(res.headers.get(H_BASIS)) || 0 };
   }
 
@@ -405,6 +406,7 @@ export class CacheApiStore implements AggregateStore {
           "Cache-Control": `public, max-age=${Math.ceil(keepMs(entry, now, this.graceSeconds) / 1000)}`,
           [H_SEGMENTS]: JSON.stringify(metaOf(entry)),
           [H_BASIS]: String(entry.basis),
+          [H_RULES]: entry.segments[0]?.rules ?? "",
         },
       }),
     );

@@ -50,6 +50,7 @@ function responseHeaders(segment: Segment, result: CacheResult, now: number): Re
     ETag: segmentEtag(segment),
     "X-Cache": result,
     "Surrogate-Key": segment.tags,
+    "X-Rules-Version": segment.rules,
   };
 }
 

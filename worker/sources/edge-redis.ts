@@ -284,7 +284,7 @@ return out`;
  * the other keys (a read of a warmed key reads no record; a miss gets its
  * records in the same round trip; a look, stride 1, names no record key at
  * all), then its state: 's' when a tag of it was purged soft since its
- * basis, else ''. A stored aggregate starts with `basis<TAB>tags<LF>`.
+ * basis, else ''. A stored aggregate starts with `basis<TAB>tags<TAB>rules<LF>`.
  * ARGV: the fence key prefix, the stride.
  */
 const GET_AGGREGATES = `${LUA_FENCE}
@@ -298,7 +298,7 @@ for i = 1, #KEYS, stride do
   if a then
     local head = string.match(a, '^[^\\n]*')
     local basis = tonumber(string.match(head, '^(%d+)\\t'))
-    local tags = string.match(head, '^%d+\\t(.*)$')
+    local tags = string.match(head, '^%d+\\t([^\\t]*)')
     if basis and tags then
       for t in string.gmatch(tags, '%S+') do
         local h, s = fence(redis.call('GET', ARGV[1] .. t))
