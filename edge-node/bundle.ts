@@ -7,7 +7,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { COMPAT_FILE, ROOT, compatibilityOf } from "./workerd-config";
 
@@ -56,4 +56,31 @@ export function stampRulesVersion(dir: string): string | null {
   if (stamps.length === 0) throw new Error(`${dir} has a go-stock module but no go-stock-rules-version.txt module: rebuild it with npm run build:node`);
   for (const f of stamps) writeFileSync(path.join(dir, f), version);
   return version;
+}
+
+/** Source folders and files whose change makes a built bundle stale (those that are present: a release tree has none). */
+const SOURCES = ["wrangler.toml", "worker", "contract", "records", "go-stock", "build/go-stock.wasm"];
+
+/**
+ * Why the bundle in `bundleDir` must be built (again): it is missing, or a
+ * source of it, or of its Wasm module, is newer; null when it is current. A
+ * built tree without the sources (a release) is current as long as its
+ * bundle is there, so a node starts from it without Go or a build.
+ */
+export function staleBecause(bundleDir: string, root = ROOT): string | null {
+  const marker = path.join(bundleDir, COMPAT_FILE);
+  if (!existsSync(marker)) return `${path.relative(root, bundleDir)} is not built`;
+  const built = statSync(marker).mtimeMs;
+  for (const top of SOURCES) {
+    const at = path.join(root, top);
+    if (!existsSync(at)) continue;
+    const files = statSync(at).isDirectory() ? readdirSync(at, { recursive: true, encoding: "utf8" }).map((f) => path.join(at, f)) : [at];
+    const newer = files.find((f) => {
+      if (f.includes(`${path.sep}node_modules${path.sep}`)) return false;
+      const st = statSync(f);
+      return st.isFile() && st.mtimeMs > built;
+    });
+    if (newer) return `${path.relative(root, newer)} changed since it was built`;
+  }
+  return null;
 }
