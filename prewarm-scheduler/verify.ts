@@ -10,7 +10,9 @@
  *    ttl is at least its refreshEvery);
  *  - any other plan: now + margin.
  * Stragglers are counted by reason: `not_cached`, `expires_early` (valid now,
- * not long enough), `stale` (past its validUntil), the node's per-SKU codes
+ * not long enough), `stale` (past its validUntil), `soft_purged` (kept stale
+ * by a soft purge), `rules_mismatch` (cached by other rules than the node
+ * now runs: both are served STALE until recomputed), the node's per-SKU codes
  * (`not_found`, …), or for a whole request `node_unreachable`, `timeout`,
  * `http_<status>`.
  *
@@ -18,8 +20,8 @@
  * runs other rules than expected is `rulesMismatch` and the plan is not met.
  * Expected: `--rules`, else the plan's `verify.rules`, else the version more
  * than half of the target nodes run (none when no version has a majority: a
- * rollout half done has nothing to compare with). Node level only: a node
- * runs one rules version, and serves no aggregate of other rules as a HIT.
+ * rollout half done has nothing to compare with). Per key, an aggregate
+ * cached by rules other than the node runs is a `rules_mismatch` straggler.
  */
 import type { EdgeNodeConfig, SchedulerConfig } from "./config";
 import { targetNodes, type Plan } from "./plan";
@@ -91,9 +93,16 @@ interface Aggregate {
   validUntil: number;
 }
 
+/** A node's reason for a STALE look (`stale` in its answer) as a straggler reason. */
+const STALE_REASONS = new Map([
+  ["expired", "stale"],
+  ["purged", "soft_purged"],
+  ["rules", "rules_mismatch"],
+]);
+
 async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: number, now: number, timeoutMs: number): Promise<{ sku: string; reason: string | null }[]> {
   const url = `${node.url}/v1/skus?ids=${skus.map(encodeURIComponent).join(",")}&region=${encodeURIComponent(node.region)}`;
-  let body: { aggregates?: Aggregate[]; failed?: { sku: string; code: string }[]; cachedUntil?: Record<string, number> };
+  let body: { aggregates?: Aggregate[]; failed?: { sku: string; code: string }[]; cachedUntil?: Record<string, number>; stale?: Record<string, string> };
   try {
     const res = await fetch(url, { headers: { "Cache-Control": "only-if-cached" }, signal: AbortSignal.timeout(timeoutMs) });
     if (res.status !== 200) {
@@ -107,7 +116,14 @@ async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: 
   }
   const out = new Map<string, string | null>();
   const cachedUntil = typeof body.cachedUntil === "object" && body.cachedUntil !== null ? body.cachedUntil : {};
+  const stale = typeof body.stale === "object" && body.stale !== null ? body.stale : {};
   for (const a of body.aggregates ?? []) {
+    // Answered STALE: the next read recomputes it; not warm. Why, in the node's words (SPEC §9: other rules, a soft purge).
+    const why = Object.hasOwn(stale, a.sku) ? stale[a.sku] : undefined;
+    if (why !== undefined) {
+      out.set(a.sku, STALE_REASONS.get(why) ?? "stale");
+      continue;
+    }
     // The cached timeline may run past this aggregate's validUntil (a promotion boundary): the node says how far.
     // Own keys only: a SKU may be called `constructor`, and an object inherits one.
     const cached = (Object.hasOwn(cachedUntil, a.sku) ? cachedUntil[a.sku] : undefined) ?? a.validUntil;

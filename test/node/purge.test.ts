@@ -117,6 +117,9 @@ describe("soft purge", () => {
     expect(await res.json()).toEqual({ purged: 1, soft: true });
     expect(await stack.client.exists(`sku:${sku}:agg:cn-east`)).toBe(1); // kept, stale
     await sleep(1_000); // past the 1 s bound: every process has dropped its copy from memory
+    // A look (prewarm verify) sees it stale, and why, and recomputes nothing.
+    const look = (await (await fetch(`${proc(1)}/v1/skus?ids=${sku}`, { headers: { "Cache-Control": "only-if-cached" } })).json()) as { stale: Record<string, string> };
+    expect(look.stale).toEqual({ [sku]: "purged" });
     const reads = await Promise.all(Array.from({ length: 20 }, (_, i) => readSku(proc(1 + (i % 2)), sku)));
     expect(reads.every((r) => r.status === 200 && r.amount === 4_999)).toBe(true);
     expect(reads.filter((r) => r.cache === "HIT" && r.computedAt === before[0]!.computedAt)).toEqual([]); // never the purged one as fresh

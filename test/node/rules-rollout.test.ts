@@ -132,6 +132,12 @@ describe("SIGHUP", () => {
     }
     expect(await rulesOf(node.url)).toBe(next);
     expect((await readSku(node.url, sku)).amount).toBe(2_000);
+    // A verify sees it as not warm, and says why (a look: nothing recomputed).
+    const look = (await (await fetch(`${node.url}/v1/skus?ids=${kept}`, { headers: { "Cache-Control": "only-if-cached" } })).json()) as { stale: Record<string, string> };
+    expect(look.stale).toEqual({ [kept]: "rules" });
+    const cfg = parseConfig({ token: "fleet-secret", nodes: [{ name: "edge-real", url: node.url, region: "cn-east" }] });
+    const verified = await verifyPlan(cfg, parsePlan({ name: "rules-kept", skus: { list: [kept] }, verify: { margin: "1m" } }), [kept]);
+    expect(verified.nodes[0]).toMatchObject({ ready: 0, stragglers: { rules_mismatch: 1 }, rules: next, rulesMismatch: false });
     // The key the old rules computed is never a HIT on the new ones: STALE (old rules) while one recomputation replaces it.
     const first = await readSku(node.url, kept);
     expect(first).toMatchObject({ status: 200, cache: "STALE", rules: old, amount: 2_500 });

@@ -101,7 +101,7 @@ export class EdgeCache {
     fromStore.forEach((i, j) => {
       const e = found[j];
       if (!e) return;
-      if (e.segments[0]?.rules !== this.rules) e.soft = true;
+      if (e.segments[0]?.rules !== this.rules) e.soft ??= "rules";
       out[i] = e;
       metrics.cacheLayerHits.inc({ layer: "store" });
       // A soft-purged entry is not kept: the next read looks in the store again, where its replacement will be.

@@ -47,8 +47,8 @@ export interface CachedAggregate {
    * prewarm cannot put its older result back.
    */
   basis: number;
-  /** A soft purge, or rules other than the node's, made it stale: served as STALE while one recomputation replaces it, within its validity. Never stored. */
-  soft?: true;
+  /** A soft purge (`purged`), or rules other than the node's (`rules`), made it stale: served as STALE while one recomputation replaces it, within its validity. Never stored. */
+  soft?: "purged" | "rules";
 }
 
 /** The tags of an entry (its first segment's: later segments only lose promotions that have ended). */

@@ -297,7 +297,7 @@ export class RedisStore implements AggregateStore {
       const { value, soft } = read.stored[i]!;
       // A damaged aggregate is a miss (with `records`, its records were not read: the computation reads them).
       const entry = value && value.length > 0 ? decodeEntry(value.toString("utf8")) : null;
-      if (entry && soft) entry.soft = true;
+      if (entry && soft) entry.soft = "purged";
       return entry;
     });
   }

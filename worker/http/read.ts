@@ -34,7 +34,8 @@ export function regionOf(request: IRequest, deps: Deps): string {
 export type CacheResult = "HIT" | "MISS" | "STALE";
 
 /** One SKU's answer: a segment to serve, or why there is none. */
-type Answer = { sku: string; segment: Segment; result: CacheResult; cachedUntil?: number } | { sku: string; failure: Extract<SkuOutcome, { ok: false }> };
+/** `staleBecause`, for a look answered STALE: its TTL ran out (`expired`), a soft purge (`purged`), or other rules computed it (`rules`). */
+type Answer = { sku: string; segment: Segment; result: CacheResult; cachedUntil?: number; staleBecause?: "expired" | "purged" | "rules" } | { sku: string; failure: Extract<SkuOutcome, { ok: false }> };
 
 /** How long the cache can answer for a key without computing it again: the end of its entry's last segment (its timeline may run past the current aggregate's validUntil, e.g. across a promotion boundary). */
 const cachedUntil = (entry: CachedAggregate | null | undefined): number | undefined => entry?.segments[entry.segments.length - 1]?.validUntil;
@@ -187,7 +188,8 @@ async function look(deps: Deps, skus: readonly string[], region: string): Promis
     }
     if (l.state === "fresh" || (l.state === "stale" && l.staleForMs <= swrMs)) {
       metrics.cacheLooks.inc({ result: l.state === "fresh" ? "hit" : "stale" });
-      return { sku, segment: l.segment, result: l.state === "fresh" ? "HIT" : "STALE", cachedUntil: cachedUntil(entry) };
+      if (l.state === "fresh") return { sku, segment: l.segment, result: "HIT", cachedUntil: cachedUntil(entry) };
+      return { sku, segment: l.segment, result: "STALE", cachedUntil: cachedUntil(entry), staleBecause: entry?.soft ?? "expired" };
     }
     metrics.cacheLooks.inc({ result: "not_cached" });
     return { sku, failure: { sku, ok: false, code: "not_cached", detail: "not cached" } };
@@ -286,6 +288,7 @@ export async function getSku(request: IRequest, deps: Deps): Promise<Response> {
   if (looking && answer!.cachedUntil !== undefined) {
     const headers = new Headers(response.headers);
     headers.set("X-Cached-Until", String(answer!.cachedUntil));
+    if (answer!.staleBecause) headers.set("X-Stale-Because", answer!.staleBecause);
     return new Response(response.body, { status: response.status, headers });
   }
   return response;
@@ -305,8 +308,11 @@ export async function getSkus(request: IRequest, deps: Deps): Promise<Response> 
     ...ids.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" })),
     ...answers.flatMap((a) => ("failure" in a ? [{ sku: a.sku, code: a.failure.code }] : [])),
   ];
-  // A look also says how long each cached key can be answered without computing it again.
-  const until = looking ? `,"cachedUntil":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("cachedUntil" in a && a.cachedUntil !== undefined ? [[a.sku, a.cachedUntil]] : []))))}` : "";
+  // A look also says how long each cached key can be answered without computing it again, and why a STALE one is.
+  const until = looking
+    ? `,"cachedUntil":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("cachedUntil" in a && a.cachedUntil !== undefined ? [[a.sku, a.cachedUntil]] : []))))}` +
+      `,"stale":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("staleBecause" in a && a.staleBecause !== undefined ? [[a.sku, a.staleBecause]] : []))))}`
+    : "";
   const body = `{"region":${JSON.stringify(region)},"aggregates":[${aggregates.join(",")}],"failed":${JSON.stringify(failed)}${until}}`;
   return new Response(body, { headers: { "Content-Type": "application/json", "Cache-Control": "no-store" } });
 }
