@@ -25,11 +25,13 @@ const ROOT = path.resolve(import.meta.dirname, "../..");
 const suite = useStack(40);
 const { engine } = suite;
 
-/** Runs the `prewarm` CLI with `cfg` to its exit, with its stdout and stderr. */
-async function cli(cfg: SchedulerConfig, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+/** Runs the `prewarm` CLI with `cfg` to its exit, with its stdout and stderr; `files` are written beside the config first (args name them by `{dir}/name`). */
+async function cli(cfg: SchedulerConfig, args: string[], files: Record<string, unknown> = {}): Promise<{ code: number | null; out: string; err: string }> {
   const dir = mkdtempSync(path.join(tmpdir(), "prewarm-purge-"));
   const configFile = path.join(dir, "config.yaml");
   writeFileSync(configFile, stringify(cfg));
+  for (const [name, doc] of Object.entries(files)) writeFileSync(path.join(dir, name), stringify(doc));
+  args = args.map((a) => a.replace("{dir}", dir));
   try {
     return await new Promise((resolve) => {
       const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli.ts"), ...args, "--config", configFile], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
@@ -176,6 +178,38 @@ describe("prewarm purge", () => {
     expect(await gone(east.node.url, sku)).toBe(true);
     expect(await e.purges.pendingCount()).toBe(1);
   }, 60_000);
+});
+
+/** The tags a read of `sku` on a node answers (`Surrogate-Key`), and its X-Cache. */
+async function surrogateKeys(url: string, sku: string): Promise<{ cache: string | null; tags: string[] }> {
+  const res = await fetch(`${url}/v1/skus/${sku}`);
+  await res.body?.cancel();
+  expect(res.status).toBe(200);
+  return { cache: res.headers.get("X-Cache"), tags: (res.headers.get("Surrogate-Key") ?? "").split(" ").filter((t) => t !== "") };
+}
+
+describe("runs tag what they warm", () => {
+  it("a run of plan P tags every aggregate plan:P and the plan's own tags on every node; prewarm purge --tag plan:P takes them all back", async () => {
+    const skus = suite.stack.skus.slice(30, 38);
+    const cfg = suite.stack.config();
+    const planDoc = { name: "tag-run", skus: { list: skus }, ttl: 600, tags: ["campaign:double-11", "label:homepage"] };
+    const run = await cli(cfg, ["run", "{dir}/plan.yaml", "--json", "--no-progress"], { "plan.yaml": planDoc });
+    expect(run.code, run.err).toBe(0);
+    expect((JSON.parse(run.out) as { nodes: { warmed: number }[] }).nodes.map((n) => n.warmed)).toEqual([skus.length, skus.length]);
+    for (const edge of suite.stack.edges) {
+      for (const sku of skus) {
+        const r = await surrogateKeys(edge.node.url, sku);
+        expect(r.cache, `${edge.name} ${sku}`).toBe("HIT");
+        expect(r.tags, `${edge.name} ${sku}`).toEqual(expect.arrayContaining(["plan:tag-run", "campaign:double-11", "label:homepage", `sku:${sku}`]));
+      }
+    }
+
+    const purge = await cli(cfg, ["purge", "--tag", "plan:tag-run", "--json"]);
+    expect(purge.code, purge.err).toBe(0);
+    const report = JSON.parse(purge.out) as PurgeReport;
+    expect(Object.fromEntries(report.results.map((n) => [n.name, [n.status, n.purged]]))).toEqual({ "edge-east": ["purged", skus.length], "edge-north": ["purged", skus.length] });
+    for (const edge of suite.stack.edges) for (const sku of skus) expect(await gone(edge.node.url, sku), `${edge.name} ${sku}`).toBe(true);
+  }, 90_000);
 });
 
 describe("a node that missed a purge", () => {
