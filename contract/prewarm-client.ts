@@ -37,6 +37,8 @@ export interface BatchRequest {
   skus: readonly string[];
   ttl?: number | undefined;
   ttlJitter?: number | undefined;
+  /** Tags added to every aggregate of the batch (SPEC §9); none sent when empty. */
+  tags?: readonly string[] | undefined;
   jobId: string;
   timeoutMs: number;
 }
@@ -52,7 +54,7 @@ export async function postBatch(req: BatchRequest): Promise<PrewarmAnswer> {
     res = await fetch(`${req.url}/v1/prewarm`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${req.token}` },
-      body: JSON.stringify({ region: req.region, skus: [...req.skus], jobId: req.jobId, ...(req.ttl === undefined ? {} : { ttl: req.ttl }), ...(req.ttlJitter ? { ttlJitter: req.ttlJitter } : {}) } satisfies PrewarmRequest),
+      body: JSON.stringify({ region: req.region, skus: [...req.skus], jobId: req.jobId, ...(req.ttl === undefined ? {} : { ttl: req.ttl }), ...(req.ttlJitter ? { ttlJitter: req.ttlJitter } : {}), ...(req.tags?.length ? { tags: [...req.tags] } : {}) } satisfies PrewarmRequest),
       signal: AbortSignal.timeout(req.timeoutMs),
     });
   } catch (e) {

@@ -33,6 +33,7 @@ import { DelayedError, Job, Queue, UnrecoverableError, Worker, type JobsOptions,
 import { TaskCancelledError, timeout, TimeoutStrategy } from "cockatiel";
 import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
 import { isBatchError, postBatch } from "../contract/prewarm-client";
+import { mergeTags } from "../contract/tags";
 import { Pacer, slowdownReason } from "./pacing";
 import { connectRedis, type SchedulerRedis } from "./redis";
 import { asNode, NodeRegistry, type NodeState } from "./registry";
@@ -56,6 +57,8 @@ export interface BatchJobData extends BatchRef {
   batchSize: number;
   ttl?: number;
   ttlJitter?: number;
+  /** Tags the node adds to every aggregate of the batch (SPEC §9): `plan:{name}` and the plan's own (`runTags`). */
+  tags?: string[];
   deadline: number;
   /** The run's creation time: a newer run of the same plan (`planKey`) supersedes this batch. */
   createdAt: number;
@@ -104,6 +107,11 @@ const BUSY_RETRY_MS = 100;
 export function planKey(plan: Plan): string {
   const what = createHash("sha256").update(JSON.stringify({ skus: plan.skus, ttl: plan.ttl ?? null, ttlJitter: plan.ttlJitter })).digest("hex").slice(0, 16);
   return `${plan.name}.${what}`;
+}
+
+/** The tags a run of `plan` puts on every aggregate it warms (SPEC §9): `plan:{name}` and the plan's own `tags`. */
+export function runTags(plan: Pick<Plan, "name" | "tags">): string[] {
+  return mergeTags([`plan:${plan.name}`], plan.tags ?? []);
 }
 
 /** A run is closed this long after its deadline: the batches in flight at the deadline (their requests end by it) get to record their answers. */
@@ -354,6 +362,7 @@ export class Engine {
       removeOnComplete: true,
       removeOnFail: this.kept,
     };
+    const tags = runTags(plan);
     // Batch i of every node, then batch i + 1: the queue serves the nodes evenly.
     const jobs = Array.from({ length: perNode }, (_, i) =>
       nodes.map((node) => {
@@ -370,6 +379,7 @@ export class Engine {
           createdAt: opened.createdAt,
           ...(plan.ttl === undefined ? {} : { ttl: plan.ttl }),
           ...(plan.ttlJitter > 0 ? { ttlJitter: plan.ttlJitter } : {}),
+          tags,
         };
         return { name: "batch", data, opts: { ...opts, jobId: batchJobId(node.name, batchId) } };
       }),
@@ -500,6 +510,7 @@ export class Engine {
         skus,
         ttl: d.ttl,
         ttlJitter: d.ttlJitter,
+        tags: d.tags,
         jobId: d.batchId,
         timeoutMs: Math.min(this.cfg.requestTimeoutMs, remaining),
       });

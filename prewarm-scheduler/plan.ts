@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { isValidRegion, isValidSku } from "../contract/ids";
+import { isValidTag, MAX_REQUEST_TAGS, tagProblem } from "../contract/tags";
 import type { EdgeNodeConfig } from "./config";
 import { readDocument } from "./config";
 import { parseDurationMs } from "./durations";
@@ -43,6 +44,11 @@ const instant = z.union([z.string(), z.date()]).transform((v, ctx) => {
 });
 
 const skuId = z.string().refine(isValidSku, { error: (i) => `not a SKU id (letters, digits, . _ -; at most 64): ${JSON.stringify(i.input)}` });
+
+/** The most tags a plan may name: a run adds `plan:{name}` to them, and a prewarm request carries at most MAX_REQUEST_TAGS. */
+export const MAX_PLAN_TAGS = MAX_REQUEST_TAGS - 1;
+
+const tag = z.string().refine(isValidTag, { error: (i) => tagProblem(i.input) });
 
 /** Exactly one of `keys` must be present in an object (a tagged choice with errors that keep their paths). */
 function exactlyOne(keys: readonly string[]) {
@@ -134,6 +140,8 @@ export const planSchema = z.strictObject({
   ttl: z.int().min(1).max(86_400).optional(),
   /** Up to this many seconds are taken off each key's ttl (the same for a SKU each time), so a batch's keys do not all expire in the same second. Needs `ttl`, and must be below it. @default 0 */
   ttlJitter: z.int().min(0).max(86_399).default(0),
+  /** Tags (SPEC §9) every run of the plan puts on the aggregates it warms, besides `plan:{name}`, which it always adds; `prewarm purge --tag` takes them back. */
+  tags: z.array(tag).max(MAX_PLAN_TAGS, { error: `at most ${MAX_PLAN_TAGS} tags: a run adds plan:{name}, and a prewarm request carries at most ${MAX_REQUEST_TAGS}` }).optional(),
   schedule: scheduleSchema,
   /** A run not finished by then fails its remaining batches with `deadline_exceeded`. @default "10m" */
   deadline: duration("deadline").default(600_000),

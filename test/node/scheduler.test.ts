@@ -679,6 +679,9 @@ describe("plans", () => {
     { name: "a ttlJitter without a ttl", doc: { name: "p", skus: { list: ["a"] }, ttlJitter: 5 }, problem: /^ttlJitter: must be below the plan's ttl \(set ttl\)/ },
     { name: "a ttlJitter not below the ttl", doc: { name: "p", skus: { list: ["a"] }, ttl: 30, ttlJitter: 30 }, problem: /^ttlJitter: must be below the plan's ttl \(30 s\)/ },
     { name: "a bad duration", doc: { name: "p", skus: { list: ["a"] }, schedule: { campaign: { t0: "2026-11-11T00:00:00Z", lead: "5 minutes", refreshEvery: "30s", until: "10m" } } }, problem: /^schedule\.campaign\.lead: lead must be a duration/ },
+    { name: "a tag of an unknown kind", doc: { name: "p", skus: { list: ["a"] }, tags: ["label:ok", "colour:red"] }, problem: /^tags\[1\]: "colour:red" is not kind:value with kind one of sku, promo, wh, plan, campaign, label/ },
+    { name: "a tag value with a space", doc: { name: "p", skus: { list: ["a"] }, tags: ["label:two words"] }, problem: /^tags\[0\]: the value of "label:two words" must be 1 to 128 printable ASCII/ },
+    { name: "more than 15 tags", doc: { name: "p", skus: { list: ["a"] }, tags: Array.from({ length: 16 }, (_, i) => `label:l${i}`) }, problem: /^tags: at most 15 tags: a run adds plan:\{name\}/ },
     { name: "a hot set without top", doc: { name: "p", skus: { hot: { key: "hot" } } }, problem: /^skus\.hot\.top: / },
   ];
   it("accepts a cron with an IANA tz and a campaign T0 with a zone, as absolute instants", () => {

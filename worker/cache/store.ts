@@ -197,7 +197,9 @@ return redis.call('SMEMBERS', KEYS[2])`;
  * A purge's second step over the aggregate keys, a bounded slice at a time
  * (one SCAN call) so that reads go on between slices: counts the aggregates
  * with a purged tag and a basis at or before the purge, and with a hard
- * purge removes them (a soft purge leaves them, stale, to their reads).
+ * purge removes them (a soft purge leaves them, stale, to their reads); the
+ * region's copy of each matched SKU's records (`copyKey`) is dropped either
+ * way, or its recomputation would read the purged records again.
  * ARGV: cursor, MATCH pattern, COUNT, the purge's time, '1' = hard, the
  * purged tags. Answers the next cursor and the count.
  */
@@ -217,6 +219,9 @@ for _, k in ipairs(r[2]) do
         if purged[t] then
           n = n + 1
           if hard then redis.call('DEL', k) end
+          -- The region's copy of its records goes too: its recomputation asks the region again.
+          local sku = string.match(k, '^(.*):agg:[^:]*$')
+          if sku then redis.call('DEL', sku .. ':regional') end
           break
         end
       end
