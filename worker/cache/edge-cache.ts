@@ -188,9 +188,14 @@ export class EdgeCache {
    */
   async purge(p: Purge): Promise<number> {
     const now = Date.now();
-    this.sync.purged({ tags: new Set([...p.tags, ...p.skus.map((s) => `sku:${s}`)]), region: p.region });
+    const match = { tags: new Set([...p.tags, ...p.skus.map((s) => `sku:${s}`)]), region: p.region };
+    this.sync.purged(match);
     this.publishGauges();
-    return this.store.purge(p, now);
+    // Again once the fences are in the store: a read of this process may have loaded a matched entry in
+    // between (this process skips its own log entry, so nothing else would drop it).
+    const n = await this.store.purge(p, now, () => this.sync.purged(match));
+    this.publishGauges();
+    return n;
   }
 
   private keepHot(key: string, entry: CachedAggregate): void {

@@ -14,7 +14,7 @@
  */
 import type { AggregateStoreKind } from "../config";
 import type { ChainableCommander, default as Redis } from "ioredis";
-import { aggregateKey, copyKey, EdgeRedisError, edgeRecordsOf, exchangeTimeoutMs, FENCE_MS, getAggregates, LUA_FENCE, priceKey, regionsKey, stockKey, tagFenceKey, type EdgeRedisSession } from "../sources/edge-redis";
+import { aggregateKey, copiesKey, copyKey, EdgeRedisError, edgeRecordsOf, exchangeTimeoutMs, FENCE_MS, getAggregates, LUA_FENCE, priceKey, regionsKey, stockKey, tagFenceKey, type EdgeRedisSession } from "../sources/edge-redis";
 import { metrics } from "../metrics";
 import type { NodeSync } from "../node/sync";
 import { entryTags, type CachedAggregate, type MemKey, type Segment, type StoreKey } from "./entry";
@@ -49,10 +49,10 @@ export interface AggregateStore {
    * in `region` or in every region: first fences their tags at `now` (no
    * process serves them as fresh from then on, and no older computation
    * writes them), drops the region's copies of the SKUs and tells the other
-   * processes; then removes them (hard) or leaves them stale (soft). How many
-   * aggregates matched.
+   * processes (then calls `fenced`); then removes them (hard) or leaves them
+   * stale (soft). How many aggregates matched.
    */
-  purge(p: Purge, now: number): Promise<number>;
+  purge(p: Purge, now: number, fenced: () => void): Promise<number>;
 }
 
 /** A purge this store cannot make (by tag, or soft, on the Cache API). */
@@ -180,7 +180,10 @@ return written`;
  * regions the node holds aggregates in.
  * KEYS: the change log, the regions set, the tags' fences, then the copies.
  * ARGV: process id, log MINID, now, '1' = soft, fence TTL ms, the number of
- * fences, the region ('' = every region), the tags (space-separated).
+ * fences, the region ('' = every region), the tags (space-separated), and
+ * for a purge by tag the copies key (`copiesKey`: every copy asked for
+ * before now is ignored, since a copy's tags are not known without decoding
+ * its records).
  */
 const PURGE_FENCE = `${LUA_FENCE}
 local now, soft, nf = ARGV[3], ARGV[4] == '1', tonumber(ARGV[6])
@@ -190,6 +193,7 @@ for i = 3, 2 + nf do
   redis.call('SET', KEYS[i], h .. ' ' .. s, 'PX', ARGV[5])
 end
 if #KEYS > 2 + nf then redis.call('DEL', unpack(KEYS, 3 + nf)) end
+if ARGV[9] ~= '' then redis.call('SET', ARGV[9], now, 'PX', ARGV[5]) end
 redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'p', ARGV[1], 't', ARGV[8], 'r', ARGV[7], 's', ARGV[4])
 return redis.call('SMEMBERS', KEYS[2])`;
 
@@ -253,7 +257,7 @@ async function fencePurge(session: EdgeRedisSession, sync: NodeSync, p: Purge, n
   const prefix = session.cfg.redisKeyPrefix;
   const tags = [...new Set([...p.tags, ...p.skus.map((s) => `sku:${s}`)])];
   const keys = [sync.logKey, regionsKey(prefix), ...tags.map((t) => tagFenceKey(prefix, t)), ...p.skus.map((s) => copyKey(prefix, s))];
-  const args = [sync.processId, sync.logMinId(now), now, p.soft ? "1" : "", FENCE_MS, tags.length, p.region ?? "", tags.join(" ")];
+  const args = [sync.processId, sync.logMinId(now), now, p.soft ? "1" : "", FENCE_MS, tags.length, p.region ?? "", tags.join(" "), p.tags.length > 0 ? copiesKey(prefix) : ""];
   const regions = await session.exchange((c) => withStoreScripts(c).purgeFence(keys.length, ...keys, ...args), { timeoutMs: exchangeTimeoutMs(session.cfg, tags.length) });
   return { tags, regions };
 }
@@ -297,7 +301,7 @@ export class RedisStore implements AggregateStore {
       const rec = read.records[i];
       if (rec) {
         metrics.recordReads.inc();
-        this.session.prefetched.set(k.sku, edgeRecordsOf(rec[0], rec[1], rec[2]));
+        this.session.prefetched.set(k.sku, edgeRecordsOf(rec[0], rec[1], rec[2], read.copiesPurgedAt));
       }
       const { value, soft } = read.stored[i]!;
       // A damaged aggregate is a miss (with `records`, its records were not read: the computation reads them).
@@ -322,9 +326,10 @@ export class RedisStore implements AggregateStore {
     return out.map((v) => STORE_WRITES[String(v)] ?? "superseded");
   }
 
-  async purge(p: Purge, now: number): Promise<number> {
+  async purge(p: Purge, now: number, fenced: () => void): Promise<number> {
     const prefix = this.prefix;
     const { tags, regions } = await fencePurge(this.session, this.sync, p, now);
+    fenced();
     if (p.tags.length === 0) {
       // SKUs only: their keys are known (in the region, or in every region the node holds).
       const aggKeys = p.skus.flatMap((sku) => (p.region !== null ? [p.region] : regions).map((r) => aggregateKey(prefix, sku, r)));
@@ -423,12 +428,13 @@ export class CacheApiStore implements AggregateStore {
    * edge Redis as on a self-hosted node (when it is down, the other isolates
    * stop trusting their memory: nothing purged is served from it).
    */
-  async purge(p: Purge, now: number): Promise<number> {
+  async purge(p: Purge, now: number, fenced: () => void): Promise<number> {
     if (p.tags.length > 0 || p.soft) throw new PurgeUnsupportedError("purge by tag and soft purge need the node's aggregates in its edge Redis (AGGREGATE_STORE=redis); on Cloudflare, purge its cache by tag");
     let regions = p.region !== null ? [p.region] : [this.session.cfg.edgeRegion];
     try {
-      const fenced = await fencePurge(this.session, this.sync, p, now);
-      if (p.region === null) regions = [...new Set([...regions, ...fenced.regions])];
+      const known = await fencePurge(this.session, this.sync, p, now);
+      fenced();
+      if (p.region === null) regions = [...new Set([...regions, ...known.regions])];
     } catch (e) {
       if (!(e instanceof EdgeRedisError)) throw e;
     }

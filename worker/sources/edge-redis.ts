@@ -28,19 +28,27 @@ export interface EdgeRecords extends RecordPair {
 
 const NIL = 0xffffffff;
 
-/** The region's copy of a SKU as one value: each record as a 4-byte length (NIL for none) and its bytes. */
-export function encodeCopy(r: RecordPair): Buffer {
+/**
+ * The region's copy of a SKU as one value: when it was asked for (ms, in
+ * decimal, and a newline: a purge by tag ignores every copy asked for before
+ * it, `copiesKey`), then each record as a 4-byte length (NIL for none) and
+ * its bytes.
+ */
+export function encodeCopy(r: RecordPair, asked: number): Buffer {
   const part = (b: Uint8Array | null): Buffer[] => {
     const len = Buffer.alloc(4);
     len.writeUInt32BE(b === null || b.byteLength === 0 ? NIL : b.byteLength);
     return b === null || b.byteLength === 0 ? [len] : [len, Buffer.from(b.buffer, b.byteOffset, b.byteLength)];
   };
-  return Buffer.concat([...part(r.stock), ...part(r.price)]);
+  return Buffer.concat([Buffer.from(`${asked}\n`), ...part(r.stock), ...part(r.price)]);
 }
 
-/** The copy a value holds; null when it is not one (the copy is then ignored, and the region asked again). */
-export function decodeCopy(v: Buffer): RecordPair | null {
-  let o = 0;
+/** The copy a value holds, unless it was asked for at or before `notAfter`; null when it is not one (the copy is then ignored, and the region asked again). */
+export function decodeCopy(v: Buffer, notAfter = 0): RecordPair | null {
+  const nl = v.indexOf(0x0a);
+  const asked = nl > 0 && nl <= 16 ? Number(v.subarray(0, nl).toString("latin1")) : NaN;
+  if (!Number.isSafeInteger(asked) || asked <= notAfter) return null;
+  let o = nl + 1;
   const part = (): Uint8Array | null | undefined => {
     if (o + 4 > v.length) return undefined;
     const n = v.readUInt32BE(o);
@@ -106,6 +114,15 @@ export function tagFenceKey(prefix: string, tag: string): string {
 /** The regions the node holds aggregates in (a set), for a purge of SKUs in every region. */
 export function regionsKey(prefix: string): string {
   return `${prefix}_node:regions`;
+}
+
+/**
+ * The time of the node's last purge by tag (ms): every region's copy asked
+ * for at or before it is ignored and not written (a copy's records may carry
+ * a purged tag, and its tags are not known without decoding them).
+ */
+export function copiesKey(prefix: string): string {
+  return `${prefix}_node:copies`;
 }
 
 /** How long a fence is kept (ms): the longest TTL a prewarm can set, plus a day for the stale graces. */
@@ -285,7 +302,8 @@ return out`;
  * records in the same round trip; a look, stride 1, names no record key at
  * all), then its state: 's' when a tag of it was purged soft since its
  * basis, else ''. A stored aggregate starts with `basis<TAB>tags<TAB>rules<LF>`.
- * ARGV: the fence key prefix, the stride.
+ * ARGV: the fence key prefix, the stride, the copies key (`copiesKey`,
+ * whose value ends the answer when records are read).
  */
 const GET_AGGREGATES = `${LUA_FENCE}
 local stride = tonumber(ARGV[2])
@@ -319,6 +337,7 @@ for i = 1, #KEYS, stride do
   out[n + stride + 1] = state
   n = n + stride + 1
 end
+if stride > 1 then out[n + 1] = redis.call('GET', ARGV[3]) end
 return out`;
 
 const READ_SCRIPTS = { getAll: GET_ALL, getAggregates: GET_AGGREGATES } as const;
@@ -347,10 +366,10 @@ export interface StoredRead {
  * `records` (each SKU's stock, price and copy keys) the records of those
  * absent, in one round trip.
  */
-export async function getAggregates(client: Redis, prefix: string, aggKeys: readonly string[], records?: readonly (readonly [string, string, string])[]): Promise<{ stored: StoredRead[]; records: ((Buffer | null)[] | null)[] }> {
+export async function getAggregates(client: Redis, prefix: string, aggKeys: readonly string[], records?: readonly (readonly [string, string, string])[]): Promise<{ stored: StoredRead[]; records: ((Buffer | null)[] | null)[]; copiesPurgedAt: number }> {
   const stride = records ? 4 : 1;
   const keys = records ? aggKeys.flatMap((k, i) => [k, ...records[i]!]) : aggKeys;
-  const values = await readScript(client, "getAggregates", keys, [tagFenceKey(prefix, ""), stride], aggKeys.length * (stride + 1));
+  const values = await readScript(client, "getAggregates", keys, [tagFenceKey(prefix, ""), stride, copiesKey(prefix)], aggKeys.length * (stride + 1) + (records ? 1 : 0));
   const stored: StoredRead[] = [];
   const recs: ((Buffer | null)[] | null)[] = [];
   for (let i = 0; i < aggKeys.length; i++) {
@@ -359,7 +378,7 @@ export async function getAggregates(client: Redis, prefix: string, aggKeys: read
     stored.push({ value, soft: (values[o + stride]?.length ?? 0) > 0 });
     recs.push(records && value === null ? values.slice(o + 1, o + stride) : null);
   }
-  return { stored, records: recs };
+  return { stored, records: recs, copiesPurgedAt: records ? copiesPurgedAt(values[values.length - 1]) : 0 };
 }
 
 /** The values of `keys` as stored. */
@@ -368,8 +387,13 @@ export function getAll(client: Redis, keys: readonly string[]): Promise<(Buffer 
 }
 
 /** The record pair (and copy) of a SKU from its values as read: stock, price and, when asked for, the region's copy. */
-export function edgeRecordsOf(stock: Buffer | null | undefined, price: Buffer | null | undefined, copy: Buffer | null | undefined): EdgeRecords {
-  return { stock: stock ?? null, price: price ?? null, copy: copy ? decodeCopy(copy) : null };
+export function edgeRecordsOf(stock: Buffer | null | undefined, price: Buffer | null | undefined, copy: Buffer | null | undefined, copiesPurgedAt: number): EdgeRecords {
+  return { stock: stock ?? null, price: price ?? null, copy: copy ? decodeCopy(copy, copiesPurgedAt) : null };
+}
+
+/** The time of the last purge by tag, as read with `copiesKey` (0: none). */
+export function copiesPurgedAt(v: Buffer | null | undefined): number {
+  return Number(v?.toString("latin1") ?? 0) || 0;
 }
 
 /**
@@ -394,10 +418,12 @@ export async function readRecords(session: EdgeRedisSession, skus: readonly stri
         keys.push(stockKey(p, sku), priceKey(p, sku));
         if (copies) keys.push(copyKey(p, sku));
       }
+      if (copies) keys.push(copiesKey(p));
       const values = await getAll(client, keys);
       metrics.recordReads.inc({}, skus.length);
       const n = copies ? 3 : 2;
-      return skus.map((_, i) => edgeRecordsOf(values[n * i], values[n * i + 1], copies ? values[n * i + 2] : null));
+      const purgedAt = copies ? copiesPurgedAt(values[values.length - 1]) : 0;
+      return skus.map((_, i) => edgeRecordsOf(values[n * i], values[n * i + 1], copies ? values[n * i + 2] : null, purgedAt));
     },
     { timeoutMs: exchangeTimeoutMs(cfg, skus.length) },
   );
@@ -408,13 +434,16 @@ export async function readRecords(session: EdgeRedisSession, skus: readonly stri
  * and a note that the region does not know a SKU for `unknownTtlMs` (so that
  * the node's processes waiting on this fetch get the answer, not half of
  * it). Refused for a SKU purged since `basis`, when the records were asked
- * for (its fence is newer): a purge is never undone by a fetch that started
- * before it. The feed's record keys are never written. One round trip.
- * KEYS: (copy, fence) pairs. ARGV: basis, then (value, px) pairs.
+ * for (its fence is newer), and for every SKU after a purge by tag since
+ * (`copiesKey`): a purge is never undone by a fetch that started before it.
+ * The feed's record keys are never written. One round trip.
+ * KEYS: (copy, the SKU's tag fence) pairs, then the copies key. ARGV: basis,
+ * then (value, px) pairs.
  */
 const KEEP_COPIES = `${LUA_FENCE}
 local basis = tonumber(ARGV[1])
-for i = 1, #KEYS, 2 do
+if basis <= tonumber(redis.call('GET', KEYS[#KEYS]) or '0') then return 0 end
+for i = 1, #KEYS - 1, 2 do
   local h, s = fence(redis.call('GET', KEYS[i + 1]))
   if h < basis and s < basis then redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[i + 2]) end
 end
@@ -427,13 +456,14 @@ export async function keepRegionalCopies(session: EdgeRedisSession, fetched: Rea
   const args: (string | Buffer | number)[] = [basis];
   for (const [sku, r] of fetched) {
     keys.push(copyKey(p, sku), tagFenceKey(p, `sku:${sku}`));
-    args.push(encodeCopy(r), ttlSeconds * 1000);
+    args.push(encodeCopy(r, basis), ttlSeconds * 1000);
   }
   for (const sku of unknown) {
     keys.push(copyKey(p, sku), tagFenceKey(p, `sku:${sku}`));
-    args.push(encodeCopy({ stock: null, price: null }), unknownTtlMs);
+    args.push(encodeCopy({ stock: null, price: null }, basis), unknownTtlMs);
   }
   if (keys.length === 0) return;
+  keys.push(copiesKey(p));
   await session.exchange(
     async (client) => {
       if (!("keepCopies" in client)) client.defineCommand("keepCopies", { lua: KEEP_COPIES });
