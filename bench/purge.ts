@@ -453,7 +453,7 @@ async function main(): Promise<void> {
         maxAfter: Math.max(...lat(t0, Infinity)),
       };
       softRounds.push(sr);
-      console.log(`       soft purge round ${r + 1}: purged ${sr.purged} in ${sr.answerMs.toFixed(0)} ms; per key ${sr.computationsPerKey.toFixed(2)} read computations, ${sr.recordReadsPerKey.toFixed(2)} record reads; reads after it ${JSON.stringify(byResult)}, p99 ${sr.p99After.toFixed(0)} ms (before ${sr.p99Before.toFixed(0)} ms), max ${sr.maxAfter.toFixed(0)} ms; old HITs afterwards ${oldHits}; ${sr.failures} failed reads`);
+      console.log(`       soft purge round ${r + 1}: purged ${sr.purged} in ${sr.answerMs.toFixed(0)} ms; per key ${sr.computationsPerKey.toFixed(3)} read computations, ${sr.recordReadsPerKey.toFixed(3)} record reads; reads after it ${JSON.stringify(byResult)}, p99 ${sr.p99After.toFixed(0)} ms (before ${sr.p99Before.toFixed(0)} ms), max ${sr.maxAfter.toFixed(0)} ms; old HITs afterwards ${oldHits}; ${sr.failures} failed reads`);
     }
     results["softPurge"] = softRounds;
     const comp = median(softRounds.map((x) => x.computationsPerKey));
@@ -461,14 +461,14 @@ async function main(): Promise<void> {
     const softOk = softRounds.every((x) => x.oldHits === 0 && x.failures === 0);
     row({
       what: `soft purge of ${SOFT.toLocaleString("en")} hot keys under read load (5 readers per process, each key read in turn on every process until each was read twice more after the answer): read recomputations per key; median of ${rounds}`,
-      value: `${comp.toFixed(2)} (${spread(softRounds.map((x) => x.computationsPerKey), (x) => x.toFixed(2))}) with ${PROCESSES} processes; reads after the purge ${softRounds.map((x) => JSON.stringify(x.after)).join(", ")}; read p99 ${median(softRounds.map((x) => x.p99After)).toFixed(0)} ms after vs ${median(softRounds.map((x) => x.p99Before)).toFixed(0)} ms before, max ${Math.max(...softRounds.map((x) => x.maxAfter)).toFixed(0)} ms`,
+      value: `${comp.toFixed(3)} (${spread(softRounds.map((x) => x.computationsPerKey), (x) => x.toFixed(3))}) with ${PROCESSES} processes; reads after the purge ${softRounds.map((x) => JSON.stringify(x.after)).join(", ")}; read p99 ${median(softRounds.map((x) => x.p99After)).toFixed(0)} ms after vs ${median(softRounds.map((x) => x.p99Before)).toFixed(0)} ms before, max ${Math.max(...softRounds.map((x) => x.maxAfter)).toFixed(0)} ms`,
       baseline: "-",
       goal: `1 per key (at most one per process: ≤ ${PROCESSES}); no old HIT afterwards, no failed read`,
       met: comp <= 1 && softOk,
     });
     row({
       what: "the same soft purge: record reads from the edge Redis per key (misses to the records)",
-      value: `${reads.toFixed(2)} (${spread(softRounds.map((x) => x.recordReadsPerKey), (x) => x.toFixed(2))})`,
+      value: `${reads.toFixed(3)} (${spread(softRounds.map((x) => x.recordReadsPerKey), (x) => x.toFixed(3))})`,
       baseline: "-",
       goal: "≤ 1 per key",
       met: reads <= 1 && softOk,
