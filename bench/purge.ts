@@ -405,14 +405,17 @@ async function main(): Promise<void> {
     const rpsDuring = median(during.map((x) => x.rps));
     const rpsWithout = median(without.map((x) => x.rps));
     const failures = [...during, ...without].reduce((n, x) => n + x.failures, 0);
+    // Each round's ratio: its purge window against its own session's baseline (the machine's load moves both alike).
+    const ratios = during.map((x, i) => x.rps / without[i]!.rps);
+    const ratio = median(ratios);
     row({
       what: `warmed reads (HIT) of ${OTHER.toLocaleString("en")} other keys, 10 connections, while a 100,000-key purge by tag runs (from its send to its answer); median of ${rounds} rounds`,
       value: `${Math.round(rpsDuring)} req/s (${spread(during.map((x) => x.rps))}), ${failures} failed; purge ${median(during.map((x) => x.windowMs)).toFixed(0)} ms, Redis busy ${(median(during.map((x) => x.redisCpuShare)) * 100).toFixed(0)} % of a core meanwhile, reads from the store instead of memory ${(median(during.map((x) => x.storeHits / Math.max(1, x.storeHits + x.memoryHits))) * 100).toFixed(0)} %`,
       baseline: `the same reads in the same load session, 2 s before the purge and 2 s after it (from 0.5 s after its answer): ${Math.round(rpsWithout)} req/s (${spread(without.map((x) => x.rps))})`,
       goal: "≥ 0.8x",
-      met: rpsDuring / rpsWithout >= 0.8 && failures === 0,
+      met: ratio >= 0.8 && failures === 0,
     });
-    rows[rows.length - 1]!.value += ` = ${(rpsDuring / rpsWithout).toFixed(2)}x`;
+    rows[rows.length - 1]!.value += ` = ${ratio.toFixed(2)}x, median of the rounds' ratios (${ratios.map((x) => x.toFixed(2)).join(", ")})`;
 
     // 4. A soft purge of 1,000 hot keys under read load: recomputations and record reads per key.
     type SoftRound = { computationsPerKey: number; recordReadsPerKey: number; purged: number; answerMs: number; oldHits: number; failures: number; after: Record<string, number>; p99Before: number; p99After: number; maxAfter: number };
