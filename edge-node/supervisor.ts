@@ -16,8 +16,8 @@
  * (reported through workerd's --control-fd): the supervisor checks each
  * process's /healthz there.
  *
- * On SIGHUP it swaps in the bundle again (`npm run build:node` rebuilt it, or
- * its go-stock.wasm was replaced): it copies it, stamps its rules version,
+ * On SIGHUP, or when the bundle's go-stock.wasm is replaced by one of other
+ * rules, it swaps in the bundle again (`npm run build:node` rebuilt it): it copies it, stamps its rules version,
  * and restarts the processes one at a time, each new one answering /healthz
  * before the old one of its slot is told to drain (a rolling restart: the
  * sockets stay open and some process always accepts, so no request is
@@ -28,7 +28,7 @@
  * warm on the node (change-watch.ts; NODE_WATCH_CHANGES=0 switches it off).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -36,7 +36,7 @@ import type { Readable } from "node:stream";
 import { CONFIG_VARS } from "../worker/config";
 import { parseConfig, type RawConfig } from "../worker/config";
 import { announce, type Announcement } from "./announce";
-import { stampRulesVersion } from "./bundle";
+import { rulesVersionOf, stampRulesVersion } from "./bundle";
 import { ChangeWatch } from "./change-watch";
 import { COMPAT_FILE, bundleDir, nodeConfig } from "./workerd-config";
 import { workerdBinary } from "./workerd-binary";
@@ -286,6 +286,34 @@ function requestRoll(): void {
       }
     });
 }
+
+/**
+ * The module in the bundle directory is looked at every MODULE_CHECK_MS (its
+ * size and mtime; its bytes only when those change): a go-stock.wasm put in
+ * place whole (written, then renamed, as a rebuild does) with other rules
+ * than the running ones is rolled in as on SIGHUP.
+ */
+const MODULE_CHECK_MS = 1000;
+let moduleSeen = "";
+setInterval(() => {
+  if (stopping || rolling) return;
+  try {
+    const dir = bundleDir();
+    const file = readdirSync(dir).find((f) => f.endsWith("go-stock.wasm"));
+    if (!file) return;
+    const st = statSync(path.join(dir, file));
+    const seen = `${st.size}:${st.mtimeMs}`;
+    if (seen === moduleSeen) return;
+    moduleSeen = seen;
+    const rules = rulesVersionOf(readFileSync(path.join(dir, file)));
+    if (current.rules !== null && rules !== current.rules) {
+      log(`the module in ${dir} now has rules ${rules} (running ${current.rules}): rolling restart`);
+      requestRoll();
+    }
+  } catch {
+    // A bundle being replaced: looked at again in a second.
+  }
+}, MODULE_CHECK_MS).unref();
 
 process.on("SIGTERM", () => void stop("SIGTERM"));
 process.on("SIGHUP", requestRoll);

@@ -147,6 +147,26 @@ describe("SIGHUP", () => {
   }, 60_000);
 });
 
+describe("a module replaced in the bundle", () => {
+  it("is rolled in without a SIGHUP: every process then shows its rules", async () => {
+    const { node } = stack;
+    const old = await rulesOf(node.url);
+    const file = moduleOf(bundle);
+    const replaced = withCustomSection(readFileSync(file), `no-sighup-${Date.now()}`);
+    writeFileSync(`${file}.new`, replaced);
+    renameSync(`${file}.new`, file);
+    const next = sha12(replaced);
+    expect(next).not.toBe(old);
+    for (let i = 0; i < 100 && [...node.processes().values()].length > 0; i++) {
+      const shown = await Promise.all([...node.processes().values()].map((p) => rulesOf(p.url).catch(() => undefined)));
+      if (shown.every((r) => r === next) && (await rulesOf(node.url)) === next) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const p of node.processes().values()) expect(await rulesOf(p.url), node.log()).toBe(next);
+    expect(node.log()).toContain(`now has rules ${next}`);
+  }, 30_000);
+});
+
 describe("GET /v1/nodes (prewarm nodes list)", () => {
   it("shows each node's rules version: announced, read from a config node's /healthz, unknown for one that does not answer; a malformed announced version is refused", async () => {
     const redis = await startRedis();
