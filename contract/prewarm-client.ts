@@ -6,6 +6,7 @@
  * batch: 4xx). Per-SKU failures inside a 200 answer are data, not errors.
  */
 
+import { describeRefusal, NodeCallError, postToNode, type NodeAnswer } from "./node-call";
 import { isPrewarmAnswer, type PrewarmAnswer, type PrewarmRequest } from "./prewarm";
 
 export type { PrewarmAnswer };
@@ -49,32 +50,18 @@ function retryAfterMs(header: string | null): number | undefined {
 }
 
 export async function postBatch(req: BatchRequest): Promise<PrewarmAnswer> {
-  let res: Response;
+  const body: PrewarmRequest = { region: req.region, skus: [...req.skus], jobId: req.jobId, ...(req.ttl === undefined ? {} : { ttl: req.ttl }), ...(req.ttlJitter ? { ttlJitter: req.ttlJitter } : {}), ...(req.tags?.length ? { tags: [...req.tags] } : {}) };
+  let a: NodeAnswer;
   try {
-    res = await fetch(`${req.url}/v1/prewarm`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${req.token}` },
-      body: JSON.stringify({ region: req.region, skus: [...req.skus], jobId: req.jobId, ...(req.ttl === undefined ? {} : { ttl: req.ttl }), ...(req.ttlJitter ? { ttlJitter: req.ttlJitter } : {}), ...(req.tags?.length ? { tags: [...req.tags] } : {}) } satisfies PrewarmRequest),
-      signal: AbortSignal.timeout(req.timeoutMs),
-    });
+    a = await postToNode(req.url, "/v1/prewarm", req.token, body, req.timeoutMs);
   } catch (e) {
-    const err = e as Error;
-    if (err.name === "TimeoutError") throw new BatchError("timeout", `${req.url} did not answer within ${req.timeoutMs} ms`, true);
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? err.message;
-    throw new BatchError("node_unreachable", `${req.url}: ${cause}`, true);
+    if (e instanceof NodeCallError) throw new BatchError(e.code, e.message, true);
+    throw e;
   }
-  let body: unknown;
-  try {
-    body = await res.json();
-  } catch (e) {
-    if ((e as Error).name === "TimeoutError") throw new BatchError("timeout", `${req.url} did not finish its answer within ${req.timeoutMs} ms`, true);
-    body = undefined;
+  if (a.status !== 200) {
+    const retryable = a.status >= 500 || a.status === 429 || a.status === 408;
+    throw new BatchError(`http_${a.status}`, describeRefusal(req.url, a), retryable, retryAfterMs(a.headers.get("Retry-After")));
   }
-  if (res.status !== 200) {
-    const detail = typeof body === "object" && body !== null ? JSON.stringify(body).slice(0, 300) : "";
-    const retryable = res.status >= 500 || res.status === 429 || res.status === 408;
-    throw new BatchError(`http_${res.status}`, `${req.url} answered ${res.status} ${detail}`, retryable, retryAfterMs(res.headers.get("Retry-After")));
-  }
-  if (!isPrewarmAnswer(body)) throw new BatchError("bad_answer", `${req.url} answered 200 without a prewarm result`, true);
-  return body;
+  if (!isPrewarmAnswer(a.body)) throw new BatchError("bad_answer", `${req.url} answered 200 without a prewarm result`, true);
+  return a.body;
 }

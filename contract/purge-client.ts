@@ -8,6 +8,7 @@
  * that does not cover what was asked (`unsupported`: a node from before SPEC
  * §9, which ignores `tags` and `soft`, answers without `soft`).
  */
+import { describeRefusal, NodeCallError, postToNode, type NodeAnswer } from "./node-call";
 import { isPurgeAnswer, type PurgeAnswer, type PurgeRequest } from "./purge";
 
 export type { PurgeAnswer, PurgeRequest };
@@ -39,30 +40,15 @@ function codeOf(status: number, body: unknown): string {
 }
 
 export async function postPurge(req: PurgeCall): Promise<PurgeAnswer> {
-  let res: Response;
+  let a: NodeAnswer;
   try {
-    res = await fetch(`${req.url}/v1/purge`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${req.token}` },
-      body: JSON.stringify(req.body satisfies PurgeRequest),
-      signal: AbortSignal.timeout(req.timeoutMs),
-    });
+    a = await postToNode(req.url, "/v1/purge", req.token, req.body satisfies PurgeRequest, req.timeoutMs);
   } catch (e) {
-    const err = e as Error;
-    if (err.name === "TimeoutError") throw new PurgeError("timeout", `${req.url} did not answer within ${req.timeoutMs} ms`);
-    throw new PurgeError("node_unreachable", `${req.url}: ${(err as { cause?: { code?: string } }).cause?.code ?? err.message}`);
+    if (e instanceof NodeCallError) throw new PurgeError(e.code, e.message);
+    throw e;
   }
-  let body: unknown;
-  try {
-    body = await res.json();
-  } catch (e) {
-    if ((e as Error).name === "TimeoutError") throw new PurgeError("timeout", `${req.url} did not finish its answer within ${req.timeoutMs} ms`);
-    body = undefined;
-  }
-  if (res.status !== 200) {
-    const detail = typeof body === "object" && body !== null ? JSON.stringify(body).slice(0, 300) : "";
-    throw new PurgeError(codeOf(res.status, body), `${req.url} answered ${res.status} ${detail}`.trim());
-  }
+  if (a.status !== 200) throw new PurgeError(codeOf(a.status, a.body), describeRefusal(req.url, a));
+  const body = a.body;
   if (!isPurgeAnswer(body)) throw new PurgeError("bad_answer", `${req.url} answered 200 without a purge result`);
   // A node that does not know tags or soft purges ignores them: its answer has no `soft`. Not a confirmation.
   if ((req.body.tags !== undefined || req.body.soft === true) && body.soft !== (req.body.soft === true)) {
