@@ -30,7 +30,7 @@
  */
 import { createHash } from "node:crypto";
 import { DelayedError, Job, Queue, UnrecoverableError, Worker, type JobsOptions, type KeepJobs } from "bullmq";
-import { TaskCancelledError, timeout, TimeoutStrategy } from "cockatiel";
+import { within } from "./within";
 import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
 import { isBatchError, postBatch } from "../contract/prewarm-client";
 import { mergeTags } from "../contract/tags";
@@ -128,15 +128,6 @@ function jobFailureCode(reason: string): string {
 
 function summarize(r: VerifyReport): ReadinessSummary {
   return { at: r.at, requiredUntil: r.requiredUntil, readyPct: r.readyPct, met: r.met, nodes: r.nodes.map((n) => ({ name: n.name, ready: n.ready, skus: n.skus, readyPct: n.readyPct, stragglers: n.stragglers })) };
-}
-
-/** Resolves or rejects with `p`, or rejects with `onTimeout()` after `ms` (cockatiel's aggressive timeout). */
-export async function within<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  try {
-    return await timeout(ms, TimeoutStrategy.Aggressive).execute(() => p);
-  } catch (e) {
-    throw e instanceof TaskCancelledError ? onTimeout() : e;
-  }
 }
 
 export class Engine {

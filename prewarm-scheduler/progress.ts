@@ -1,7 +1,8 @@
 /** Watching a run: polls the run store and draws a progress bar per node (cli-progress) on a terminal. */
 import { MultiBar, Presets } from "cli-progress";
 import { describeRedis } from "./config";
-import { SchedulerRedisError, within, type Engine } from "./engine";
+import { SchedulerRedisError, type Engine } from "./engine";
+import { within } from "./within";
 import type { RunReport } from "./run-store";
 
 export interface WatchOptions {

@@ -25,6 +25,7 @@
  *   {prefix}:purges:pending      sorted set of `<node>|<purge id>` by when to send it again
  */
 import { hostname, userInfo } from "node:os";
+import pLimit from "p-limit";
 import { z } from "zod";
 import { isValidRegion, isValidSku } from "../contract/ids";
 import { MAX_PURGE_ENTRIES, type PurgeRequest } from "../contract/purge";
@@ -35,6 +36,7 @@ import type { SchedulerRedis } from "./redis";
 import type { NodeRegistry } from "./registry";
 import { asNode } from "./registry";
 import { describeIssues, InvalidFileError } from "./schema-errors";
+import { within } from "./within";
 
 /** How long a purge is sent again to a node that has not confirmed it: the longest TTL (86,400 s) plus the longest stale grace (86,400 s). */
 export const REPLAY_FOR_MS = 2 * 86_400_000;
@@ -198,14 +200,6 @@ export function isPurgeId(id: string): boolean {
   return id.startsWith("purge-");
 }
 
-/** Runs `fn` over `items`, at most `limit` at once. */
-async function pooled<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
-}
-
 /** A target of a purge: a node to send it to, or one the registry lists as absent (it gets the purge when it comes back). */
 interface Target {
   name: string;
@@ -292,16 +286,10 @@ export class FleetPurge {
       .expire(`${this.hash(id)}:open`, this.retentionSeconds)
       .zadd(this.idsKey, now, id)
       .zadd(this.pendingKey, ...targets.flatMap((t) => [lease, `${t.name}|${id}`]));
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([m.exec(), new Promise((_, reject) => (timer = setTimeout(() => reject(this.redisTimeout()), this.cfg.redisTimeoutMs)))]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await within(m.exec(), this.cfg.redisTimeoutMs, this.redisTimeout);
     await this.trim(now).catch(() => 0);
-    await pooled(targets, FANOUT, async (t) => {
-      await this.send(meta, t.name, t.node, 1, false);
-    });
+    const limit = pLimit(FANOUT);
+    await Promise.all(targets.map((t) => limit(() => this.send(meta, t.name, t.node, 1, false))));
     return (await this.report(id))!;
   }
 
@@ -386,9 +374,14 @@ export class FleetPurge {
       byNode.set(n, [...(byNode.get(n) ?? []), m]);
     }
     let confirmed = 0;
-    await pooled([...byNode.values()], FANOUT, async (list) => {
-      for (const m of list) if (await this.replay(m, now)) confirmed++;
-    });
+    const limit = pLimit(FANOUT);
+    await Promise.all(
+      [...byNode.values()].map((list) =>
+        limit(async () => {
+          for (const m of list) if (await this.replay(m, now)) confirmed++;
+        }),
+      ),
+    );
     return confirmed;
   }
 
