@@ -57,10 +57,14 @@ export function stateFor(cfg: Config): IsolateState {
   let s = states.get(cfg);
   if (!s) {
     const hot = new HotCache(cfg.hotCacheMaxBytes);
-    const drop = (what: MemKey | "all" | PurgeMatch): void => {
-      if (what === "all") hot.clear();
-      else if (typeof what === "string") hot.delete(what);
-      else hot.deleteWhere((key, entry) => purgeMatches(what, key, entry));
+    const drop = (what: MemKey | "all" | PurgeMatch): number => {
+      if (what === "all") {
+        const n = hot.size;
+        hot.clear();
+        return n;
+      }
+      if (typeof what === "string") return hot.delete(what) ? 1 : 0;
+      return hot.deleteWhere((key, entry) => purgeMatches(what, key, entry));
     };
     s = { hot, sync: new NodeSync(cfg, drop) };
     states.set(cfg, s);

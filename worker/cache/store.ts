@@ -13,7 +13,7 @@
  * `lookupAt`, to the millisecond.
  */
 import type { AggregateStoreKind } from "../config";
-import type { ChainableCommander, default as Redis } from "ioredis";
+import type Redis from "ioredis";
 import { aggregateKey, copiesKey, copyKey, EdgeRedisError, edgeRecordsOf, exchangeTimeoutMs, FENCE_MS, getAggregates, LUA_FENCE, priceKey, regionsKey, stockKey, tagFenceKey, type EdgeRedisSession } from "../sources/edge-redis";
 import { metrics } from "../metrics";
 import type { NodeSync } from "../node/sync";
@@ -443,18 +443,16 @@ export class CacheApiStore implements AggregateStore {
   }
 
   /**
-   * Appends the change to the node's log (with `also`, in the same round
-   * trip). When the edge Redis is down, the entries are in the Cache API all
-   * the same, and the other isolates, unable to sync, stop trusting their hot
-   * caches and read the Cache API: nothing stale is served, so this is no
-   * failure of the write.
+   * Appends the change to the node's log. When the edge Redis is down, the
+   * entries are in the Cache API all the same, and the other isolates, unable
+   * to sync, stop trusting their hot caches and read the Cache API: nothing
+   * stale is served, so this is no failure of the write.
    */
-  private async announce(keys: MemKey[], also?: (p: ChainableCommander) => void): Promise<void> {
+  private async announce(keys: MemKey[]): Promise<void> {
     if (keys.length === 0) return;
     try {
       await this.session.exchange(async (c) => {
         const p = c.pipeline();
-        also?.(p);
         this.sync.append(p, keys);
         await p.exec();
       });

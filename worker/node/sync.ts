@@ -130,8 +130,8 @@ export class NodeSync {
 
   constructor(
     private readonly cfg: Config,
-    /** Drops one key from the hot cache; `all` empties it; a purge's match drops what it matches. */
-    private readonly drop: (what: MemKey | "all" | PurgeMatch) => void,
+    /** Drops one key from the hot cache; `all` empties it; a purge's match drops what it matches. How many entries went. */
+    private readonly drop: (what: MemKey | "all" | PurgeMatch) => number,
   ) {}
 
   /** Whether the hot cache may answer at `now`. */
@@ -215,8 +215,7 @@ export class NodeSync {
       if (f.get("p") === this.processId) continue; // our own change: applied when we made it
       const tags = f.get("t");
       if (tags !== undefined) {
-        this.purged({ tags: new Set(tags.split(" ")), region: f.get("r") || null });
-        metrics.hotCacheInvalidations.inc();
+        metrics.hotCacheInvalidations.inc({}, this.purged({ tags: new Set(tags.split(" ")), region: f.get("r") || null }));
         continue;
       }
       for (const key of (f.get("k") ?? "").split(",")) {
@@ -238,10 +237,11 @@ export class NodeSync {
    * are dropped, and no operation of this process that started before it
    * keeps what it read or computed (its keys are not known one by one).
    */
-  purged(match: PurgeMatch): void {
-    this.drop(match);
+  purged(match: PurgeMatch): number {
+    const dropped = this.drop(match);
     this.generation++;
     this.clearedAt = this.generation;
+    return dropped;
   }
 
   /**
