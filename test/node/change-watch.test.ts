@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEdgeNode, type EdgeNode } from "../../scripts/edge-node";
 import { startRedis } from "../../scripts/redis-server";
 import type { Regional } from "../../regional/server";
-import { metricOf, msUntil, postTo, priceRecord, readSku, startNodeStack, stockRecord, type NodeStack, type Read } from "./edge-node-client";
+import { metricOf, msUntil, type NodeStack, postTo, priceRecord, type Read, readSku, seedRecords, startNodeStack } from "./edge-node-client";
 
 const TOKEN = "watch-test-token";
 let regional: Regional;
@@ -22,8 +22,7 @@ const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res
 
 async function seedSku(base = 10_000, redisClient = client): Promise<string> {
   const sku = `watch-${process.pid}-${n++}`;
-  await redisClient.set(`sku:${sku}:stock`, stockRecord(sku));
-  await redisClient.set(`sku:${sku}:price`, priceRecord(sku, base));
+  await seedRecords(redisClient, sku, base);
   return sku;
 }
 

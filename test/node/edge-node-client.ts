@@ -95,3 +95,9 @@ export async function startNodeStack(o: { token: string; processes: number; vars
     },
   };
 }
+
+/** Both records of `sku` as the feed writes them (50 units in cn-east, `base` as price), in `redis` (an edge's or a region's). */
+export async function seedRecords(redis: Redis, sku: string, base: number): Promise<void> {
+  await redis.set(`sku:${sku}:stock`, stockRecord(sku));
+  await redis.set(`sku:${sku}:price`, priceRecord(sku, base));
+}

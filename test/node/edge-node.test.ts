@@ -11,7 +11,7 @@ import { startEdgeNode, type EdgeNode } from "../../scripts/edge-node";
 import type { RedisProcess } from "../../scripts/redis-server";
 import type { Regional } from "../../regional/server";
 import { BUNDLE_DIR, nodeConfig } from "../../edge-node/workerd-config";
-import { metricOf, msUntil, postTo, priceRecord, readSku, startNodeStack, stockRecord, type NodeStack, type Read } from "./edge-node-client";
+import { metricOf, msUntil, type NodeStack, postTo, priceRecord, type Read, readSku, seedRecords, startNodeStack } from "./edge-node-client";
 
 const TOKEN = "node-test-token";
 let redis: RedisProcess;
@@ -23,8 +23,7 @@ let n = 0;
 
 async function seedSku(base = 10_000): Promise<string> {
   const sku = `node-${process.pid}-${n++}`;
-  await client.set(`sku:${sku}:stock`, stockRecord(sku));
-  await client.set(`sku:${sku}:price`, priceRecord(sku, base));
+  await seedRecords(client, sku, base);
   return sku;
 }
 
@@ -141,8 +140,7 @@ describe("a cold key read by every process at once", () => {
   it("costs the node one regional request, not one per process", async () => {
     const sku = `region-only-${process.pid}`;
     const r = new Redis(regionalRedis.url);
-    await r.set(`sku:${sku}:stock`, stockRecord(sku));
-    await r.set(`sku:${sku}:price`, priceRecord(sku, 4_200));
+    await seedRecords(r, sku, 4_200);
     r.disconnect();
     const before = [...regional.counters.requests.values()].reduce((a, b) => a + b, 0);
     const reads = await Promise.all([...Array.from({ length: 50 }, () => read(proc(1), sku)), ...Array.from({ length: 50 }, () => read(proc(2), sku))]);
@@ -303,8 +301,7 @@ describe("the SPEC defaults: a node started with no timeout variables", () => {
   async function regionOnly(base: number): Promise<string> {
     const sku = `defaults-${process.pid}-${n++}`;
     const r = new Redis(regionalRedis.url);
-    await r.set(`sku:${sku}:stock`, stockRecord(sku));
-    await r.set(`sku:${sku}:price`, priceRecord(sku, base));
+    await seedRecords(r, sku, base);
     r.disconnect();
     return sku;
   }
@@ -328,8 +325,7 @@ describe("the SPEC defaults: a node started with no timeout variables", () => {
   it("gives up on an edge Redis that stalls past EDGE_REDIS_TIMEOUT_MS (250 ms for a read) and answers from the region", async () => {
     const sku = await seedSku(10_000); // the edge's copy
     const r = new Redis(regionalRedis.url);
-    await r.set(`sku:${sku}:stock`, stockRecord(sku));
-    await r.set(`sku:${sku}:price`, priceRecord(sku, 9_000)); // the region's copy
+    await seedRecords(r, sku, 9_000); // the region's copy
     r.disconnect();
     const errors = await metricOf(proc(2), "edge_redis_errors_total");
     // The edge Redis answers nobody for 700 ms. A read tries it twice (the store, then the records),
@@ -346,8 +342,7 @@ describe("SIGTERM", () => {
   it("lets a request in flight finish before the node exits", async () => {
     const sku = `drain-${process.pid}`;
     const r = new Redis(regionalRedis.url);
-    await r.set(`sku:${sku}:stock`, stockRecord(sku));
-    await r.set(`sku:${sku}:price`, priceRecord(sku, 1_234));
+    await seedRecords(r, sku, 1_234);
     r.disconnect();
     const draining = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: redis.url, REGIONAL_URL: regional.url, REGIONAL_TIMEOUT_MS: "5000", PREWARM_TOKEN: TOKEN }, processes: 1 });
     regional.faults.latencyMs = 1000;

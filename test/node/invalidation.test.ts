@@ -10,7 +10,7 @@ import Redis from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EdgeNode } from "../../scripts/edge-node";
 import type { Regional } from "../../regional/server";
-import { metricOf, postTo, priceRecord, readSku, startNodeStack, stockRecord, type NodeStack, type Read } from "./edge-node-client";
+import { metricOf, type NodeStack, postTo, type Read, readSku, seedRecords, startNodeStack, stockRecord } from "./edge-node-client";
 
 const TOKEN = "invalidation-test-token";
 let regional: Regional;
@@ -23,12 +23,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const uniqueSku = (label: string): string => `${label}-${process.pid}-${n++}`;
 
 async function seedEdge(sku: string, base: number): Promise<void> {
-  await edge.set(`sku:${sku}:stock`, stockRecord(sku));
-  await edge.set(`sku:${sku}:price`, priceRecord(sku, base));
+  await seedRecords(edge, sku, base);
 }
 async function seedRegion(sku: string, base: number): Promise<void> {
-  await region.set(`sku:${sku}:stock`, stockRecord(sku));
-  await region.set(`sku:${sku}:price`, priceRecord(sku, base));
+  await seedRecords(region, sku, base);
 }
 
 const post = (url: string, route: string, body: unknown): Promise<Response> => postTo(url, route, body, TOKEN);

@@ -17,7 +17,7 @@ import { opsApp } from "../../prewarm-scheduler/ops-api";
 import { parsePlan } from "../../prewarm-scheduler/plan";
 import { verifyPlan } from "../../prewarm-scheduler/verify";
 import { startRedis } from "../../scripts/redis-server";
-import { postTo, priceRecord, readSku, startNodeStack, stockRecord, type NodeStack } from "./edge-node-client";
+import { type NodeStack, postTo, readSku, seedRecords, startNodeStack } from "./edge-node-client";
 
 const TOKEN = "rules-test-token";
 const sha12 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex").slice(0, 12);
@@ -81,8 +81,7 @@ describe("the rules version of a node", () => {
     const { node, client } = stack;
     for (const p of node.processes().values()) expect(await rulesOf(p.url)).toBe(built());
     const sku = `rules-${process.pid}-a`;
-    await client.set(`sku:${sku}:stock`, stockRecord(sku));
-    await client.set(`sku:${sku}:price`, priceRecord(sku, 1_000));
+    await seedRecords(client, sku, 1_000);
     const res = await postTo(node.url, "/v1/prewarm", { skus: [sku] }, TOKEN);
     expect(await res.json()).toMatchObject({ warmed: 1, rules: built() });
   });
@@ -92,15 +91,13 @@ describe("SIGHUP", () => {
   it("swaps in a replaced module one process at a time under read load: no request fails, and every process then shows the new rules", async () => {
     const { node, client } = stack;
     const sku = `rules-${process.pid}-b`;
-    await client.set(`sku:${sku}:stock`, stockRecord(sku));
-    await client.set(`sku:${sku}:price`, priceRecord(sku, 2_000));
+    await seedRecords(client, sku, 2_000);
     expect((await readSku(node.url, sku)).amount).toBe(2_000);
     const before = new Map([...node.processes()].map(([i, p]) => [i, p.pid]));
     const old = await rulesOf(node.url);
     // A key warmed by the old rules, not read during the rollout.
     const kept = `rules-${process.pid}-kept`;
-    await client.set(`sku:${kept}:stock`, stockRecord(kept));
-    await client.set(`sku:${kept}:price`, priceRecord(kept, 2_500));
+    await seedRecords(client, kept, 2_500);
     await new Promise((r) => setTimeout(r, 100));
     expect((await postTo(node.url, "/v1/prewarm", { skus: [kept], ttl: 600 }, TOKEN)).status).toBe(200);
     expect(await readSku(node.url, kept)).toMatchObject({ cache: "HIT", rules: old });
@@ -209,8 +206,7 @@ describe("prewarm verify", () => {
   it("reports a node that runs other rules than the plan expects as rules_mismatch, and the plan not met", async () => {
     const { node, client } = stack;
     const sku = `rules-${process.pid}-c`;
-    await client.set(`sku:${sku}:stock`, stockRecord(sku));
-    await client.set(`sku:${sku}:price`, priceRecord(sku, 3_000));
+    await seedRecords(client, sku, 3_000);
     expect((await postTo(node.url, "/v1/prewarm", { skus: [sku], ttl: 600 }, TOKEN)).status).toBe(200);
     const running = (await rulesOf(node.url))!;
     const cfg = parseConfig({ token: "fleet-secret", nodes: [{ name: "edge-real", url: node.url, region: "cn-east" }] });

@@ -4,9 +4,8 @@
  * the superseded runs say what they left unsent, and `prewarm check` refuses
  * such a campaign. Real edge nodes, the scheduler's real Redis (or cluster).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { SchedulerConfig } from "../../prewarm-scheduler/config";
-import { Engine, planKey } from "../../prewarm-scheduler/engine";
+import { describe, expect, it } from "vitest";
+import { planKey } from "../../prewarm-scheduler/engine";
 import { checkPlan } from "../../prewarm-scheduler/check";
 import { opsApp } from "../../prewarm-scheduler/ops-api";
 import { parsePlan, type Plan } from "../../prewarm-scheduler/plan";

@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
 import { startRedis, type RedisProcess } from "../../scripts/redis-server";
-import { priceRecord, readSku, stockRecord } from "./edge-node-client";
+import { readSku, seedRecords } from "./edge-node-client";
 import Redis from "ioredis";
 
 let dir: string;
@@ -55,8 +55,7 @@ afterAll(async () => {
 describe("npm run node:watch", () => {
   it("serves a changed rule soon after the Go source is saved, with the new rules version", async () => {
     const sku = `watch-dev-${process.pid}`;
-    await client.set(`sku:${sku}:stock`, stockRecord(sku)); // 50 units: in stock
-    await client.set(`sku:${sku}:price`, priceRecord(sku, 1_000));
+    await seedRecords(client, sku, 1_000); // 50 units: in stock
     const body = async (): Promise<{ status?: string; rules: string | null }> => {
       const res = await fetch(`${url}/v1/skus/${sku}`);
       const json = (await res.json()) as { stock?: { status: string } };
