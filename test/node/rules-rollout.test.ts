@@ -102,20 +102,22 @@ describe("SIGHUP", () => {
     expect((await postTo(node.url, "/v1/prewarm", { skus: [kept], ttl: 600 }, TOKEN)).status).toBe(200);
     expect(await readSku(node.url, kept)).toMatchObject({ cache: "HIT", rules: old });
 
-    // A new module file, put in place whole (as a rebuild does).
+    const load = autocannon({ url: `${node.url}/v1/skus/${sku}`, connections: 4, duration: 6 });
+    await new Promise((r) => setTimeout(r, 1000));
+    // A new module file, put in place whole (as a rebuild does), and SIGHUP at once: the roll it starts is
+    // under way before the supervisor's once-a-second look at the module would start one of its own.
     const file = moduleOf(bundle);
     const replaced = withCustomSection(readFileSync(file), `${Date.now()}`);
     writeFileSync(`${file}.new`, replaced);
+    const rolled = node.log().length;
     renameSync(`${file}.new`, file);
+    node.process.kill("SIGHUP");
     const next = sha12(replaced);
     expect(next).not.toBe(old);
-
-    const load = autocannon({ url: `${node.url}/v1/skus/${sku}`, connections: 4, duration: 6 });
-    await new Promise((r) => setTimeout(r, 1000));
-    const rolled = node.log().length;
-    node.process.kill("SIGHUP");
     const result = await load;
     const log = node.log().slice(rolled);
+    expect(log, node.log()).toContain(`SIGHUP: rolling restart of 2 processes onto rules ${next}`);
+    expect(log, node.log()).not.toContain(`now has rules ${next}`); // this roll was the SIGHUP's
     expect(log, node.log()).toContain(`rolling restart done: 2 processes run rules ${next}`);
     // One at a time: process 1's new process answered before process 2 was restarted.
     expect(log.indexOf("process 1 (pid")).toBeLessThan(log.indexOf("process 2 (pid"));
