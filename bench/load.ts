@@ -17,9 +17,11 @@ export async function load(url: string, o: { connections?: number; seconds?: num
 
 /**
  * Measures `subject` and `baseline` alternately, `rounds` times each, so the
- * noise of a shared machine hits both alike; returns the median of each.
+ * noise of a shared machine hits both alike; returns the median of each and
+ * each round's req/s ratio (subject / baseline: their spread is the noise a
+ * difference must exceed to be measured).
  */
-export async function interleaved(subject: string, baseline: string, rounds = 3, seconds = 5): Promise<{ subject: LoadResult; baseline: LoadResult }> {
+export async function interleaved(subject: string, baseline: string, rounds = 3, seconds = 5): Promise<{ subject: LoadResult; baseline: LoadResult; ratios: number[] }> {
   const s: LoadResult[] = [];
   const b: LoadResult[] = [];
   await load(subject, { seconds: 1 }); // warm-up: JIT, connections
@@ -32,5 +34,5 @@ export async function interleaved(subject: string, baseline: string, rounds = 3,
     const m = (k: keyof LoadResult): number => median(xs.map((x) => x[k]));
     return { reqPerSec: m("reqPerSec"), p50: m("p50"), p99: m("p99"), errors: xs.reduce((n, x) => n + x.errors, 0), non2xx: xs.reduce((n, x) => n + x.non2xx, 0) };
   };
-  return { subject: med(s), baseline: med(b) };
+  return { subject: med(s), baseline: med(b), ratios: s.map((x, i) => x.reqPerSec / b[i]!.reqPerSec) };
 }
