@@ -1,5 +1,6 @@
 /**
- * `prewarm`: the ops CLI of the scheduler (also `npm run prewarm -- …`).
+ * `prewarm`: the ops CLI of the scheduler (`npx prewarm …`: package.json's bin,
+ * bin/prewarm.mjs; also `npm run prewarm -- …`, after npm's banner).
  *
  *   prewarm run <plan>          run a plan now: progress bar per node, per-node report;
  *                               exit 1 when failures pass the plan's failureThreshold
@@ -40,6 +41,7 @@ import { RULES_VERSION_RE } from "../contract/prewarm";
 import { collectHotSkus } from "./hot-skus";
 import { checkPlan, formatCheck } from "./check";
 import { MultiBar, Presets } from "cli-progress";
+import { version } from "../package.json";
 import { cliUser, describePurge, describeWho, formatPurge, isPurgeId, parsePurge } from "./purge";
 
 interface Common {
@@ -77,7 +79,7 @@ function untilSignal(engine: Engine, what: string): Promise<void> {
   });
 }
 
-const program = new Command("prewarm").description("edge prewarm scheduler: plans, fan-out to every edge node, schedules, reports");
+const program = new Command("prewarm").description("edge prewarm scheduler: plans, fan-out to every edge node, schedules, reports").version(version, "-V, --version", "the package version");
 const withCommon = (c: Command): Command =>
   c.option("-c, --config <file>", "scheduler config (YAML/JSON); default $PREWARM_CONFIG or ./prewarm.config.yaml").option("--json", "JSON output for scripts");
 
