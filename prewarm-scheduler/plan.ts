@@ -8,6 +8,7 @@
  * not depend on the file being present on every scheduler machine.
  */
 import { RULES_VERSION_RE } from "../contract/prewarm";
+import { getNextMillis } from "bullmq";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
@@ -129,8 +130,29 @@ const scheduleSchema = z.preprocess(
         .optional(),
       campaign: campaignSchema.optional(),
     }, { error: 'must be "once", {cron: "<pattern>", tz?} or {campaign: {t0, lead, refreshEvery, until}}' })
-    .superRefine(exactlyOne(["once", "cron", "campaign"])),
+    .superRefine(exactlyOne(["once", "cron", "campaign"]))
+    .superRefine((s, ctx) => {
+      if (s.cron === undefined || (s.tz !== undefined && !isTimeZone(s.tz))) return;
+      const problem = cronProblem(s.cron, s.tz);
+      if (problem !== null) ctx.addIssue({ code: "custom", path: ["cron"], message: problem });
+    }),
 );
+
+/**
+ * Why a cron pattern cannot be scheduled, or null: read by the parser BullMQ
+ * schedules it with (its `getNextMillis`), so a plan that loads is one
+ * `prewarm schedule` accepts, and a pattern that never fires (Feb 31) is
+ * refused too.
+ */
+export function cronProblem(pattern: string, tz?: string, now = Date.now()): string | null {
+  let next: number | undefined;
+  try {
+    next = getNextMillis(now, { pattern, ...(tz !== undefined ? { tz } : {}) });
+  } catch (e) {
+    return `not a cron pattern (minute hour day-of-month month day-of-week, optionally seconds first), ${JSON.stringify(pattern)}: ${(e as Error).message}`;
+  }
+  return next === undefined ? `${JSON.stringify(pattern)} never fires` : null;
+}
 
 export const planSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes (1-63 chars)" }),
