@@ -5,6 +5,8 @@
  *   prewarm run <plan>          run a plan now: progress bar per node, per-node report;
  *                               exit 1 when failures pass the plan's failureThreshold
  *   prewarm status <run>        a run's progress and report
+ *   prewarm validate <plan...>  offline (no Redis, no node): each plan's fields, cron, campaign times, and
+ *                               the nodes and regions it targets when a config is found; exit 2 on any error
  *   prewarm check <plan>        dry run: each node's estimated time; refuses a campaign whose lead is too short
  *   prewarm hot <key>           collect the nodes' most-read SKUs into the sorted set <key> (for skus.hot)
  *   prewarm verify <plan>       is every planned key warm on every target node (warms nothing);
@@ -41,6 +43,8 @@ import { RULES_VERSION_RE } from "../contract/prewarm";
 import { collectHotSkus } from "./hot-skus";
 import { checkPlan, formatCheck } from "./check";
 import { MultiBar, Presets } from "cli-progress";
+import { existsSync } from "node:fs";
+import { formatValidation, validatePlans } from "./validate";
 import { version } from "../package.json";
 import { cliUser, describePurge, describeWho, formatPurge, isPurgeId, parsePurge } from "./purge";
 
@@ -103,6 +107,14 @@ withCommon(program.command("run <plan>").description("run a plan now and report 
       if (report.status === "superseded") process.exitCode = 4;
       else if (report.status !== "done") process.exitCode = 1;
     });
+  });
+
+withCommon(program.command("validate <plan...>").description("check plan files offline (no Redis, no node) as run and schedule would load them; with a config (-c, $PREWARM_CONFIG or ./prewarm.config.yaml if present), also the nodes and regions they target"))
+  .action((planFiles: string[], o: Common) => {
+    const file = o.config ?? process.env["PREWARM_CONFIG"] ?? (existsSync("prewarm.config.yaml") ? "prewarm.config.yaml" : undefined);
+    const v = validatePlans(planFiles, file === undefined ? null : { file, config: loadConfig(file) });
+    out(o, v, formatValidation(v));
+    if (!v.ok) process.exitCode = 2;
   });
 
 withCommon(program.command("check <plan>").description("dry run: resolve the SKUs, estimate each node's time from its recent runs, refuse a campaign whose lead is too short; sends nothing to the nodes")).action(async (planFile: string, o: Common) => {
