@@ -4,7 +4,8 @@
  *
  *   prewarm run <plan>          run a plan now: progress bar per node, per-node report;
  *                               exit 1 when failures pass the plan's failureThreshold
- *   prewarm status <run>        a run's progress and report
+ *   prewarm status <run> [--watch]   a run's (or a purge's) progress and report; exit code as `prewarm run`'s,
+ *                               5 while it runs; --watch refreshes (every second) until it ends
  *   prewarm validate <plan...>  offline (no Redis, no node): each plan's fields, cron, campaign times, and
  *                               the nodes and regions it targets when a config is found; exit 2 on any error
  *   prewarm check <plan>        dry run: each node's estimated time; refuses a campaign whose lead is too short
@@ -25,7 +26,8 @@
  * comes from --config, $PREWARM_CONFIG, or ./prewarm.config.yaml.
  * Exit codes: 0 done, 1 failures over the threshold, run failed or an error,
  * 2 bad input, 3 the scheduler's Redis did not answer within redisTimeoutMs,
- * 4 (`prewarm run`) the run left SKUs unsent: a newer run of the plan superseded them.
+ * 4 (`prewarm run`, `prewarm status`) the run left SKUs unsent: a newer run of the plan superseded them,
+ * 5 (`prewarm status` without --watch) the run is still running.
  */
 import { Command, Option } from "commander";
 import { loadConfig, type SchedulerConfig } from "./config";
@@ -33,7 +35,7 @@ import { Engine, SchedulerRedisError } from "./engine";
 import { serveOps } from "./ops-api";
 import { loadPlan } from "./plan";
 import { watchRun } from "./progress";
-import { formatReport, skusPerSecond } from "./report";
+import { formatReport, runExitCode, skusPerSecond } from "./report";
 import { isInvalidFileError } from "./schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
 import { resolveSkus } from "./sku-source";
@@ -104,8 +106,7 @@ withCommon(program.command("run <plan>").description("run a plan now and report 
       const report = await watchRun(engine, runId, { bars: o.progress && !o.json });
       const rate = skusPerSecond(report);
       out(o, { ...report, skusPerSecond: rate }, formatReport(report) + (rate === null ? "" : `\n\n${Math.round(rate)} SKUs/s over all nodes`));
-      if (report.status === "superseded") process.exitCode = 4;
-      else if (report.status !== "done") process.exitCode = 1;
+      process.exitCode = runExitCode(report.status);
     });
   });
 
@@ -172,27 +173,39 @@ withCommon(program.command("verify <plan>").description("check that every planne
     });
   });
 
-withCommon(program.command("status <run>").description("a run's (or a purge's) progress and per-node report")).action(async (runId: string, o: Common) => {
-  await withEngine(o, async (engine) => {
-    if (isPurgeId(runId)) {
-      const p = await engine.purges.report(runId);
-      if (!p) {
-        console.error(`no purge ${runId}`);
+/** How often `prewarm status --watch` reads a run or a purge again. */
+const WATCH_EVERY_MS = 1000;
+
+withCommon(program.command("status <run>").description("a run's (or a purge's) progress and per-node report; exit 0 done, 1 failed (a purge: a node did not confirm), 4 superseded, 5 still running"))
+  .option("-w, --watch", `refresh (every ${WATCH_EVERY_MS / 1000} s; progress bars on a terminal) until the run ends (a purge: until no node is pending), then exit with its code`)
+  .action(async (runId: string, o: Common & { watch?: boolean }) => {
+    await withEngine(o, async (engine) => {
+      if (isPurgeId(runId)) {
+        let p = await engine.purges.report(runId);
+        if (!p) {
+          console.error(`no purge ${runId}`);
+          process.exitCode = 2;
+          return;
+        }
+        while (o.watch && p.pending > 0) {
+          await new Promise((r) => setTimeout(r, WATCH_EVERY_MS));
+          p = (await engine.purges.report(runId)) ?? p;
+        }
+        out(o, p, formatPurge(p));
+        process.exitCode = p.ok ? 0 : 1;
+        return;
+      }
+      let r = await engine.store.report(runId);
+      if (!r) {
+        console.error(`no run ${runId}`);
         process.exitCode = 2;
         return;
       }
-      out(o, p, formatPurge(p));
-      return;
-    }
-    const r = await engine.store.report(runId);
-    if (!r) {
-      console.error(`no run ${runId}`);
-      process.exitCode = 2;
-      return;
-    }
-    out(o, r, formatReport(r));
+      if (o.watch && r.finishedAt === null) r = await watchRun(engine, runId, { bars: !o.json, pollMs: WATCH_EVERY_MS });
+      out(o, r, formatReport(r));
+      process.exitCode = runExitCode(r.status);
+    });
   });
-});
 
 withCommon(program.command("schedule <plan>").description("register a cron or campaign plan (idempotent; re-registering replaces)")).action(async (planFile: string, o: Common) => {
   const plan = loadPlan(planFile);

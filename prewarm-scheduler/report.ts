@@ -48,3 +48,23 @@ export function skusPerSecond(r: RunReport): number | null {
   if (!r.finishedAt) return null;
   return ((r.warmed + r.failed) / Math.max(1, r.finishedAt - r.createdAt)) * 1000;
 }
+
+/**
+ * A run's status as the CLI's exit code, the same for `prewarm run` and
+ * `prewarm status`: 0 done (failures within the plan's failureThreshold), 1
+ * failed (over it, or closed before its plan was expanded), 4 superseded
+ * (SKUs left unsent to a newer run of the plan), 5 still running (only
+ * `prewarm status` without --watch sees one).
+ */
+export function runExitCode(status: RunReport["status"]): number {
+  switch (status) {
+    case "done":
+      return 0;
+    case "failed":
+      return 1;
+    case "superseded":
+      return 4;
+    case "running":
+      return 5;
+  }
+}

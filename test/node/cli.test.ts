@@ -1,43 +1,24 @@
 /**
  * The `prewarm` command as a new operator meets it: `npx prewarm` (the
  * package's bin), what it prints, and its exit codes. These need no Redis and
- * no node; the commands that do are in cli-fleet.test.ts.
+ * no node; the commands that do are in cli-fleet.test.ts. (The helpers are
+ * in prewarm-cli.ts.)
  */
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import type { Validation } from "../../prewarm-scheduler/validate";
+import { prewarm, ROOT } from "./prewarm-cli";
 import { parsePlan } from "../../prewarm-scheduler/plan";
 import { isInvalidFileError } from "../../prewarm-scheduler/schema-errors";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
 const PACKAGE = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { version: string; bin?: Record<string, string> };
-
-interface Ran {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** Runs a command to its end (no shell), its output and exit code. */
-function run(cmd: string, args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Ran> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: o.cwd ?? ROOT, env: o.env ?? process.env, timeout: 60_000 }, (e, out, err) => {
-      resolve({ code: e === null ? 0 : typeof e.code === "number" ? e.code : -1, out, err });
-    });
-  });
-}
-
-/** `npx prewarm …` in the checkout, as the README has it. */
-const npxPrewarm = (args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Ran> => run("npx", ["prewarm", ...args], o);
-
 describe("npx prewarm", () => {
   it("is the package's bin, and --version prints the package version and nothing else", async () => {
     expect(PACKAGE.bin).toEqual({ prewarm: "bin/prewarm.mjs" });
-    const r = await npxPrewarm(["--version"]);
+    const r = await prewarm(["--version"]);
     expect(r).toMatchObject({ code: 0, out: `${PACKAGE.version}\n` });
   });
 });
@@ -94,7 +75,7 @@ describe("prewarm validate", () => {
     const past = write("past.yaml", { name: "past", skus: { list: ["a"] }, ttl: 60, schedule: campaign("2020-11-11T00:00:00+08:00") });
     const broken = write("broken.yaml", { name: "Broken", skus: { list: ["bad sku"] }, ttl: 0 });
     const started = Date.now();
-    const r = await npxPrewarm(["validate", good, cron, badCron, past, broken, "-c", config, "--json"]);
+    const r = await prewarm(["validate", good, cron, badCron, past, broken, "-c", config, "--json"]);
     expect(Date.now() - started).toBeLessThan(15_000);
     expect(r.code).toBe(2);
     const v = JSON.parse(r.out) as Validation; // stdout is the JSON and nothing else
@@ -114,7 +95,7 @@ describe("prewarm validate", () => {
   it("checks the nodes and regions a plan targets against the config, as warnings when the registry may add nodes", async () => {
     const plan = write("targets.yaml", { name: "targets", skus: { list: ["a"] }, targets: { nodes: ["edge-sh-1", "edge-gz-1"] } });
     const regions = write("regions.yaml", { name: "regions", skus: { list: ["a"] }, targets: { regions: ["cn-south"] } });
-    const r = await npxPrewarm(["validate", plan, regions, "-c", config, "--json"]);
+    const r = await prewarm(["validate", plan, regions, "-c", config, "--json"]);
     expect(r.code).toBe(2);
     const v = JSON.parse(r.out) as Validation;
     expect(v.plans.map((p) => p.problems)).toEqual([
@@ -122,7 +103,7 @@ describe("prewarm validate", () => {
       ["targets.regions: no configured node in cn-south"],
     ]);
     const open = write("open.config.yaml", { redis: "redis://127.0.0.1:1", token: "t", nodes: [], nodeUrlAllow: ["http://10.0.*.*:8787"] });
-    const w = await npxPrewarm(["validate", plan, "-c", open, "--json"]);
+    const w = await prewarm(["validate", plan, "-c", open, "--json"]);
     expect(w.code).toBe(0);
     expect((JSON.parse(w.out) as Validation).plans[0]).toMatchObject({ ok: true, warnings: [expect.stringMatching(/^targets\.nodes: not in the config: edge-sh-1, edge-gz-1 .*; a registry node may have it when the plan runs$/)] });
   });
@@ -130,7 +111,7 @@ describe("prewarm validate", () => {
   it("warns, without failing, about a campaign already under way, and prints a line per plan as text", async () => {
     const t0 = new Date(Date.now() - 60_000).toISOString();
     const late = write("late.yaml", { name: "late", skus: { list: ["a"] }, ttl: 60, schedule: campaign(t0) });
-    const r = await npxPrewarm(["validate", late]);
+    const r = await prewarm(["validate", late]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(new RegExp(`^${late.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: OK \\(late: campaign, \\d+ runs ahead from `));
     expect(r.out).toContain(`warning: schedule.campaign.t0: T0 ${new Date(Date.parse(t0)).toISOString()} has passed: only the`);
