@@ -271,10 +271,11 @@ withCommon(program.command("list").description("schedules, recent runs and recen
   });
 
 const nodes = program.command("nodes").description("the fleet: the config's nodes and the registry (nodes that announce themselves, or added here)");
-withCommon(nodes.command("list").description("every node, with its source, state and rules version (announced, or read from its /healthz; unknown when it does not answer)")).action(async (o: Common) => {
+withCommon(nodes.command("list").description("every node, with its source, state and rules version: an announcing node's from its heartbeat, any other's from its /healthz (live, degraded, or unreachable when it does not answer)")).action(async (o: Common) => {
   await withEngine(o, async (engine) => {
     const all = await listNodes(engine.cfg.nodes, await engine.registry.list());
-    out(o, { nodes: all }, all.length === 0 ? "(no nodes)" : all.map((n) => `${n.name.padEnd(24)} ${n.region.padEnd(10)} ${n.source.padEnd(9)} ${n.state.padEnd(6)} rules ${n.rules.padEnd(12)} ${n.url}`).join("\n"));
+    const state = (n: (typeof all)[number]): string => (n.error !== undefined ? `${n.state} (${n.error})` : n.state);
+    out(o, { nodes: all }, all.length === 0 ? "(no nodes)" : all.map((n) => `${n.name.padEnd(24)} ${n.region.padEnd(10)} ${n.source.padEnd(9)} ${state(n).padEnd(30)} rules ${n.rules.padEnd(12)} ${n.url}`).join("\n"));
   });
 });
 withCommon(nodes.command("add <name> <url> <region>").description("add a node to the registry (its URL must match the config's nodeUrlAllow)")).action(async (name: string, url: string, region: string, o: Common) => {

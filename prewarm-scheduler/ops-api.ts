@@ -134,7 +134,7 @@ export function opsApp(engine: Engine): Hono {
     const text = await within(registry.metrics(), engine.cfg.redisTimeoutMs, unanswered);
     return c.body(text, 200, { "Content-Type": registry.contentType });
   });
-  // Each node with its rules version (the nodes that do not announce it are asked, within RULES_PROBE_TIMEOUT_MS).
+  // Each node with its state and rules version (the nodes without a heartbeat are asked for their /healthz, within HEALTH_PROBE_TIMEOUT_MS).
   app.get("/v1/nodes", async (c) => c.json({ nodes: await listNodes(engine.cfg.nodes, await within(engine.registry.list(), engine.cfg.redisTimeoutMs, unanswered)) }));
   app.post("/v1/nodes", async (c) => validated(c, NODE_SHAPE, async (body) => c.json(await engine.registry.add(body), 201)));
   app.delete("/v1/nodes/:name", async (c) => ((await engine.registry.remove(c.req.param("name"))) ? c.body(null, 204) : c.json(errorBody("not_found", `no registry node ${c.req.param("name")}`), 404)));

@@ -1,19 +1,26 @@
 /**
  * The `prewarm` commands that look at a run or the fleet, against the real
  * stack (two self-hosted edge nodes, the scheduler's Redis): `prewarm status`
- * exits as `prewarm run` does and `--watch` waits for the end.
+ * exits as `prewarm run` does and `--watch` waits for the end; `prewarm nodes
+ * list` and `GET /v1/nodes` ask each node without a heartbeat whether it
+ * answers.
  */
+import { createServer, type Socket } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import type { SchedulerConfig } from "../../prewarm-scheduler/config";
+import type { ListedNode } from "../../prewarm-scheduler/node-rules";
+import { opsApp } from "../../prewarm-scheduler/ops-api";
 import { parsePlan, type Plan } from "../../prewarm-scheduler/plan";
 import { watchRun } from "../../prewarm-scheduler/progress";
 import type { RunReport } from "../../prewarm-scheduler/run-store";
+import { startEdgeNode } from "../../scripts/edge-node";
+import { freePort } from "../../scripts/redis-server";
 import { prewarm, startPrewarm } from "./prewarm-cli";
-import { useStack } from "./scheduler/stack";
+import { TOKEN, useStack } from "./scheduler/stack";
 
 const suite = useStack(200);
 const { engine } = suite;
@@ -82,6 +89,50 @@ describe("prewarm status", () => {
       expect(ended - Math.max(...reports.map((r) => r.finishedAt!))).toBeLessThan(3000);
     } finally {
       for (const w of watchers) w.child.kill("SIGKILL");
+    }
+  }, 60_000);
+});
+
+describe("prewarm nodes list, GET /v1/nodes", () => {
+  it("ask each node without a heartbeat for its /healthz (in parallel, bounded): live, degraded, or unreachable with why", async () => {
+    const port = await freePort();
+    // A node whose edge Redis is down: it answers /healthz 503 degraded.
+    const degraded = await startEdgeNode({ vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: `redis://127.0.0.1:${await freePort()}`, PREWARM_TOKEN: TOKEN }, processes: 1 });
+    // A host that takes the connection and never answers.
+    const sockets: Socket[] = [];
+    const silent = createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => silent.listen(port, "127.0.0.1", r));
+    const dead = await suite.stack.deadNode();
+    try {
+      const addedPort = await freePort();
+      const cfg = suite.stack.config({ nodeUrlAllow: [`http://127.0.0.1:${addedPort}`] });
+      cfg.nodes.push({ ...dead, name: "edge-dead" }, { name: "edge-silent", url: `http://127.0.0.1:${port}`, region: "cn-east" }, { name: "edge-degraded", url: degraded.url, region: "cn-east" });
+      const e = engine(cfg, false);
+      await e.registry.add({ name: "edge-added-dead", url: `http://127.0.0.1:${addedPort}`, region: "cn-north" });
+      const expected = [
+        ["edge-east", "config", "live", undefined],
+        ["edge-north", "config", "live", undefined],
+        ["edge-dead", "config", "unreachable", "node_unreachable"],
+        ["edge-silent", "config", "unreachable", "timeout"],
+        ["edge-degraded", "config", "degraded", "http_503"],
+        ["edge-added-dead", "added", "unreachable", "node_unreachable"],
+      ];
+      const started = Date.now();
+      const listed = (await (await opsApp(e).request("/v1/nodes")).json()) as { nodes: ListedNode[] };
+      expect(Date.now() - started).toBeLessThan(3500); // one probe timeout (2 s), not one per node
+      expect(listed.nodes.map((n) => [n.name, n.source, n.state, n.error])).toEqual(expected);
+      expect(listed.nodes[0]!.rules).toMatch(/^[0-9a-f]{12}$/);
+      expect(listed.nodes[4]!.rules).toMatch(/^[0-9a-f]{12}$/); // degraded, but it says its rules
+
+      const cli = await prewarm(["nodes", "list", "-c", configFile(cfg), "--json"]);
+      expect(cli.code).toBe(0);
+      expect((JSON.parse(cli.out) as { nodes: ListedNode[] }).nodes.map((n) => [n.name, n.source, n.state, n.error])).toEqual(expected);
+      const text = await prewarm(["nodes", "list", "-c", configFile(cfg)]);
+      expect(text.out).toMatch(/^edge-silent +cn-east +config +unreachable \(timeout\) +rules unknown /m);
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+      await degraded.stop();
     }
   }, 60_000);
 });
