@@ -59,7 +59,7 @@ export function stampRulesVersion(dir: string): string | null {
 }
 
 /** Source folders and files whose change makes a built bundle stale (those that are present: a release tree has none). */
-const SOURCES = ["wrangler.toml", "worker", "contract", "records", "go-stock", "build/go-stock.wasm"];
+const SOURCES = ["wrangler.toml", "package.json", "worker", "contract", "records", "go-stock", "build/go-stock.wasm"];
 
 /**
  * Why the bundle in `bundleDir` must be built (again): it is missing, or a

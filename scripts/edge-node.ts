@@ -36,12 +36,12 @@ export interface EdgeNodeOptions {
   inspectorPort?: number;
 }
 
-/** Whether build/node is missing or older than the worker's sources or the Wasm module (a test run straight from vitest). */
+/** Whether build/node is missing or older than the worker's sources, package.json (its version) or the Wasm module (a test run straight from vitest). */
 function bundleOutdated(): boolean {
   const config = path.join(BUNDLE_DIR, COMPAT_FILE);
   if (!existsSync(config)) return true;
   const built = statSync(config).mtimeMs;
-  const sources = [path.join(ROOT, "wrangler.toml"), path.join(ROOT, "build/go-stock.wasm"), ...readdirSync(path.join(ROOT, "worker"), { recursive: true, encoding: "utf8" }).map((f) => path.join(ROOT, "worker", f))];
+  const sources = [path.join(ROOT, "wrangler.toml"), path.join(ROOT, "package.json"), path.join(ROOT, "build/go-stock.wasm"), ...readdirSync(path.join(ROOT, "worker"), { recursive: true, encoding: "utf8" }).map((f) => path.join(ROOT, "worker", f))];
   return sources.some((f) => existsSync(f) && statSync(f).mtimeMs > built);
 }
 

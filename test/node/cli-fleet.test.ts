@@ -3,25 +3,26 @@
  * stack (two self-hosted edge nodes, the scheduler's Redis): `prewarm status`
  * exits as `prewarm run` does and `--watch` waits for the end; `prewarm nodes
  * list` and `GET /v1/nodes` ask each node without a heartbeat whether it
- * answers.
+ * answers; a node shows and announces the package's version.
  */
 import { createServer, type Socket } from "node:net";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import type { SchedulerConfig } from "../../prewarm-scheduler/config";
 import type { ListedNode } from "../../prewarm-scheduler/node-rules";
-import { opsApp } from "../../prewarm-scheduler/ops-api";
+import { opsApp, serveOps } from "../../prewarm-scheduler/ops-api";
 import { parsePlan, type Plan } from "../../prewarm-scheduler/plan";
 import { watchRun } from "../../prewarm-scheduler/progress";
 import type { RunReport } from "../../prewarm-scheduler/run-store";
 import { startEdgeNode } from "../../scripts/edge-node";
 import { freePort } from "../../scripts/redis-server";
-import { prewarm, startPrewarm } from "./prewarm-cli";
-import { TOKEN, useStack } from "./scheduler/stack";
+import { prewarm, ROOT, startPrewarm } from "./prewarm-cli";
+import { TOKEN, until, useStack } from "./scheduler/stack";
 
+const PACKAGE_VERSION = (JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { version: string }).version;
 const suite = useStack(200);
 const { engine } = suite;
 const dir = mkdtempSync(path.join(tmpdir(), "prewarm-cli-fleet-"));
@@ -133,6 +134,28 @@ describe("prewarm nodes list, GET /v1/nodes", () => {
       for (const s of sockets) s.destroy();
       silent.close();
       await degraded.stop();
+    }
+  }, 60_000);
+});
+
+describe("a node's version", () => {
+  it("is the package's: shown by /healthz and announced to the registry", async () => {
+    for (const edge of suite.stack.edges) expect(((await (await fetch(`${edge.node.url}/healthz`)).json()) as { version: string }).version).toBe(PACKAGE_VERSION);
+    const port = await freePort();
+    const e = engine(suite.stack.config({ nodeUrlAllow: [`http://127.0.0.1:${port}`], registryToken: "reg-secret" }), false);
+    const ops = await serveOps(e, 0, "127.0.0.1");
+    const node = await startEdgeNode({
+      vars: { EDGE_REGION: "cn-east", EDGE_REDIS_URL: suite.stack.edges[0]!.redis.url, PREWARM_TOKEN: TOKEN, NODE_ANNOUNCE_URL: `http://127.0.0.1:${(ops.address() as { port: number }).port}`, NODE_ANNOUNCE_TOKEN: "reg-secret", NODE_NAME: "edge-self", NODE_PUBLIC_URL: `http://127.0.0.1:${port}` },
+      processes: 1,
+      port,
+    });
+    try {
+      const entry = await until(async () => (await e.registry.list()).find((n) => n.name === "edge-self"), (x) => x !== undefined, 10_000);
+      expect(entry!.version).toBe(PACKAGE_VERSION);
+      expect(((await (await fetch(`${node.url}/healthz`)).json()) as { version: string }).version).toBe(PACKAGE_VERSION);
+    } finally {
+      await node.stop();
+      ops.close();
     }
   }, 60_000);
 });

@@ -3,8 +3,10 @@ import type { Deps } from "../aggregates";
 
 import { ABI_VERSION } from "../rules/host";
 import { RULES_VERSION } from "../rules/version";
+import { version } from "../../package.json";
 
-export const VERSION = "0.1.0";
+/** The package's version (package.json, put in the bundle by the build), the one a self-hosted node also announces. */
+export const VERSION: string = version;
 
 export async function healthz(deps: Deps): Promise<Response> {
   // The supervisor asks every process each second: an idle one still flushes its counters and reads the change log.
