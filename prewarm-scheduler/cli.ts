@@ -30,7 +30,7 @@
  * 5 (`prewarm status` without --watch) the run is still running.
  */
 import { Command, Option } from "commander";
-import { loadConfig, type SchedulerConfig } from "./config";
+import { describeRedis, loadConfig, type SchedulerConfig } from "./config";
 import { Engine, SchedulerRedisError } from "./engine";
 import { serveOps } from "./ops-api";
 import { loadPlan } from "./plan";
@@ -92,7 +92,7 @@ const withCommon = (c: Command): Command =>
 withCommon(program.command("run <plan>").description("run a plan now and report per node"))
   .option("--no-progress", "no progress bars")
   .option("--no-work", "only enqueue and watch; other `prewarm worker` processes do the batches")
-  .option("--detach", "enqueue, print the run id, and return")
+  .option("--detach", "enqueue, print the run id, and return: a `prewarm worker` or `prewarm serve` process works it (warns when none is running)")
   .action(async (planFile: string, o: Common & { progress: boolean; work: boolean; detach?: boolean }) => {
     const plan = loadPlan(planFile);
     await withEngine(o, async (engine) => {
@@ -101,7 +101,12 @@ withCommon(program.command("run <plan>").description("run a plan now and report 
         await engine.waitUntilReady();
       }
       const runId = await engine.startRun(plan, "cli");
-      if (o.detach) return out(o, { runId }, runId);
+      if (o.detach) {
+        // The run is only queued: a `prewarm worker` or `prewarm serve` on this Redis and prefix works it, or nobody does.
+        const workers = await engine.batches.getWorkersCount();
+        if (workers === 0) console.error(`prewarm run: no prewarm worker or serve process works this scheduler's queues (${describeRedis(engine.cfg.redis)}, prefix ${engine.cfg.prefix}): run ${runId} is queued until one starts (its deadline, ${plan.deadline / 1000} s, runs meanwhile)`);
+        return out(o, { runId, workers }, runId);
+      }
       if (!o.json) console.error(`run ${runId}: plan ${plan.name}`);
       const report = await watchRun(engine, runId, { bars: o.progress && !o.json });
       const rate = skusPerSecond(report);

@@ -94,6 +94,28 @@ describe("prewarm status", () => {
   }, 60_000);
 });
 
+describe("prewarm run --detach", () => {
+  it("queues the run and says so when no worker works the scheduler's queues; a worker started later runs it", async () => {
+    const cfg = suite.stack.config();
+    const file = configFile(cfg);
+    const planFile = path.join(dir, "detached.yaml");
+    writeFileSync(planFile, stringify({ name: "detached", skus: { list: suite.stack.skus.slice(0, 20) }, ttl: 120 }));
+    const alone = await prewarm(["run", planFile, "--detach", "-c", file, "--json"]);
+    expect(alone.code).toBe(0);
+    const queued = JSON.parse(alone.out) as { runId: string; workers: number };
+    expect(queued.workers).toBe(0);
+    expect(alone.err).toContain(`prewarm run: no prewarm worker or serve process works this scheduler's queues (${cfg.redis}, prefix ${cfg.prefix}): run ${queued.runId} is queued until one starts`);
+
+    const e = engine(cfg); // a worker
+    await e.waitUntilReady();
+    const r = await watchRun(e, queued.runId, { bars: false, pollMs: 50 });
+    expect([r.status, r.warmed]).toEqual(["done", 40]);
+    const worked = await prewarm(["run", planFile, "--detach", "-c", file, "--json"]);
+    expect((JSON.parse(worked.out) as { workers: number }).workers).toBeGreaterThanOrEqual(1);
+    expect(worked.err).not.toContain("no prewarm worker");
+  }, 60_000);
+});
+
 describe("prewarm nodes list, GET /v1/nodes", () => {
   it("ask each node without a heartbeat for its /healthz (in parallel, bounded): live, degraded, or unreachable with why", async () => {
     const port = await freePort();
