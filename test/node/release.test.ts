@@ -117,7 +117,10 @@ beforeAll(async () => {
   cpSync(BUNDLE_DIR, otherBundle, { recursive: true });
   const module = readdirSync(otherBundle).find((f) => f.endsWith("go-stock.wasm"))!;
   writeFileSync(path.join(otherBundle, module), withCustomSection(readFileSync(path.join(otherBundle, module)), "second release"));
-  second = artifactOf(release(["--bundle", otherBundle, "--out", path.join(ROOT, "build/release-test")]));
+  const testReleases = path.join(ROOT, "build/release-test");
+  second = artifactOf(release(["--bundle", otherBundle, "--out", testReleases]));
+  // Only the latest of this test's own releases is kept (each is ~90 MB).
+  for (const f of readdirSync(testReleases)) if (!f.startsWith(nameOf(second))) rmSync(path.join(testReleases, f), { recursive: true, force: true });
   mkdirSync(path.join(root, "releases"));
   for (const a of [first, second]) execFileSync("tar", ["-xzf", a, "-C", path.join(root, "releases")]);
   switchCurrent(first);
@@ -254,6 +257,26 @@ describe("a node started from the release as the unit starts it", () => {
     for (const pid of pids.slice(-2)) expect(readlinkSync(`/proc/${pid}/exe`)).toBe(path.join(root, "releases", nameOf(second), "bin/workerd"));
     expect(await (await postTo(url, "/v1/prewarm", { skus: [sku] }, TOKEN)).json()).toMatchObject({ warmed: 1, rules: next });
     expect(await readSku(url, sku)).toMatchObject({ cache: "HIT", amount: 1_250, rules: next });
+  }, 60_000);
+
+  it("rolls back the same way, and says when the release switched in has another node program than the running one", async () => {
+    expect(node?.exitCode, log).toBeNull();
+    // The first release again, as if built with another supervisor (its manifest's `program`): a reload rolls in its bundle and workerd, and says a restart runs the rest.
+    const name = `${nameOf(first)}-other-program`;
+    const dir = path.join(root, "releases", name);
+    cpSync(path.join(root, "releases", nameOf(first)), dir, { recursive: true });
+    const manifest = JSON.parse(readFileSync(path.join(dir, "manifest.json"), "utf8")) as { name: string; program: string };
+    writeFileSync(path.join(dir, "manifest.json"), JSON.stringify({ ...manifest, name, program: "0".repeat(64) }));
+    const from = log.length;
+    symlinkSync(path.join("releases", name), `${current()}.new`);
+    renameSync(`${current()}.new`, current());
+    const reload = commandLine(keys.get("ExecReload")!, node!.pid);
+    execFileSync(reload[0]!, reload.slice(1));
+    const back = rulesOfName(first);
+    for (let i = 0; i < 300 && !log.slice(from).includes(`rolling restart done: 2 processes run rules ${back}`); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(log.slice(from), log).toContain(`rolling restart done: 2 processes run rules ${back}`);
+    expect(log.slice(from)).toContain(`SIGHUP: release ${name} has another node program (supervisor or Node) than the running ${nameOf(first)}`);
+    expect(((await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { rules: string }).rules).toBe(back);
   }, 60_000);
 
   it("stops on the unit's KillSignal, leaving no workerd behind", async () => {
