@@ -279,15 +279,21 @@ async function roll(): Promise<void> {
   log(`SIGHUP: rolling restart done: ${slots.length} processes run rules ${next.rules ?? "(none)"}`);
 }
 
-/** The release this supervisor runs from (null in a source tree), and the one EDGE_NODE_RELEASE names now (its launcher's `current`). */
+/** The release this supervisor runs from (null in a source tree). */
 const runningRelease = readManifest(ROOT);
+/** Says which release EDGE_NODE_RELEASE (the launcher's `current`) names now, and whether a SIGHUP can run all of it. */
 function sayRelease(): void {
   const named = process.env["EDGE_NODE_RELEASE"];
-  const next = named ? readManifest(named) : null;
-  if (!next || !runningRelease) return;
-  log(`SIGHUP: release ${next.name} (workerd ${next.workerd}), from ${runningRelease.name}`);
-  if (next.program !== runningRelease.program) {
-    log(`SIGHUP: release ${next.name} has another node program (supervisor or Node) than the running ${runningRelease.name}: its bundle and workerd are rolled in now; restart the node (systemctl restart) to run the rest`);
+  if (!named || !runningRelease) return;
+  try {
+    const next = readManifest(named);
+    if (!next) return;
+    log(`SIGHUP: release ${next.name} (workerd ${next.workerd}); the node started from ${runningRelease.name}`);
+    if (next.program !== runningRelease.program) {
+      log(`SIGHUP: release ${next.name} has another node program (supervisor or Node) than the running ${runningRelease.name}: its bundle and workerd are rolled in now; restart the node (systemctl restart) to run the rest`);
+    }
+  } catch (e) {
+    log(`SIGHUP: the manifest of ${named} cannot be read: ${(e as Error).message}`);
   }
 }
 
