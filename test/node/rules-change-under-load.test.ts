@@ -13,7 +13,8 @@ import { cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, wri
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildBundle, rulesVersionOf } from "../../edge-node/bundle";
+import { rulesVersionOf } from "../../edge-node/bundle";
+import { ensureBundle } from "../../scripts/edge-node";
 import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
 import { encodeRecord } from "../../records/encode";
 import { metricOf, postTo, stockRecord, startNodeStack, type NodeStack } from "./edge-node-client";
@@ -70,7 +71,7 @@ async function read(url: string, sku: string, headers: Record<string, string> = 
 }
 
 beforeAll(async () => {
-  buildBundle(path.join(ROOT, "wrangler.toml"), BUNDLE_DIR);
+  ensureBundle();
   scratch = mkdtempSync(path.join(tmpdir(), "rules-change-"));
   // The second build: a copy of go-stock/ with one rule changed, built by its own build script (Go's build cache is shared).
   const go = path.join(scratch, "go-stock");
