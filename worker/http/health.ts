@@ -3,6 +3,7 @@ import type { Deps } from "../aggregates";
 
 import { ABI_VERSION } from "../rules/host";
 import { RULES_VERSION } from "../rules/version";
+import { GLOBAL_PROPAGATION_MS } from "../../contract/prewarm";
 
 export const VERSION = "0.1.0";
 
@@ -31,6 +32,9 @@ export async function healthz(deps: Deps): Promise<Response> {
       rules: RULES_VERSION,
       region: deps.cfg.edgeRegion,
       store: deps.cfg.aggregateStore,
+      // Where a prewarm or a purge sent here reaches, and (global) how long it takes to be seen everywhere.
+      scope: deps.cache.scope,
+      ...(deps.cache.scope === "global" ? { propagationMs: GLOBAL_PROPAGATION_MS } : {}),
       edgeRedis: redis,
       regional: { configured: deps.regional !== null, breaker: deps.regional?.state ?? "closed" },
       wasm,
