@@ -16,9 +16,8 @@ import { EdgeRedisError, mayWrite } from "../sources/edge-redis";
 import type { HotCache } from "./hot-cache";
 import { gauges, metrics } from "../metrics";
 import type { NodeSync } from "../node/sync";
-import type { AggregateStore, Purge, StoreItem, StoreWrite } from "./store";
+import type { AggregateStore, Purge, StoreItem, StoreScope, StoreWrite } from "./store";
 import type { WriteBehind } from "./write-behind";
-import type { WarmScope } from "../../contract/prewarm";
 import { type CachedAggregate, type Lookup, type MemKey, type StoreKey, lookupAt } from "./entry";
 
 /**
@@ -58,7 +57,7 @@ export class EdgeCache {
   ) {}
 
   /** Where what this cache stores can be read (its store's scope). */
-  get scope(): WarmScope {
+  get scope(): StoreScope {
     return this.store.scope;
   }
 

@@ -3,7 +3,7 @@
  * (AGGREGATES_KV) behind each data centre's Cache API. The Cache API keeps
  * what a data centre wrote in that data centre; KV is one namespace for all
  * of them, eventually consistent (a write or a delete is seen everywhere
- * within GLOBAL_PROPAGATION_MS). What it holds:
+ * within KV_PROPAGATION_MS). What it holds:
  *
  *  - `{prefix}{sku}:agg:{region}`: an aggregate's entry (its text, as the
  *    edge Redis keeps it, after a line `ep1 {writtenAt}`), kept to its last
@@ -19,11 +19,17 @@
  * 100 keys and one per 50 tags of what it found; a prewarm one write per
  * SKU; a purge one bulk get per 100 SKU keys and one write per tag.
  */
-import { GLOBAL_PROPAGATION_MS } from "../../contract/prewarm";
 import { metrics } from "../metrics";
 import { FENCE_MS } from "../sources/edge-redis";
 import { entryTags, type CachedAggregate, type StoreKey } from "./entry";
 import { decodeEntry, encodeEntry, keepMs } from "./entry-text";
+
+/**
+ * How long a KV write or delete may take to be seen in every data centre
+ * (Cloudflare documents up to 60 s). The contract's KV_PROPAGATION_MS
+ * (contract/prewarm.ts) is the same bound, as the scheduler knows it.
+ */
+export const KV_PROPAGATION_MS = 60_000;
 
 /** KV could not be read or written (down, refused, over a limit). */
 export class GlobalTierError extends Error {
@@ -116,7 +122,7 @@ export class KvTier {
         metrics.globalReads.inc({ result: "corrupt" });
         return null;
       }
-      got.entry.globalAt = got.writtenAt + GLOBAL_PROPAGATION_MS;
+      got.entry.globalAt = got.writtenAt + KV_PROPAGATION_MS;
       return got.entry;
     });
     const tags = [...new Set(found.flatMap((e) => (e ? entryTags(e).split(" ").filter((t) => t !== "") : [])))];
@@ -155,7 +161,7 @@ export class KvTier {
           else {
             const ttl = Math.max(KV_MIN_TTL_S, Math.ceil(keepMs(entry, now, this.graceSeconds) / 1000));
             await this.kv.put(kvEntryKey(this.prefix, key), encodeKvValue(entry, now), { expirationTtl: ttl });
-            entry.globalAt = now + GLOBAL_PROPAGATION_MS;
+            entry.globalAt = now + KV_PROPAGATION_MS;
           }
           metrics.globalWrites.inc({ result: "ok" });
         } catch {

@@ -15,7 +15,6 @@
  * `lookupAt`, to the millisecond.
  */
 import type { AggregateStoreKind } from "../config";
-import type { WarmScope } from "../../contract/prewarm";
 import type Redis from "ioredis";
 import { aggregateKey, copiesKey, copyKey, EdgeRedisError, edgeRecordsOf, exchangeTimeoutMs, FENCE_MS, getAggregates, LUA_FENCE, priceKey, regionsKey, stockKey, tagFenceKey, type EdgeRedisSession } from "../sources/edge-redis";
 import { metrics } from "../metrics";
@@ -36,8 +35,8 @@ const STORE_WRITES: Record<string, StoreWrite> = { "1": "written", "0": "superse
 
 export interface AggregateStore {
   readonly kind: AggregateStoreKind;
-  /** Where what it holds can be read (contract/prewarm.ts `WarmScope`). */
-  readonly scope: WarmScope;
+  /** Where what it holds can be read. */
+  readonly scope: StoreScope;
   /**
    * The entries of `keys`, null where absent or damaged; one round trip for
    * all. With `records`, a key's records are read in the same round trip where
@@ -61,6 +60,9 @@ export interface AggregateStore {
    */
   purge(p: Purge, now: number, fenced: () => void): Promise<number>;
 }
+
+/** Where what a store holds can be read: one node, one data centre, or every data centre (the contract's `WarmScope`). */
+export type StoreScope = "node" | "data-centre" | "global";
 
 /** A purge this store cannot make (by tag, or soft, on the Cache API). */
 export class PurgeUnsupportedError extends Error {
@@ -351,7 +353,7 @@ export class CacheApiStore implements AggregateStore {
     private readonly global: GlobalTier | null = null,
   ) {}
 
-  get scope(): WarmScope {
+  get scope(): StoreScope {
     return this.global ? "global" : "data-centre";
   }
 
