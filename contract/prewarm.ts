@@ -36,7 +36,27 @@ export interface PrewarmAnswer {
   durationMs: number;
   /** The rules version that computed the batch (SPEC §9); absent from nodes older than it. */
   rules?: string;
+  /** Where the warmed aggregates can be read (`WarmScope`); absent from nodes older than it. */
+  scope?: WarmScope;
+  /** With scope `global`: when every data centre sees them (ms, the write + GLOBAL_PROPAGATION_MS). */
+  globalAt?: number;
 }
+
+/**
+ * Where what a node warms can be read: `node` (a self-hosted node: every
+ * process, through its edge Redis), `data-centre` (Cloudflare with the Cache
+ * API alone: the data centre the request landed in), `global` (Cloudflare
+ * with Workers KV behind the Cache API: every data centre, once propagated).
+ */
+export type WarmScope = "node" | "data-centre" | "global";
+
+/**
+ * How long a Workers KV write or delete may take to be seen in every data
+ * centre (Cloudflare documents up to 60 s: a location keeps what it read,
+ * absent keys included, that long). A key warmed on a `global` node is ready
+ * everywhere this long after its write.
+ */
+export const GLOBAL_PROPAGATION_MS = 60_000;
 
 /** A rules version (SPEC §9): the first 12 hex digits of the SHA-256 of the go-stock.wasm bytes. */
 export const RULES_VERSION_RE = /^[0-9a-f]{12}$/;

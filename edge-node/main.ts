@@ -88,7 +88,9 @@ try {
 // accept a connection: the supervisor gets socket i as descriptor 3 + i, and
 // this process lets go of them.
 // `node --import tsx`, not the tsx CLI: that runs the script in a grandchild, which would not inherit the descriptors.
-const supervisor = spawn(process.execPath, ["--import", "tsx", path.join(import.meta.dirname, "supervisor.ts")], {
+// A release (`npm run release`) runs this file compiled, beside the compiled supervisor, with no tsx.
+const supervisorArgs = import.meta.filename.endsWith(".js") ? [path.join(import.meta.dirname, "supervisor.js")] : ["--import", "tsx", path.join(import.meta.dirname, "supervisor.ts")];
+const supervisor = spawn(process.execPath, supervisorArgs, {
   cwd: ROOT,
   env,
   stdio: ["ignore", "inherit", "inherit", ...servers.map(fdOf)],

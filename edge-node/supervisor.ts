@@ -22,13 +22,18 @@
  * before the old one of its slot is told to drain (a rolling restart: the
  * sockets stay open and some process always accepts, so no request is
  * dropped). A new bundle whose processes do not come up leaves the old ones
- * running.
+ * running. Run from a release (`npm run release`) behind a `current`
+ * symlink, the bundle and the workerd binary are read through the symlink at
+ * each roll (EDGE_NODE_BUNDLE_DIR, EDGE_NODE_WORKERD, set by the release's
+ * launcher): a SIGHUP after `current` is switched rolls onto the new
+ * release's bundle and workerd (the supervisor and Node that run stay those
+ * of the release started; the log says when the new one's differ).
  *
  * It also watches the edge Redis for changed records and re-warms the SKUs
  * warm on the node (change-watch.ts; NODE_WATCH_CHANGES=0 switches it off).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -38,7 +43,8 @@ import { parseConfig, type RawConfig } from "../worker/config";
 import { announce, type Announcement } from "./announce";
 import { rulesVersionOf, stampRulesVersion } from "./bundle";
 import { ChangeWatch } from "./change-watch";
-import { COMPAT_FILE, bundleDir, nodeConfig } from "./workerd-config";
+import { readManifest } from "./release-manifest";
+import { COMPAT_FILE, ROOT, bundleDir, nodeConfig } from "./workerd-config";
 import { workerdBinary } from "./workerd-binary";
 
 /** Process i's listening socket is descriptor FIRST_LISTEN_FD + i here, and 3 in the process. */
@@ -57,6 +63,8 @@ interface Release {
   configFile: string;
   /** SPEC §9; null for a bundle without the rules (the benchmarks' empty worker). */
   rules: string | null;
+  /** The workerd binary its processes run (its real path: a restart after a crash runs the same one). */
+  workerd: string;
 }
 
 interface Slot {
@@ -73,23 +81,26 @@ interface Slot {
 const host = process.env["NODE_HOST"]!;
 const port = Number(process.env["NODE_PORT"]);
 const count = Number(process.env["NODE_PROCESSES"]);
-const workerd = workerdBinary();
 const cfg = parseConfig(process.env as RawConfig);
 
 /**
  * The node runs from its own copy of the bundle, so that a rebuild cannot pull
  * it from under a process being restarted; the config sits beside the files it
  * embeds (main.ts has checked the variables). The rules version is stamped
- * from the module copied, the bytes the processes will run.
+ * from the module copied, the bytes the processes will run. `bundle` (and the
+ * workerd binary) may be reached through a symlink that is switched to another
+ * release: each is resolved once here, so that one roll copies one release.
  */
-function prepare(from: string): Release {
+function prepare(bundle: string): Release {
   const dir = mkdtempSync(path.join(tmpdir(), "edge-node-"));
   try {
+    const from = realpathSync(bundle);
+    const workerd = realpathSync(workerdBinary());
     for (const f of readdirSync(from)) if (f === COMPAT_FILE || f === "index.js" || f.endsWith(".wasm") || f.endsWith(".txt")) copyFileSync(path.join(from, f), path.join(dir, f));
     const rules = stampRulesVersion(dir);
     const configFile = path.join(dir, "workerd.capnp");
     writeFileSync(configFile, nodeConfig(dir, cfg.hotCacheMaxBytes));
-    return { dir, configFile, rules };
+    return { dir, configFile, rules, workerd };
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;
@@ -129,7 +140,7 @@ function start(slot: Slot, release = slot.release): Promise<void> {
   slot.release = release;
   const args = ["serve", release.configFile, "--socket-fd", "http=3", "--socket-addr", "probe=127.0.0.1:0", "--control-fd", "4"];
   if (inspectorPort && slot.index === 0) args.push("--inspector-addr", `127.0.0.1:${inspectorPort}`);
-  const child = spawn(workerd, args, {
+  const child = spawn(release.workerd, args, {
     cwd: release.dir,
     env: workerEnv,
     stdio: ["ignore", "pipe", "pipe", FIRST_LISTEN_FD + slot.index, "pipe"],
@@ -234,6 +245,7 @@ async function roll(): Promise<void> {
     return log(`SIGHUP: the bundle in ${bundleDir()} cannot be run, keeping the running one: ${(e as Error).message}`);
   }
   log(`SIGHUP: rolling restart of ${slots.length} processes onto rules ${next.rules ?? "(none)"} (running ${current.rules ?? "(none)"})`);
+  sayRelease();
   const previous = current;
   for (const slot of slots) {
     if (stopping) return;
@@ -265,6 +277,24 @@ async function roll(): Promise<void> {
   if (announced) announced.rules = next.rules ?? undefined;
   if (!slots.some((s) => s.release === previous)) rmSync(previous.dir, { recursive: true, force: true });
   log(`SIGHUP: rolling restart done: ${slots.length} processes run rules ${next.rules ?? "(none)"}`);
+}
+
+/** The release this supervisor runs from (null in a source tree). */
+const runningRelease = readManifest(ROOT);
+/** Says which release EDGE_NODE_RELEASE (the launcher's `current`) names now, and whether a SIGHUP can run all of it. */
+function sayRelease(): void {
+  const named = process.env["EDGE_NODE_RELEASE"];
+  if (!named || !runningRelease) return;
+  try {
+    const next = readManifest(named);
+    if (!next) return;
+    log(`SIGHUP: release ${next.name} (workerd ${next.workerd}); the node started from ${runningRelease.name}`);
+    if (next.program !== runningRelease.program) {
+      log(`SIGHUP: release ${next.name} has another node program (supervisor or Node) than the running ${runningRelease.name}: its bundle and workerd are rolled in now; restart the node (systemctl restart) to run the rest`);
+    }
+  } catch (e) {
+    log(`SIGHUP: the manifest of ${named} cannot be read: ${(e as Error).message}`);
+  }
 }
 
 /** SIGHUPs that come during a roll start one more roll after it (not one each). */
@@ -373,6 +403,7 @@ try {
     announce({ schedulerUrl, token: process.env["NODE_ANNOUNCE_TOKEN"] ?? "", node: announced, log });
   }
   for (const s of slots) log(`process ${s.index + 1} (pid ${s.child?.pid}) ready, probe port ${s.probePort}`);
+  if (runningRelease) log(`release ${runningRelease.name} (workerd ${runningRelease.workerd}, Node ${process.versions.node})`);
   if (current.rules) log(`rules ${current.rules} (SIGHUP swaps in a rebuilt bundle, one process at a time)`);
   console.log(`edge node listening on http://${host}:${port} (${count} processes)`);
 } catch (e) {

@@ -5,10 +5,14 @@
  * for a campaign, refuses a `lead` too short to warm (and, with
  * `verifyBefore`, to verify and re-warm the stragglers) before T0, and a pass
  * longer than `refreshEvery` (each refresh would supersede the pass before
- * it ends: the keys would be warmed less often than the plan says). Sends
- * nothing to the nodes.
+ * it ends: the keys would be warmed less often than the plan says). A
+ * Cloudflare node (`kind: cloudflare`) must also leave Workers KV its
+ * propagation (GLOBAL_PROPAGATION_MS) before T0: its keys are ready in every
+ * data centre only that long after they were warmed. Sends nothing to the
+ * nodes.
  */
 import type { SchedulerConfig } from "./config";
+import { GLOBAL_PROPAGATION_MS } from "../contract/prewarm";
 import { targetNodes, type Plan } from "./plan";
 import { percentile, type RunStore } from "./run-store";
 
@@ -25,6 +29,8 @@ export interface NodeEstimate {
   limitSkusPerSecond: number;
   /** The time to warm the plan's SKUs (ms), or null when nothing bounds it. */
   estimateMs: number | null;
+  /** How long after a write its keys take to be ready everywhere (ms): Workers KV's propagation on a Cloudflare node, else 0. */
+  propagationMs: number;
 }
 
 export interface CheckReport {
@@ -63,7 +69,8 @@ export async function checkPlan(cfg: SchedulerConfig, store: RunStore, plan: Pla
     const m = measured && measured.length > 0 ? percentile([...measured].sort((a, b) => a - b), 50) : null;
     const limit = n.maxSkusPerSecond ?? cfg.maxSkusPerSecondPerNode;
     const bound = [m, limit > 0 ? limit : null].filter((x): x is number => x !== null);
-    return { name: n.name, skus: skus.length, measuredSkusPerSecond: m, runsMeasured: measured?.length ?? 0, limitSkusPerSecond: limit, estimateMs: bound.length === 0 ? null : (skus.length / Math.min(...bound)) * 1000 };
+    const propagationMs = n.kind === "cloudflare" ? GLOBAL_PROPAGATION_MS : 0;
+    return { name: n.name, skus: skus.length, measuredSkusPerSecond: m, runsMeasured: measured?.length ?? 0, limitSkusPerSecond: limit, estimateMs: bound.length === 0 ? null : (skus.length / Math.min(...bound)) * 1000, propagationMs };
   });
   const known = nodes.flatMap((n) => (n.estimateMs === null ? [] : [n.estimateMs]));
   const warmMs = known.length === 0 ? null : Math.max(...known);
@@ -78,12 +85,14 @@ export async function checkPlan(cfg: SchedulerConfig, store: RunStore, plan: Pla
     allowsVerifyMs = c.verifyBefore ?? null;
     allowsPassMs = c.refreshEvery;
     for (const n of nodes) {
-      if (n.estimateMs !== null && n.estimateMs > allowsWarmMs) {
-        problems.push(`${n.name}: warming ${n.skus} SKUs takes about ${(n.estimateMs / 1000).toFixed(1)} s, but the campaign allows ${(allowsWarmMs / 1000).toFixed(1)} s (lead${c.verifyBefore ? " − verifyBefore" : ""}): start earlier (a longer lead)`);
+      // On Cloudflare a key is ready everywhere only once KV has propagated it: warm ≤ T0 − verifyBefore − propagation.
+      const spread = n.propagationMs > 0 ? ` + ${(n.propagationMs / 1000).toFixed(0)} s for Workers KV to reach every data centre` : "";
+      if (n.estimateMs !== null && n.estimateMs + n.propagationMs > allowsWarmMs) {
+        problems.push(`${n.name}: warming ${n.skus} SKUs takes about ${(n.estimateMs / 1000).toFixed(1)} s${spread}, but the campaign allows ${(allowsWarmMs / 1000).toFixed(1)} s (lead${c.verifyBefore ? " − verifyBefore" : ""}): start earlier (a longer lead)`);
       }
-      // The check reads every key and re-warms the stragglers: at worst, another full warm.
-      if (allowsVerifyMs !== null && n.estimateMs !== null && 2 * n.estimateMs > allowsVerifyMs) {
-        problems.push(`${n.name}: verifying and re-warming may take up to ${((2 * n.estimateMs) / 1000).toFixed(1)} s, but verifyBefore allows ${(allowsVerifyMs / 1000).toFixed(1)} s`);
+      // The check reads every key and re-warms the stragglers: at worst, another full warm (and its propagation).
+      if (allowsVerifyMs !== null && n.estimateMs !== null && 2 * n.estimateMs + n.propagationMs > allowsVerifyMs) {
+        problems.push(`${n.name}: verifying and re-warming may take up to ${((2 * n.estimateMs) / 1000).toFixed(1)} s${spread}, but verifyBefore allows ${(allowsVerifyMs / 1000).toFixed(1)} s`);
       }
       // A refresh supersedes what the pass before it has not sent: with a longer pass, the next one
       // sends those first, but no key is warmed every refreshEvery (and the ttl counts on it).
@@ -100,7 +109,7 @@ export function formatCheck(r: CheckReport): string {
   const s = (ms: number | null): string => (ms === null ? "unknown" : `${(ms / 1000).toFixed(1)} s`);
   const lines = [`check ${r.plan}: ${r.skus} SKUs; slowest node ${s(r.warmMs)}` + (r.allowsWarmMs !== null ? `; the campaign allows ${s(r.allowsWarmMs)} to warm` + (r.allowsVerifyMs !== null ? `, ${s(r.allowsVerifyMs)} to verify` : "") + (r.allowsPassMs !== null ? `, ${s(r.allowsPassMs)} a pass` : "") : "") + `: ${r.ok ? "ok" : "REFUSED"}`];
   for (const n of r.nodes) {
-    lines.push(`  ${n.name.padEnd(16)} ${n.measuredSkusPerSecond === null ? "no runs measured" : `${Math.round(n.measuredSkusPerSecond)} SKUs/s (median of ${n.runsMeasured} runs)`}${n.limitSkusPerSecond > 0 ? `, limit ${n.limitSkusPerSecond} SKUs/s` : ""}: ${s(n.estimateMs)}`);
+    lines.push(`  ${n.name.padEnd(16)} ${n.measuredSkusPerSecond === null ? "no runs measured" : `${Math.round(n.measuredSkusPerSecond)} SKUs/s (median of ${n.runsMeasured} runs)`}${n.limitSkusPerSecond > 0 ? `, limit ${n.limitSkusPerSecond} SKUs/s` : ""}: ${s(n.estimateMs)}${n.propagationMs > 0 ? ` + ${s(n.propagationMs)} to reach every data centre` : ""}`);
   }
   for (const p of r.problems) lines.push(`  ! ${p}`);
   return lines.join("\n");

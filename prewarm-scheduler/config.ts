@@ -33,6 +33,11 @@ export const nodeSchema = z.strictObject({
   token: z.string().min(1).optional(),
   /** Overrides maxSkusPerSecondPerNode for this node. */
   maxSkusPerSecond: z.int().min(0).optional(),
+  /**
+   * `cloudflare`: a Cloudflare deployment with Workers KV behind its Cache API, whose warmed keys reach
+   * every data centre up to GLOBAL_PROPAGATION_MS after the write (`prewarm check` counts it). @default "self-hosted"
+   */
+  kind: z.enum(["self-hosted", "cloudflare"]).optional(),
 });
 
 export const configSchema = z

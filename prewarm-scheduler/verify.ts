@@ -16,6 +16,13 @@
  * (`not_found`, …), or for a whole request `node_unreachable`, `timeout`,
  * `http_<status>`.
  *
+ * A node with a global tier (Cloudflare with Workers KV, `scope: global` in
+ * its answer) says when each cached copy is seen by every data centre
+ * (`globalAt`): a key whose copy is not there yet is `propagating` (warm, not
+ * yet everywhere; not re-warmed by a campaign's check, which would only
+ * restart its propagation), one whose copy is in the answering data centre
+ * only (KV did not take it) is `local_only`.
+ *
  * Rules (SPEC §9): each target node's /healthz `rules` is read; a node that
  * runs other rules than expected is `rulesMismatch` and the plan is not met.
  * Expected: `--rules`, else the plan's `verify.rules`, else the version more
@@ -43,7 +50,7 @@ export interface NodeReadiness {
   /** Stragglers by reason. */
   stragglers: Record<string, number>;
   samples: { sku: string; reason: string }[];
-  /** Every straggler, when asked for (`collect`). */
+  /** Every straggler but those still propagating, when asked for (`collect`): what a re-warm would help. */
   stragglerSkus?: string[];
   /** The rules version its /healthz shows, or `unknown`. */
   rules: string;
@@ -102,7 +109,7 @@ const STALE_REASONS = new Map([
 
 async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: number, now: number, timeoutMs: number): Promise<{ sku: string; reason: string | null }[]> {
   const url = `${node.url}/v1/skus?ids=${skus.map(encodeURIComponent).join(",")}&region=${encodeURIComponent(node.region)}`;
-  let body: { aggregates?: Aggregate[]; failed?: { sku: string; code: string }[]; cachedUntil?: Record<string, number>; stale?: Record<string, string> };
+  let body: { aggregates?: Aggregate[]; failed?: { sku: string; code: string }[]; cachedUntil?: Record<string, number>; stale?: Record<string, string>; scope?: unknown; globalAt?: Record<string, number> };
   try {
     const res = await fetch(url, { headers: { "Cache-Control": "only-if-cached" }, signal: AbortSignal.timeout(timeoutMs) });
     if (res.status !== 200) {
@@ -117,6 +124,8 @@ async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: 
   const out = new Map<string, string | null>();
   const cachedUntil = typeof body.cachedUntil === "object" && body.cachedUntil !== null ? body.cachedUntil : {};
   const stale = typeof body.stale === "object" && body.stale !== null ? body.stale : {};
+  const global = body.scope === "global";
+  const globalAt = typeof body.globalAt === "object" && body.globalAt !== null ? body.globalAt : {};
   for (const a of body.aggregates ?? []) {
     // Answered STALE: the next read recomputes it; not warm. Why, in the node's words (SPEC §9: other rules, a soft purge).
     const why = Object.hasOwn(stale, a.sku) ? stale[a.sku] : undefined;
@@ -127,7 +136,12 @@ async function checkChunk(node: EdgeNodeConfig, skus: readonly string[], until: 
     // The cached timeline may run past this aggregate's validUntil (a promotion boundary): the node says how far.
     // Own keys only: a SKU may be called `constructor`, and an object inherits one.
     const cached = (Object.hasOwn(cachedUntil, a.sku) ? cachedUntil[a.sku] : undefined) ?? a.validUntil;
-    out.set(a.sku, cached >= until ? null : cached <= now ? "stale" : "expires_early");
+    let reason: string | null = cached >= until ? null : cached <= now ? "stale" : "expires_early";
+    if (reason === null && global) {
+      const at = Object.hasOwn(globalAt, a.sku) ? globalAt[a.sku] : undefined;
+      reason = typeof at !== "number" ? "local_only" : at > now ? "propagating" : null;
+    }
+    out.set(a.sku, reason);
   }
   for (const f of body.failed ?? []) out.set(f.sku, f.code);
   return skus.map((sku) => ({ sku, reason: out.has(sku) ? out.get(sku)! : "bad_answer" }));
@@ -161,7 +175,7 @@ export async function verifyPlan(
             else {
               stragglers.set(reason, (stragglers.get(reason) ?? 0) + 1);
               if (r.samples.length < SAMPLES) r.samples.push({ sku, reason });
-              r.stragglerSkus?.push(sku);
+              if (reason !== "propagating") r.stragglerSkus?.push(sku);
             }
           }
           checked += chunk.length;

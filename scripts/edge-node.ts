@@ -48,8 +48,13 @@ function bundleOutdated(): boolean {
 const STARTED = /^edge node listening on http:\/\/([^:]+):(\d+) \((\d+) processes\)$/m;
 const PROCESS = /process (\d+) \(pid (\d+)\) (?:ready|restarted), probe port (\d+)/g;
 
+/** Builds build/node when it is missing or outdated; leaves a fresh one alone (test files running at once read it). */
+export function ensureBundle(): void {
+  if (bundleOutdated()) buildBundle(path.join(ROOT, "wrangler.toml"), BUNDLE_DIR);
+}
+
 export async function startEdgeNode(options: EdgeNodeOptions): Promise<EdgeNode> {
-  if (!options.bundleDir && bundleOutdated()) buildBundle(path.join(ROOT, "wrangler.toml"), BUNDLE_DIR);
+  if (!options.bundleDir) ensureBundle();
   const env: Record<string, string> = {
     PATH: process.env["PATH"] ?? "",
     ...options.vars,

@@ -48,6 +48,16 @@ export interface Config {
    * `npm run node`) or `cache-api` (Cloudflare's Cache API). @default "cache-api"
    */
   aggregateStore: AggregateStoreKind;
+  /** The Cache API cache of the aggregates (`cache-api`): empty = `caches.default`, else `caches.open(name)`. @default "" */
+  cacheName: string;
+  /**
+   * With a Workers KV namespace bound (AGGREGATES_KV, the global tier): how
+   * long a data centre keeps its Cache API copy of an aggregate, and an
+   * isolate its copy in memory, before it reads KV again. A purge made in
+   * another data centre is served as HIT here for at most KV's propagation
+   * (60 s) + this. @default 5
+   */
+  localCopyTtlSeconds: number;
   /** Memory budget of the isolate's hot cache in front of the store; 0 = off. @default 50331648 (48 MiB) */
   hotCacheMaxBytes: number;
   /**
@@ -77,6 +87,8 @@ export const DEFAULTS = {
   hotCacheMaxBytes: 48 * 1024 * 1024,
   aggregateStore: "cache-api",
   edgeRedisMaxSessions: 32,
+  cacheName: "",
+  localCopyTtlSeconds: 5,
 } as const;
 
 export type AggregateStoreKind = "redis" | "cache-api";
@@ -106,6 +118,8 @@ export const CONFIG_VARS = [
   "NEGATIVE_TTL_SECONDS",
   "REDIS_KEY_PREFIX",
   "AGGREGATE_STORE",
+  "CACHE_NAME",
+  "LOCAL_COPY_TTL_SECONDS",
   "HOT_CACHE_MAX_BYTES",
   "EDGE_REDIS_MAX_SESSIONS",
   "PREWARM_TOKEN",
@@ -181,6 +195,8 @@ export function parseConfig(raw: RawConfig): Config {
     redisKeyPrefix: str(raw.REDIS_KEY_PREFIX, DEFAULTS.redisKeyPrefix),
     prewarmToken: str(raw.PREWARM_TOKEN, ""),
     aggregateStore: storeKind(raw.AGGREGATE_STORE),
+    cacheName: str(raw.CACHE_NAME, DEFAULTS.cacheName),
+    localCopyTtlSeconds: positiveInt("LOCAL_COPY_TTL_SECONDS", raw.LOCAL_COPY_TTL_SECONDS, DEFAULTS.localCopyTtlSeconds, 60),
     edgeRedisMaxSessions: positiveInt("EDGE_REDIS_MAX_SESSIONS", raw.EDGE_REDIS_MAX_SESSIONS, DEFAULTS.edgeRedisMaxSessions, 100_000),
     // An isolate has 128 MB in all.
     hotCacheMaxBytes: intIn("HOT_CACHE_MAX_BYTES", raw.HOT_CACHE_MAX_BYTES, DEFAULTS.hotCacheMaxBytes, 0, 96 * 1024 * 1024),

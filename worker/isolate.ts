@@ -16,7 +16,8 @@ import { NodeSync } from "./node/sync";
 import { regionalClientFor } from "./sources/regional";
 import { RulesHost } from "./rules/host";
 import { RULES_VERSION } from "./rules/version";
-import { CacheApiStore, RedisStore, type AggregateStore } from "./cache/store";
+import { CacheApiStore, RedisStore, type AggregateStore, type GlobalTier } from "./cache/store";
+import { KvTier } from "./cache/kv-tier";
 import { WriteBehind } from "./cache/write-behind";
 import { purgeMatches, type CachedAggregate, type MemKey, type PurgeMatch } from "./cache/entry";
 
@@ -72,13 +73,24 @@ export function stateFor(cfg: Config): IsolateState {
   return s;
 }
 
+/** The Cache API cache of the aggregates: the zone's default, or the one CACHE_NAME names. */
+function cacheOf(cfg: Config): Cache | Promise<Cache> {
+  return cfg.cacheName === "" ? caches.default : caches.open(cfg.cacheName);
+}
+
+/** Workers KV behind the Cache API, when AGGREGATES_KV is bound (else the store is the data centre's Cache API alone). */
+function globalTier(env: Env, cfg: Config, grace: number, background: (work: Promise<unknown>) => void): GlobalTier | null {
+  const kv = env.AGGREGATES_KV;
+  return kv ? { tier: new KvTier(kv, cfg.redisKeyPrefix, grace), localCopyTtlSeconds: cfg.localCopyTtlSeconds, background } : null;
+}
+
 export function depsFor(env: Env, ctx: ExecutionContext): Deps {
   const cfg = configOf(env);
   const { hot, sync } = stateFor(cfg);
   const background = (work: Promise<unknown>): void => ctx.waitUntil(work);
   const redis = new EdgeRedisSession(cfg);
   const grace = Math.max(cfg.staleWhileRevalidateSeconds, cfg.staleIfErrorSeconds);
-  const store: AggregateStore = cfg.aggregateStore === "redis" ? new RedisStore(redis, sync, grace) : new CacheApiStore(caches.default, redis, sync, grace);
+  const store: AggregateStore = cfg.aggregateStore === "redis" ? new RedisStore(redis, sync, grace) : new CacheApiStore(cacheOf(cfg), redis, sync, grace, globalTier(env, cfg, grace, background));
   return {
     cfg,
     rules: rulesHost,

@@ -9,7 +9,7 @@ import { cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, wri
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildBundle } from "../../edge-node/bundle";
+import { ensureBundle } from "../../scripts/edge-node";
 import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
 import { parseConfig } from "../../prewarm-scheduler/config";
 import { Engine } from "../../prewarm-scheduler/engine";
@@ -58,7 +58,7 @@ let bundle: string;
 let scratch: string;
 beforeAll(async () => {
   // The node runs a bundle of its own (EDGE_NODE_BUNDLE_DIR), so that the test can replace its module.
-  buildBundle(path.join(ROOT, "wrangler.toml"), BUNDLE_DIR);
+  ensureBundle();
   scratch = mkdtempSync(path.join(tmpdir(), "rules-rollout-"));
   bundle = path.join(scratch, "bundle");
   cpSync(BUNDLE_DIR, bundle, { recursive: true });

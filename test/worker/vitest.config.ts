@@ -33,6 +33,9 @@ export default defineConfig({
           STALE_WHILE_REVALIDATE_SECONDS: "2",
           STALE_IF_ERROR_SECONDS: "60",
         },
+        // A Workers KV namespace for the data-centre tests, which bind it as AGGREGATES_KV
+        // themselves: every other test runs on the Cache API alone, as without the binding.
+        kvNamespaces: ["TEST_GLOBAL_KV"],
       },
     })),
   ],

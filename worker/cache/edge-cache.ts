@@ -16,7 +16,7 @@ import { EdgeRedisError, mayWrite } from "../sources/edge-redis";
 import type { HotCache } from "./hot-cache";
 import { gauges, metrics } from "../metrics";
 import type { NodeSync } from "../node/sync";
-import type { AggregateStore, Purge, StoreItem, StoreWrite } from "./store";
+import type { AggregateStore, Purge, StoreItem, StoreScope, StoreWrite } from "./store";
 import type { WriteBehind } from "./write-behind";
 import { type CachedAggregate, type Lookup, type MemKey, type StoreKey, lookupAt } from "./entry";
 
@@ -30,7 +30,7 @@ export function trustedHot(hot: HotCache, sync: NodeSync, mem: MemKey, now: numb
   const entry = hot.get(mem);
   if (entry === undefined) return undefined;
   const found = lookupAt(entry, now);
-  if (found.state === "absent") {
+  if (found.state === "absent" || (entry.heldUntil !== undefined && now >= entry.heldUntil)) {
     hot.delete(mem);
     return undefined;
   }
@@ -56,6 +56,11 @@ export class EdgeCache {
     private readonly rules: string,
   ) {}
 
+  /** Where what this cache stores can be read (its store's scope). */
+  get scope(): StoreScope {
+    return this.store.scope;
+  }
+
   /**
    * The hot entry of `mem` when the hot cache may answer and the entry can
    * still be served (fresh or stale): a read's fast path, with no I/O.
@@ -79,7 +84,8 @@ export class EdgeCache {
     const untrustedHot = new Map<number, CachedAggregate>();
     keys.forEach((k, i) => {
       const hot = this.hot.get(k.mem);
-      if (hot && lookupAt(hot, now).state === "absent") this.hot.delete(k.mem); // past any use
+      // Past any use, or held as long as a copy of this store may be.
+      if (hot && (lookupAt(hot, now).state === "absent" || (hot.heldUntil !== undefined && now >= hot.heldUntil))) this.hot.delete(k.mem);
       else if (hot && trusted) {
         out[i] = hot;
         metrics.cacheLayerHits.inc({ layer: "memory" });

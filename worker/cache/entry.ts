@@ -49,6 +49,14 @@ export interface CachedAggregate {
   basis: number;
   /** A soft purge (`purged`), or rules other than the node's (`rules`), made it stale: served as STALE while one recomputation replaces it, within its validity. Never stored. */
   soft?: "purged" | "rules";
+  /** Written to the global tier (Workers KV): when every data centre sees it (ms). */
+  globalAt?: number;
+  /**
+   * Read from a store that learns of purges made elsewhere only with a delay
+   * (the Cache API with Workers KV behind it): memory may answer with it
+   * until then (ms), and then reads the store again.
+   */
+  heldUntil?: number;
 }
 
 /** The tags of an entry (its first segment's: later segments only lose promotions that have ended). */

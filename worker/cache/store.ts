@@ -6,7 +6,9 @@
  *  - `redis`: the node's edge Redis, beside the records (`{prefix}{sku}:agg:{region}`).
  *    A prewarm batch is one pipelined MULTI: every entry and the change-log
  *    entry that tells the other processes. The default of a self-hosted node.
- *  - `cache-api`: the Cache API (on Cloudflare, shared by a colo's isolates).
+ *  - `cache-api`: the Cache API (on Cloudflare, shared by a data centre's
+ *    isolates), with Workers KV behind it when AGGREGATES_KV is bound (the
+ *    global tier, `kv-tier.ts`: what one data centre warms, every other finds).
  *
  * The store's own expiry (Redis PX, Cache-Control max-age) only bounds how
  * long the bytes are kept (stale grace included); freshness is decided by
@@ -17,7 +19,9 @@ import type Redis from "ioredis";
 import { aggregateKey, copiesKey, copyKey, EdgeRedisError, edgeRecordsOf, exchangeTimeoutMs, FENCE_MS, getAggregates, LUA_FENCE, priceKey, regionsKey, stockKey, tagFenceKey, type EdgeRedisSession } from "../sources/edge-redis";
 import { metrics } from "../metrics";
 import type { NodeSync } from "../node/sync";
-import { entryTags, type CachedAggregate, type MemKey, type Segment, type StoreKey } from "./entry";
+import { entryTags, storeKey, type CachedAggregate, type MemKey, type StoreKey } from "./entry";
+import { decodeEntry, encodeEntry, entryOf, keepMs, metaOf, parseMeta } from "./entry-text";
+import { GlobalPurgeTooLargeError, GlobalTierError, MAX_GLOBAL_FENCES, type KvTier } from "./kv-tier";
 
 export interface StoreItem {
   key: StoreKey;
@@ -31,6 +35,8 @@ const STORE_WRITES: Record<string, StoreWrite> = { "1": "written", "0": "superse
 
 export interface AggregateStore {
   readonly kind: AggregateStoreKind;
+  /** Where what it holds can be read. */
+  readonly scope: StoreScope;
   /**
    * The entries of `keys`, null where absent or damaged; one round trip for
    * all. With `records`, a key's records are read in the same round trip where
@@ -55,6 +61,9 @@ export interface AggregateStore {
   purge(p: Purge, now: number, fenced: () => void): Promise<number>;
 }
 
+/** Where what a store holds can be read: one node, one data centre, or every data centre (the contract's `WarmScope`). */
+export type StoreScope = "node" | "data-centre" | "global";
+
 /** A purge this store cannot make (by tag, or soft, on the Cache API). */
 export class PurgeUnsupportedError extends Error {
   override readonly name = "PurgeUnsupportedError";
@@ -67,64 +76,6 @@ export interface Purge {
   skus: readonly string[];
   tags: readonly string[];
   soft: boolean;
-}
-
-type SegmentMeta = [computedAt: number, validUntil: number, nextAt: number | null, length: number, tags: string];
-
-/** A segment's metadata; a cached not_found has length -1 (and no body). */
-function metaOf(entry: CachedAggregate): SegmentMeta[] {
-  return entry.segments.map((s) => [s.computedAt, s.validUntil, s.nextAt, s.notFound ? -1 : s.json.length, s.tags]);
-}
-
-function parseMeta(text: string | null): SegmentMeta[] | null {
-  if (!text) return null;
-  try {
-    const v: unknown = JSON.parse(text);
-    return Array.isArray(v) && v.length > 0 && v.every((m) => Array.isArray(m) && m.length === 5 && typeof m[4] === "string") ? (v as SegmentMeta[]) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Rebuilds the segments from their metadata and the concatenated bodies; null when they do not match. */
-function entryOf(meta: SegmentMeta[] | null, body: string, rules: string): Segment[] | null {
-  if (!meta) return null;
-  const segments: Segment[] = [];
-  let o = 0;
-  for (const [computedAt, validUntil, nextAt, length, tags] of meta) {
-    if (length === -1) {
-      segments.push({ json: "", computedAt, validUntil, nextAt: null, tags, rules, notFound: true });
-      continue;
-    }
-    segments.push({ json: body.slice(o, o + length), computedAt, validUntil, nextAt, tags, rules });
-    o += length;
-  }
-  return o === body.length ? segments : null;
-}
-
-/**
- * An entry as one string: a head line (its basis, its tags and its rules
- * version, tab-separated: what the edge Redis's scripts read of it), its
- * segment metadata (JSON, one line), and the bodies.
- */
-export function encodeEntry(entry: CachedAggregate): string {
-  return `${entry.basis}\t${entryTags(entry)}\t${entry.segments[0]?.rules ?? ""}\n${JSON.stringify(metaOf(entry))}\n${entry.segments.map((s) => s.json).join("")}`;
-}
-
-export function decodeEntry(text: string): CachedAggregate | null {
-  const a = text.indexOf("\n");
-  const b = a < 0 ? -1 : text.indexOf("\n", a + 1);
-  const head = text.slice(0, Math.max(0, a)).split("\t");
-  const basis = Number(head[0]);
-  if (b < 0 || head.length !== 3 || head[0] === "" || !Number.isSafeInteger(basis)) return null;
-  const segments = entryOf(parseMeta(text.slice(a + 1, b)), text.slice(b + 1), head[2]!);
-  return segments && { segments, basis };
-}
-
-/** How long the store keeps an entry's bytes (ms): to its last validUntil, plus the stale grace (none for a cached not_found). */
-function keepMs(entry: CachedAggregate, now: number, graceSeconds: number): number {
-  const last = entry.segments[entry.segments.length - 1]!;
-  return Math.max(1, last.validUntil - now + (last.notFound ? 0 : graceSeconds * 1000));
 }
 
 /**
@@ -269,6 +220,7 @@ function globEscape(s: string): string {
 
 export class RedisStore implements AggregateStore {
   readonly kind = "redis";
+  readonly scope = "node";
 
   constructor(
     private readonly session: EdgeRedisSession,
@@ -356,9 +308,20 @@ const KEY_ORIGIN = "https://edge-prewarm.internal";
 const H_SEGMENTS = "X-Segments";
 const H_BASIS = "X-Basis";
 const H_RULES = "X-Rules";
+const H_GLOBAL_AT = "X-Global-At";
+const H_HELD_UNTIL = "X-Held-Until";
 
 export function cacheApiKey(sku: string, region: string): Request {
   return new Request(`${KEY_ORIGIN}/v1/skus/${encodeURIComponent(sku)}?region=${encodeURIComponent(region)}`);
+}
+
+/** The global tier behind a data centre's Cache API, and what the store needs for it. */
+export interface GlobalTier {
+  tier: KvTier;
+  /** How long a Cache API copy (and a memory copy) is kept before KV is read again (s): `LOCAL_COPY_TTL_SECONDS`. */
+  localCopyTtlSeconds: number;
+  /** Runs work after the response (`ctx.waitUntil`): a copy read from KV is put in the Cache API behind it. */
+  background: (work: Promise<unknown>) => void;
 }
 
 /**
@@ -368,24 +331,68 @@ export function cacheApiKey(sku: string, region: string): Request {
  * hot copy could read the old one back). It has no conditional write either:
  * here only the isolate's own memory is kept from older results (by
  * generation, `NodeSync.mayKeep`); the fence of a purge holds on the Redis
- * store alone.
+ * store, and on KV's entries when there is a global tier.
+ *
+ * The Cache API keeps what it holds in its data centre. With a global tier
+ * (Workers KV), a prewarm writes each entry to both; a read that misses the
+ * Cache API reads KV (fences applied) and puts what it found in the Cache
+ * API; every copy a data centre holds, in the Cache API or in memory, lives
+ * at most `localCopyTtlSeconds`, so a purge made in another data centre is
+ * served as HIT here for at most KV's propagation + that.
  */
 export class CacheApiStore implements AggregateStore {
   readonly kind = "cache-api";
+  /** Keys found soft-purged in KV by this request: their recomputation replaces them in KV too (else every data centre would recompute them until they expire). */
+  private readonly replaceGlobally = new Set<MemKey>();
 
   constructor(
-    private readonly cache: Cache,
+    private readonly cache: Cache | Promise<Cache>,
     private readonly session: EdgeRedisSession,
     private readonly sync: NodeSync,
     private readonly graceSeconds: number,
+    private readonly global: GlobalTier | null = null,
   ) {}
 
+  get scope(): StoreScope {
+    return this.global ? "global" : "data-centre";
+  }
+
   async getMany(keys: readonly StoreKey[]): Promise<(CachedAggregate | null)[]> {
-    return Promise.all(keys.map((k) => this.get(k)));
+    const found = await Promise.all(keys.map((k) => this.get(k)));
+    const g = this.global;
+    if (!g) return found;
+    const now = Date.now();
+    // A Cache API copy past its time (kept longer than its max-age) is not used: KV is read again.
+    const missing = keys.flatMap((_, i) => {
+      const e = found[i];
+      if (e && (e.heldUntil === undefined || e.heldUntil > now)) return [];
+      found[i] = null;
+      return [i];
+    });
+    if (missing.length > 0) {
+      let fromKv: (CachedAggregate | null)[] = [];
+      try {
+        fromKv = await g.tier.getMany(missing.map((i) => keys[i]!));
+      } catch (e) {
+        // KV down: this data centre goes on with what its Cache API holds.
+        if (!(e instanceof GlobalTierError)) throw e;
+      }
+      missing.forEach((i, j) => {
+        const e = fromKv[j];
+        if (!e) return;
+        found[i] = e;
+        if (e.soft) this.replaceGlobally.add(keys[i]!.mem);
+        else g.background(this.put({ key: keys[i]!, entry: e }, now).catch(() => undefined));
+      });
+    }
+    // A copy from KV is held as long as a Cache API copy of it; one from the Cache API, no longer than that copy.
+    const heldUntil = now + g.localCopyTtlSeconds * 1000;
+    for (const e of found) if (e) e.heldUntil = Math.min(heldUntil, e.heldUntil ?? heldUntil);
+    return found;
   }
 
   private async get(k: StoreKey): Promise<CachedAggregate | null> {
-    const res = await this.cache.match(cacheApiKey(k.sku, k.region));
+    const res = await (await this.cache).match(cacheApiKey(k.sku, k.region));
     if (!res) return null;
     const meta = parseMeta(res.headers.get(H_SEGMENTS));
     if (!meta) {
@@ -394,52 +401,84 @@ export class CacheApiStore implements AggregateStore {
       return null;
     }
     const segments = entryOf(meta, await res.text(), res.headers.get(H_RULES) ?? "");
-    return segments && { segments, basis: Number(res.headers.get(H_BASIS)) || 0 };
+    if (!segments) return null;
+    const entry: CachedAggregate = { segments, basis: Number(res.headers.get(H_BASIS)) || 0 };
+    const globalAt = Number(res.headers.get(H_GLOBAL_AT));
+    if (globalAt > 0) entry.globalAt = globalAt;
+    const heldUntil = Number(res.headers.get(H_HELD_UNTIL));
+    if (heldUntil > 0) entry.heldUntil = heldUntil;
+    return entry;
   }
 
+  /**
+   * Writes the items to the Cache API and, with a global tier, a prewarm's
+   * (`announce`) and the recomputations of keys found soft-purged in KV to
+   * KV first (so the Cache API copy says when it is global). A KV write that
+   * fails leaves its entry in this data centre only (no `globalAt`).
+   */
   async putMany(items: readonly StoreItem[], now: number, announce: boolean): Promise<StoreWrite[]> {
+    const toKv = !this.global ? [] : announce ? items : items.filter((i) => this.replaceGlobally.has(i.key.mem));
+    if (toKv.length > 0) await this.global!.tier.putMany(toKv, now);
     await inBatches(items, (i) => this.put(i, now));
     if (announce) await this.announce(items.map((i) => i.key.mem));
     return items.map(() => "written");
   }
 
   async put({ key, entry }: StoreItem, now: number): Promise<void> {
+    const cache = await this.cache;
     if (entry.segments.length === 0) {
-      await this.cache.delete(cacheApiKey(key.sku, key.region));
+      await cache.delete(cacheApiKey(key.sku, key.region));
       return;
     }
-    await this.cache.put(
-      cacheApiKey(key.sku, key.region),
-      new Response(entry.segments.map((s) => s.json).join(""), {
-        headers: {
-          "Content-Type": "application/json",
-          "Cache-Control": `public, max-age=${Math.ceil(keepMs(entry, now, this.graceSeconds) / 1000)}`,
-          [H_SEGMENTS]: JSON.stringify(metaOf(entry)),
-          [H_BASIS]: String(entry.basis),
-          [H_RULES]: entry.segments[0]?.rules ?? "",
-        },
-      }),
-    );
+    const keep = Math.ceil(keepMs(entry, now, this.graceSeconds) / 1000);
+    const headers: Record<string, string> = {
+      "Content-Type": "application/json",
+      "Cache-Control": `public, max-age=${this.global ? Math.min(keep, this.global.localCopyTtlSeconds) : keep}`,
+      [H_SEGMENTS]: JSON.stringify(metaOf(entry)),
+      [H_BASIS]: String(entry.basis),
+      [H_RULES]: entry.segments[0]?.rules ?? "",
+    };
+    if (entry.globalAt !== undefined) headers[H_GLOBAL_AT] = String(entry.globalAt);
+    // When this copy's time is up (the Cache API's max-age is whole seconds, and may be kept longer by it).
+    if (this.global) headers[H_HELD_UNTIL] = String(now + this.global.localCopyTtlSeconds * 1000);
+    await cache.put(cacheApiKey(key.sku, key.region), new Response(entry.segments.map((s) => s.json).join(""), { headers }));
   }
 
   /**
-   * The Cache API can be neither searched by tag nor marked stale: a purge
-   * here names SKUs and is hard. Its fences and change-log entry go to the
-   * edge Redis as on a self-hosted node (when it is down, the other isolates
-   * stop trusting their memory: nothing purged is served from it).
+   * Without a global tier the Cache API can be neither searched by tag nor
+   * marked stale: a purge here names SKUs and is hard. With one, the tags
+   * (the SKUs' own among them) are fenced in KV, hard or soft, and every
+   * data centre applies the fences to what it reads from KV. Either way the
+   * fences and change-log entry go to the edge Redis as on a self-hosted
+   * node (when it is down, the other isolates stop trusting their memory:
+   * nothing purged is served from it), and this data centre's Cache API
+   * copies of the SKUs are deleted (by tag they cannot be found: they live
+   * at most `localCopyTtlSeconds`).
    */
   async purge(p: Purge, now: number, fenced: () => void): Promise<number> {
-    if (p.tags.length > 0 || p.soft) throw new PurgeUnsupportedError("purge by tag and soft purge need the node's aggregates in its edge Redis (AGGREGATE_STORE=redis); on Cloudflare, purge its cache by tag");
+    const g = this.global;
+    if (!g && (p.tags.length > 0 || p.soft)) throw new PurgeUnsupportedError("purge by tag and soft purge need the node's aggregates in its edge Redis (AGGREGATE_STORE=redis), or Workers KV behind the Cache API (bind AGGREGATES_KV)");
+    const tags = [...new Set([...p.tags, ...p.skus.map((s) => `sku:${s}`)])];
+    // Refused before anything is purged: KV would not take it all.
+    if (g && tags.length > MAX_GLOBAL_FENCES) throw new GlobalPurgeTooLargeError(`a purge on Cloudflare writes one Workers KV fence per tag and per SKU: at most ${MAX_GLOBAL_FENCES} per request, got ${tags.length} (split it)`);
     let regions = p.region !== null ? [p.region] : [this.session.cfg.edgeRegion];
+    let told = false;
     try {
       const known = await fencePurge(this.session, this.sync, p, now);
       fenced();
+      told = true;
       if (p.region === null) regions = [...new Set([...regions, ...known.regions])];
     } catch (e) {
       if (!(e instanceof EdgeRedisError)) throw e;
     }
-    const deleted = await Promise.all(p.skus.flatMap((sku) => regions.map((r) => this.cache.delete(cacheApiKey(sku, r)))));
-    return deleted.filter(Boolean).length;
+    let inKv = 0;
+    if (g) {
+      inKv = await g.tier.purge(tags, p.skus.flatMap((sku) => regions.map((r) => storeKey(sku, r))), p.soft, now);
+      if (!told) fenced();
+    }
+    const cache = await this.cache;
+    const deleted = await Promise.all(p.skus.flatMap((sku) => regions.map((r) => cache.delete(cacheApiKey(sku, r)))));
+    return Math.max(inKv, deleted.filter(Boolean).length);
   }
 
   /**

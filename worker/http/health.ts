@@ -4,6 +4,14 @@ import type { Deps } from "../aggregates";
 import { ABI_VERSION } from "../rules/host";
 import { RULES_VERSION } from "../rules/version";
 import { version } from "../../package.json";
+import { GLOBAL_PROPAGATION_MS, type WarmScope } from "../../contract/prewarm";
+import { KV_PROPAGATION_MS } from "../cache/kv-tier";
+import type { StoreScope } from "../cache/store";
+
+// The worker's bound and the contract's are one: a change to either alone fails the type check.
+const sameBound: typeof GLOBAL_PROPAGATION_MS = KV_PROPAGATION_MS;
+// And the store's scopes are the contract's.
+const sameScopes = (s: StoreScope): WarmScope => s;
 
 /** The package's version (package.json, put in the bundle by the build), the one a self-hosted node also announces. */
 export const VERSION: string = version;
@@ -33,6 +41,9 @@ export async function healthz(deps: Deps): Promise<Response> {
       rules: RULES_VERSION,
       region: deps.cfg.edgeRegion,
       store: deps.cfg.aggregateStore,
+      // Where a prewarm or a purge sent here reaches, and (global) how long it takes to be seen everywhere.
+      scope: sameScopes(deps.cache.scope),
+      ...(deps.cache.scope === "global" ? { propagationMs: sameBound } : {}),
       edgeRedis: redis,
       regional: { configured: deps.regional !== null, breaker: deps.regional?.state ?? "closed" },
       wasm,

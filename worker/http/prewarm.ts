@@ -91,6 +91,17 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
     else if (o.source === "edge") fromEdge++;
     else fromRegional++;
   }
+  // Global only when KV took every warmed aggregate; else what was warmed is in this data centre alone.
+  let scope = deps.cache.scope;
+  let globalAt: number | undefined;
+  if (scope === "global") {
+    for (const o of outcomes) {
+      if (!o.ok || written.get(o.sku) !== "written") continue;
+      if (o.entry.globalAt === undefined) scope = "data-centre";
+      else globalAt = Math.max(globalAt ?? 0, o.entry.globalAt);
+    }
+    if (scope !== "global") globalAt = undefined;
+  }
   const answer: PrewarmAnswer = {
     jobId: batch.jobId,
     region: batch.region,
@@ -100,6 +111,8 @@ export async function prewarm(request: IRequest, deps: Deps): Promise<Response> 
     failed,
     durationMs: Date.now() - started,
     rules: RULES_VERSION,
+    scope,
+    ...(globalAt !== undefined ? { globalAt } : {}),
   };
   metrics.prewarmSkus.inc({ result: "warmed" }, answer.warmed);
   metrics.prewarmSkus.inc({ result: "failed" }, failed.length);

@@ -17,6 +17,7 @@ import { requestRegion } from "./region";
 import { MAX_PURGE_ENTRIES } from "../../contract/purge";
 import { PurgeUnsupportedError, type Purge } from "../cache/store";
 import { EdgeRedisError } from "../sources/edge-redis";
+import { GlobalPurgeTooLargeError, GlobalTierError } from "../cache/kv-tier";
 import { memKey } from "../cache/entry";
 
 /** A list field of the body: absent is empty; at most MAX_PURGE_ENTRIES entries, each checked by `valid`. */
@@ -51,6 +52,8 @@ export async function purge(request: IRequest, deps: Deps): Promise<Response> {
     purged = await deps.cache.purge(p);
   } catch (e) {
     if (e instanceof PurgeUnsupportedError) throw new HttpError("not_implemented", e.message);
+    if (e instanceof GlobalPurgeTooLargeError) throw new HttpError("payload_too_large", e.message);
+    if (e instanceof GlobalTierError) throw new HttpError("store_unavailable", `${e.message}: other data centres may still serve what was purged (send it again)`, { "Retry-After": "1" });
     if (!(e instanceof EdgeRedisError)) throw e;
     throw new HttpError("store_unavailable", "the node's aggregate store could not be purged (the purge may have taken effect in part: send it again)", { "Retry-After": "1" });
   } finally {

@@ -35,7 +35,8 @@ export type CacheResult = "HIT" | "MISS" | "STALE";
 
 /** One SKU's answer: a segment to serve, or why there is none. */
 /** `staleBecause`, for a look answered STALE: its TTL ran out (`expired`), a soft purge (`purged`), or other rules computed it (`rules`). */
-type Answer = { sku: string; segment: Segment; result: CacheResult; cachedUntil?: number; staleBecause?: "expired" | "purged" | "rules" } | { sku: string; failure: Extract<SkuOutcome, { ok: false }> };
+/** `globalAt`, for a look: when every data centre sees the cached copy (a node with a global tier, `WarmScope`). */
+type Answer = { sku: string; segment: Segment; result: CacheResult; cachedUntil?: number; staleBecause?: "expired" | "purged" | "rules"; globalAt?: number } | { sku: string; failure: Extract<SkuOutcome, { ok: false }> };
 
 /** How long the cache can answer for a key without computing it again: the end of its entry's last segment (its timeline may run past the current aggregate's validUntil, e.g. across a promotion boundary). */
 const cachedUntil = (entry: CachedAggregate | null | undefined): number | undefined => entry?.segments[entry.segments.length - 1]?.validUntil;
@@ -188,8 +189,9 @@ async function look(deps: Deps, skus: readonly string[], region: string): Promis
     }
     if (l.state === "fresh" || (l.state === "stale" && l.staleForMs <= swrMs)) {
       metrics.cacheLooks.inc({ result: l.state === "fresh" ? "hit" : "stale" });
-      if (l.state === "fresh") return { sku, segment: l.segment, result: "HIT", cachedUntil: cachedUntil(entry) };
-      return { sku, segment: l.segment, result: "STALE", cachedUntil: cachedUntil(entry), staleBecause: entry?.soft ?? "expired" };
+      const globalAt = entry?.globalAt;
+      if (l.state === "fresh") return { sku, segment: l.segment, result: "HIT", cachedUntil: cachedUntil(entry), globalAt };
+      return { sku, segment: l.segment, result: "STALE", cachedUntil: cachedUntil(entry), staleBecause: entry?.soft ?? "expired", globalAt };
     }
     metrics.cacheLooks.inc({ result: "not_cached" });
     return { sku, failure: { sku, ok: false, code: "not_cached", detail: "not cached" } };
@@ -289,6 +291,7 @@ export async function getSku(request: IRequest, deps: Deps): Promise<Response> {
     const headers = new Headers(response.headers);
     headers.set("X-Cached-Until", String(answer!.cachedUntil));
     if (answer!.staleBecause) headers.set("X-Stale-Because", answer!.staleBecause);
+    if (answer!.globalAt !== undefined) headers.set("X-Global-At", String(answer!.globalAt));
     return new Response(response.body, { status: response.status, headers });
   }
   return response;
@@ -308,10 +311,14 @@ export async function getSkus(request: IRequest, deps: Deps): Promise<Response> 
     ...ids.filter((s) => !isValidSku(s)).map((sku) => ({ sku, code: "invalid_sku" })),
     ...answers.flatMap((a) => ("failure" in a ? [{ sku: a.sku, code: a.failure.code }] : [])),
   ];
-  // A look also says how long each cached key can be answered without computing it again, and why a STALE one is.
+  // A look also says how long each cached key can be answered without computing it again, and why a STALE one is;
+  // and on a node with a global tier, its scope and when every data centre sees each copy (absent: this data centre only).
+  const scope = deps.cache.scope;
   const until = looking
     ? `,"cachedUntil":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("cachedUntil" in a && a.cachedUntil !== undefined ? [[a.sku, a.cachedUntil]] : []))))}` +
-      `,"stale":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("staleBecause" in a && a.staleBecause !== undefined ? [[a.sku, a.staleBecause]] : []))))}`
+      `,"stale":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("staleBecause" in a && a.staleBecause !== undefined ? [[a.sku, a.staleBecause]] : []))))}` +
+      `,"scope":${JSON.stringify(scope)}` +
+      (scope === "global" ? `,"globalAt":${JSON.stringify(Object.fromEntries(answers.flatMap((a) => ("globalAt" in a && a.globalAt !== undefined ? [[a.sku, a.globalAt]] : []))))}` : "")
     : "";
   const body = `{"region":${JSON.stringify(region)},"aggregates":[${aggregates.join(",")}],"failed":${JSON.stringify(failed)}${until}}`;
   return new Response(body, { headers: { "Content-Type": "application/json", "Cache-Control": "no-store" } });
