@@ -20,10 +20,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { stringify } from "yaml";
-import { parseConfig, type SchedulerConfig } from "../prewarm-scheduler/config";
-import { Engine } from "../prewarm-scheduler/engine";
-import { parsePlan } from "../prewarm-scheduler/plan";
-import { watchRun } from "../prewarm-scheduler/progress";
+import { parseConfig, type SchedulerConfig } from "../prewarm-scheduler/config/config";
+import { Engine } from "../prewarm-scheduler/runs/engine";
+import { parsePlan } from "../prewarm-scheduler/plans/plan";
+import { watchRun } from "../prewarm-scheduler/cli/progress";
 import { demoCatalog, seedCatalog } from "../records/demo-catalog";
 import { startEdgeNode, type EdgeNode } from "../scripts/edge-node";
 import { freePort, startRedis, type RedisProcess } from "../scripts/redis-server";
@@ -78,7 +78,7 @@ async function standIn(port: number): Promise<ChildProcess> {
 }
 
 async function workers(configFile: string, n: number): Promise<ChildProcess[]> {
-  const procs = Array.from({ length: n }, () => spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli.ts"), "worker", "--config", configFile], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] }));
+  const procs = Array.from({ length: n }, () => spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli/cli.ts"), "worker", "--config", configFile], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] }));
   await Promise.all(procs.map((p) => waitForLine(p, "stderr", "prewarm worker:")));
   return procs;
 }

@@ -9,4 +9,4 @@
 import { register } from "tsx/esm/api";
 
 register();
-await import(new URL("../prewarm-scheduler/cli.ts", import.meta.url).href);
+await import(new URL("../prewarm-scheduler/cli/cli.ts", import.meta.url).href);

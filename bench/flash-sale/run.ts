@@ -76,7 +76,7 @@ async function recordReads(node: EdgeNode): Promise<number> {
 /** Runs the scheduler's CLI to its exit; its stdout. */
 function prewarmCli(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli/cli.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.on("exit", (code) => (code === 0 || code === 1 ? resolve(out) : reject(new Error(`prewarm ${args[0]} exited ${code}: ${out.slice(0, 500)}`))));

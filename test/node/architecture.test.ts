@@ -78,7 +78,20 @@ describe("the tree", () => {
     "worker/sources/": ["worker/sources/", "records/", "contract/", "worker/config.ts", "worker/metrics.ts"],
     "worker/node/": ["worker/node/", "worker/sources/", "worker/cache/entry.ts", "worker/config.ts", "worker/metrics.ts"],
     "worker/cache/": ["worker/cache/", "worker/node/", "worker/sources/", "worker/config.ts", "worker/metrics.ts"],
+    // The scheduler, in layers: each folder uses only those below it.
+    "prewarm-scheduler/config/": ["prewarm-scheduler/config/", "contract/"],
+    "prewarm-scheduler/redis/": ["prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/"],
+    "prewarm-scheduler/plans/": ["prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/"],
+    "prewarm-scheduler/fleet/": ["prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/"],
+    "prewarm-scheduler/runs/": ["prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/"],
+    "prewarm-scheduler/ops/": ["prewarm-scheduler/ops/", "prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/"],
+    // The CLI, on top of everything, reads the package's version too.
+    "prewarm-scheduler/cli/": ["prewarm-scheduler/", "contract/", "package.json"],
   };
+  it("holds every file of the scheduler in one of its folders", () => {
+    const loose = [...graph.keys()].filter((f) => /^prewarm-scheduler\/[^/]+$/.test(f));
+    expect(loose).toEqual([]);
+  });
   for (const [folder, may] of Object.entries(allowed)) {
     it(`lets ${folder} use only ${may.join(", ")}`, () => {
       const outside = [...graph]

@@ -9,10 +9,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import type { Validation } from "../../prewarm-scheduler/validate";
+import type { Validation } from "../../prewarm-scheduler/plans/validate";
 import { prewarm, ROOT } from "./prewarm-cli";
-import { parsePlan } from "../../prewarm-scheduler/plan";
-import { isInvalidFileError } from "../../prewarm-scheduler/schema-errors";
+import { parsePlan } from "../../prewarm-scheduler/plans/plan";
+import { isInvalidFileError } from "../../prewarm-scheduler/config/schema-errors";
 
 const PACKAGE = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { version: string; bin?: Record<string, string> };
 describe("npx prewarm", () => {

@@ -10,11 +10,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import Redis from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkPlan } from "../../prewarm-scheduler/check";
-import { parseConfig, type SchedulerConfig } from "../../prewarm-scheduler/config";
-import { Engine } from "../../prewarm-scheduler/engine";
-import { parsePlan } from "../../prewarm-scheduler/plan";
-import { verifyPlan } from "../../prewarm-scheduler/verify";
+import { checkPlan } from "../../prewarm-scheduler/runs/check";
+import { parseConfig, type SchedulerConfig } from "../../prewarm-scheduler/config/config";
+import { Engine } from "../../prewarm-scheduler/runs/engine";
+import { parsePlan } from "../../prewarm-scheduler/plans/plan";
+import { verifyPlan } from "../../prewarm-scheduler/fleet/verify";
 import { demoCatalog, seedCatalog } from "../../records/demo-catalog";
 import { freePort, startRedis } from "../../scripts/redis-server";
 

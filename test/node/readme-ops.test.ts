@@ -11,8 +11,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { loadConfig } from "../../prewarm-scheduler/config";
-import { loadPlan } from "../../prewarm-scheduler/plan";
+import { loadConfig } from "../../prewarm-scheduler/config/config";
+import { loadPlan } from "../../prewarm-scheduler/plans/plan";
 import { ROOT } from "./prewarm-cli";
 
 const dir = mkdtempSync(path.join(tmpdir(), "prewarm-readme-ops-"));

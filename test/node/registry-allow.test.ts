@@ -9,11 +9,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { stringify } from "yaml";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig, type SchedulerConfigInput } from "../../prewarm-scheduler/config";
-import { Engine } from "../../prewarm-scheduler/engine";
-import { opsApp } from "../../prewarm-scheduler/ops-api";
-import { isInvalidFileError } from "../../prewarm-scheduler/schema-errors";
-import { allowedUrl, parseUrlPattern, parseUrlPatterns } from "../../prewarm-scheduler/url-allow";
+import { parseConfig, type SchedulerConfigInput } from "../../prewarm-scheduler/config/config";
+import { Engine } from "../../prewarm-scheduler/runs/engine";
+import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { isInvalidFileError } from "../../prewarm-scheduler/config/schema-errors";
+import { allowedUrl, parseUrlPattern, parseUrlPatterns } from "../../prewarm-scheduler/config/url-allow";
 import { startRedis, type RedisProcess } from "../../scripts/redis-server";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -243,7 +243,7 @@ describe("the registry refuses walk-around URLs", () => {
 /** Runs the `prewarm` CLI to its exit (`node --import tsx`, as scheduler.test.ts does). */
 function cli(args: string[]): Promise<{ code: number | null; err: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli/cli.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
     let err = "";
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);

@@ -11,11 +11,11 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBundle } from "../../scripts/edge-node";
 import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
-import { parseConfig } from "../../prewarm-scheduler/config";
-import { Engine } from "../../prewarm-scheduler/engine";
-import { opsApp } from "../../prewarm-scheduler/ops-api";
-import { parsePlan } from "../../prewarm-scheduler/plan";
-import { verifyPlan } from "../../prewarm-scheduler/verify";
+import { parseConfig } from "../../prewarm-scheduler/config/config";
+import { Engine } from "../../prewarm-scheduler/runs/engine";
+import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { parsePlan } from "../../prewarm-scheduler/plans/plan";
+import { verifyPlan } from "../../prewarm-scheduler/fleet/verify";
 import { startRedis } from "../../scripts/redis-server";
 import { type NodeStack, postTo, readSku, seedRecords, startNodeStack } from "./edge-node-client";
 

@@ -7,11 +7,11 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig } from "../../prewarm-scheduler/config";
-import { Engine } from "../../prewarm-scheduler/engine";
-import { parsePlan } from "../../prewarm-scheduler/plan";
-import { watchRun } from "../../prewarm-scheduler/progress";
-import { verifyPlan } from "../../prewarm-scheduler/verify";
+import { parseConfig } from "../../prewarm-scheduler/config/config";
+import { Engine } from "../../prewarm-scheduler/runs/engine";
+import { parsePlan } from "../../prewarm-scheduler/plans/plan";
+import { watchRun } from "../../prewarm-scheduler/cli/progress";
+import { verifyPlan } from "../../prewarm-scheduler/fleet/verify";
 import { startRedis, type RedisProcess } from "../../scripts/redis-server";
 
 let redis: RedisProcess;

@@ -12,9 +12,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SchedulerConfig } from "../../prewarm-scheduler/config";
-import { opsApp } from "../../prewarm-scheduler/ops-api";
-import type { PurgeReport } from "../../prewarm-scheduler/purge";
+import type { SchedulerConfig } from "../../prewarm-scheduler/config/config";
+import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import type { PurgeReport } from "../../prewarm-scheduler/fleet/purge";
 import { startEdgeNode } from "../../scripts/edge-node";
 import { postTo, readSku } from "./edge-node-client";
 import { TOKEN, until, useStack } from "./scheduler/stack";
@@ -32,7 +32,7 @@ async function cli(cfg: SchedulerConfig, args: string[], files: Record<string, u
   args = args.map((a) => a.replace("{dir}", dir));
   try {
     return await new Promise((resolve) => {
-      const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli.ts"), ...args, "--config", configFile], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli/cli.ts"), ...args, "--config", configFile], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
       let err = "";
       child.stdout.on("data", (d: Buffer) => (out += d.toString()));

@@ -5,13 +5,13 @@
  * such a campaign. Real edge nodes, the scheduler's real Redis (or cluster).
  */
 import { describe, expect, it } from "vitest";
-import { planKey } from "../../prewarm-scheduler/engine";
-import { checkPlan } from "../../prewarm-scheduler/check";
-import { opsApp } from "../../prewarm-scheduler/ops-api";
-import { parsePlan, type Plan } from "../../prewarm-scheduler/plan";
-import { formatReport } from "../../prewarm-scheduler/report";
-import type { RunReport } from "../../prewarm-scheduler/run-store";
-import { verifyPlan } from "../../prewarm-scheduler/verify";
+import { planKey } from "../../prewarm-scheduler/runs/engine";
+import { checkPlan } from "../../prewarm-scheduler/runs/check";
+import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { parsePlan, type Plan } from "../../prewarm-scheduler/plans/plan";
+import { formatReport } from "../../prewarm-scheduler/cli/report";
+import type { RunReport } from "../../prewarm-scheduler/runs/run-store";
+import { verifyPlan } from "../../prewarm-scheduler/fleet/verify";
 import { until, useStack } from "./scheduler/stack";
 
 const SKUS = 1000;

@@ -13,9 +13,9 @@ import path from "node:path";
 import { Cluster, type Redis } from "ioredis";
 import { stringify } from "yaml";
 import { describe, expect, it } from "vitest";
-import { parsePlan, type Plan } from "../../prewarm-scheduler/plan";
-import { watchRun } from "../../prewarm-scheduler/progress";
-import type { SchedulerRedis } from "../../prewarm-scheduler/redis";
+import { parsePlan, type Plan } from "../../prewarm-scheduler/plans/plan";
+import { watchRun } from "../../prewarm-scheduler/cli/progress";
+import type { SchedulerRedis } from "../../prewarm-scheduler/redis/redis";
 import { useStack } from "./scheduler/stack";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -47,7 +47,7 @@ async function bytesOf(redis: SchedulerRedis, keys: readonly string[]): Promise<
 /** Runs the `prewarm` CLI to its exit, with its stdout. */
 function cli(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"] });
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli/cli.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.on("exit", (code) => resolve({ code, out }));

@@ -9,20 +9,20 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { stringify } from "yaml";
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../../prewarm-scheduler/config";
-import { Engine, planKey, stamp } from "../../prewarm-scheduler/engine";
-import { opsApp } from "../../prewarm-scheduler/ops-api";
-import { loadPlan, parsePlan, type Plan } from "../../prewarm-scheduler/plan";
-import { watchRun } from "../../prewarm-scheduler/progress";
-import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/schedules";
-import { requiredUntil, verifyPlan } from "../../prewarm-scheduler/verify";
-import { collectHotSkus } from "../../prewarm-scheduler/hot-skus";
-import { Pacer, slowdownReason } from "../../prewarm-scheduler/pacing";
-import { checkPlan } from "../../prewarm-scheduler/check";
+import { loadConfig } from "../../prewarm-scheduler/config/config";
+import { Engine, planKey, stamp } from "../../prewarm-scheduler/runs/engine";
+import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { loadPlan, parsePlan, type Plan } from "../../prewarm-scheduler/plans/plan";
+import { watchRun } from "../../prewarm-scheduler/cli/progress";
+import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/runs/schedules";
+import { requiredUntil, verifyPlan } from "../../prewarm-scheduler/fleet/verify";
+import { collectHotSkus } from "../../prewarm-scheduler/fleet/hot-skus";
+import { Pacer, slowdownReason } from "../../prewarm-scheduler/runs/pacing";
+import { checkPlan } from "../../prewarm-scheduler/runs/check";
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { startRegional } from "../../regional/server";
-import { serveOps } from "../../prewarm-scheduler/ops-api";
+import { serveOps } from "../../prewarm-scheduler/ops/ops-api";
 import { startEdgeNode } from "../../scripts/edge-node";
 import { freePort, startRedis } from "../../scripts/redis-server";
 import { Cluster } from "ioredis";
@@ -38,7 +38,7 @@ const { engine } = suite;
  * launcher, whose child would outlive a SIGKILL of the launcher).
  */
 function spawnCli(args: string[], stdio: "ignore" | "pipe"): ChildProcess {
-  return spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "ignore", stdio] });
+  return spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "prewarm-scheduler/cli/cli.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "ignore", stdio] });
 }
 
 /** Runs the `prewarm` CLI to its exit. */

@@ -7,9 +7,9 @@
 import { randomUUID } from "node:crypto";
 import Redis from "ioredis";
 import { afterAll, afterEach, beforeAll } from "vitest";
-import { Engine } from "../../../prewarm-scheduler/engine";
+import { Engine } from "../../../prewarm-scheduler/runs/engine";
 import { demoCatalog, seedCatalog } from "../../../records/demo-catalog";
-import { parseConfig, type SchedulerConfig, type SchedulerConfigInput } from "../../../prewarm-scheduler/config";
+import { parseConfig, type SchedulerConfig, type SchedulerConfigInput } from "../../../prewarm-scheduler/config/config";
 import { startEdgeNode, type EdgeNode } from "../../../scripts/edge-node";
 import { freePort, startRedis, startRedisCluster } from "../../../scripts/redis-server";
 

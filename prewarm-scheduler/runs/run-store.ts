@@ -35,7 +35,7 @@
  * sweep, one script for all of a run's keys, so a reader sees a whole run or none.
  */
 import { randomUUID } from "node:crypto";
-import type { SchedulerRedis } from "./redis";
+import type { SchedulerRedis } from "../redis/redis";
 
 /** Failure samples kept per run (the counters are exact; the samples are for reading). */
 export const MAX_FAILURE_SAMPLES = 1000;

@@ -14,8 +14,8 @@
  * pushes the node's instant further by `slowdownMs`: its next batches wait,
  * and the run's report counts the slowdown by reason.
  */
-import type { SchedulerRedis } from "./redis";
-import type { PrewarmAnswer } from "../contract/prewarm-client";
+import type { SchedulerRedis } from "../redis/redis";
+import type { PrewarmAnswer } from "../../contract/prewarm-client";
 
 const TAKE = `
 -- KEYS: pace; ARGV: now, cost ms, max wait ms (-1: any); returns the wait (ms) before this batch may

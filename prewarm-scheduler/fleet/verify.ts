@@ -30,8 +30,8 @@
  * rollout half done has nothing to compare with). Per key, an aggregate
  * cached by rules other than the node runs is a `rules_mismatch` straggler.
  */
-import type { EdgeNodeConfig, SchedulerConfig } from "./config";
-import { targetNodes, type Plan } from "./plan";
+import type { EdgeNodeConfig, SchedulerConfig } from "../config/config";
+import { targetNodes, type Plan } from "../plans/plan";
 import { probeRules } from "./node-rules";
 
 /** SKUs per request: the node's limit for a multi-get. */

@@ -11,9 +11,9 @@
  * data centre only that long after they were warmed. Sends nothing to the
  * nodes.
  */
-import type { SchedulerConfig } from "./config";
-import { GLOBAL_PROPAGATION_MS } from "../contract/prewarm";
-import { targetNodes, type Plan } from "./plan";
+import type { SchedulerConfig } from "../config/config";
+import { GLOBAL_PROPAGATION_MS } from "../../contract/prewarm";
+import { targetNodes, type Plan } from "../plans/plan";
 import { percentile, type RunStore } from "./run-store";
 
 /** Recent runs looked at for a node's throughput. */

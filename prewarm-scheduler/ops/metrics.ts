@@ -6,8 +6,8 @@
  * time, so any scheduler process answers for all of them.
  */
 import { Gauge, Registry } from "prom-client";
-import type { Engine } from "./engine";
-import { listSchedules } from "./schedules";
+import type { Engine } from "../runs/engine";
+import { listSchedules } from "../runs/schedules";
 
 /** The job states counted per queue. */
 const STATES = ["waiting", "active", "delayed", "failed", "completed", "prioritized"] as const;

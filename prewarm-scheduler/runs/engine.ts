@@ -30,19 +30,19 @@
  */
 import { createHash } from "node:crypto";
 import { DelayedError, Job, Queue, UnrecoverableError, Worker, type JobsOptions, type KeepJobs } from "bullmq";
-import { within } from "./within";
-import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "./config";
-import { isBatchError, postBatch } from "../contract/prewarm-client";
-import { mergeTags } from "../contract/tags";
+import { within } from "../redis/within";
+import { describeRedis, type EdgeNodeConfig, type SchedulerConfig } from "../config/config";
+import { isBatchError, postBatch } from "../../contract/prewarm-client";
+import { mergeTags } from "../../contract/tags";
 import { Pacer, slowdownReason } from "./pacing";
-import { connectRedis, type SchedulerRedis } from "./redis";
-import { asNode, NodeRegistry, type NodeState } from "./registry";
-import { targetNodes, type Plan } from "./plan";
+import { connectRedis, type SchedulerRedis } from "../redis/redis";
+import { asNode, NodeRegistry, type NodeState } from "../fleet/registry";
+import { targetNodes, type Plan } from "../plans/plan";
 import { batchSkus, RunStore, type BatchRef, type BatchResult, type ReadinessSummary, type RunMeta } from "./run-store";
-import { verifyPlan, type VerifyReport } from "./verify";
-import { FleetPurge } from "./purge";
-import { isInvalidFileError } from "./schema-errors";
-import { resolveSkus, SkuSourceError } from "./sku-source";
+import { verifyPlan, type VerifyReport } from "../fleet/verify";
+import { FleetPurge } from "../fleet/purge";
+import { isInvalidFileError } from "../config/schema-errors";
+import { resolveSkus, SkuSourceError } from "../plans/sku-source";
 
 export interface RunJobData {
   plan: Plan;

@@ -1,8 +1,8 @@
 /** Resolves a plan's SKUs when a run starts: its list, or the top N of a Redis sorted set of hot SKUs. */
 import { Redis } from "ioredis";
-import { isValidSku } from "../contract/ids";
+import { isValidSku } from "../../contract/ids";
 import type { Plan } from "./plan";
-import type { SchedulerRedis } from "./redis";
+import type { SchedulerRedis } from "../redis/redis";
 
 export class SkuSourceError extends Error {
   override readonly name = "SkuSourceError";

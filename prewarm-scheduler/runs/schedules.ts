@@ -11,8 +11,8 @@
  */
 import type { Engine } from "./engine";
 import { stamp } from "./engine";
-import { campaignFireTimes, targetNodes, type Plan } from "./plan";
-import { InvalidFileError } from "./schema-errors";
+import { campaignFireTimes, targetNodes, type Plan } from "../plans/plan";
+import { InvalidFileError } from "../config/schema-errors";
 import type { Readiness } from "./run-store";
 
 export interface ScheduleEntry {

@@ -6,9 +6,9 @@
  * old), so a run never reads half a set; a node that does not answer is
  * reported and left out, and when none answers the set is left as it was.
  */
-import type { SchedulerRedis } from "./redis";
-import { isValidSku } from "../contract/ids";
-import type { SchedulerConfig } from "./config";
+import type { SchedulerRedis } from "../redis/redis";
+import { isValidSku } from "../../contract/ids";
+import type { SchedulerConfig } from "../config/config";
 
 export interface HotCollection {
   key: string;

@@ -6,7 +6,7 @@
  * at once, find them in one slot.
  */
 import { Cluster, Redis, type RedisOptions } from "ioredis";
-import type { SchedulerConfig } from "./config";
+import type { SchedulerConfig } from "../config/config";
 
 export type SchedulerRedis = Redis | Cluster;
 

@@ -8,8 +8,8 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { isValidRegion } from "../contract/ids";
-import { MAX_BATCH } from "../contract/prewarm";
+import { isValidRegion } from "../../contract/ids";
+import { MAX_BATCH } from "../../contract/prewarm";
 import { describeIssues, InvalidFileError } from "./schema-errors";
 import { parseUrlPattern } from "./url-allow";
 
@@ -53,7 +53,7 @@ export const configSchema = z
     /** The static fleet; nodes may also join through the registry (`nodeUrlAllow`). */
     nodes: z.array(nodeSchema).default([]),
     /**
-     * URL patterns a registry node's URL must match (`prewarm-scheduler/url-allow.ts`: scheme and port exact, `*` one
+     * URL patterns a registry node's URL must match (`prewarm-scheduler/config/url-allow.ts`: scheme and port exact, `*` one
      * host label or part of one): the fleet's token goes only there. None: no node can join. @default []
      */
     nodeUrlAllow: z.array(z.string().superRefine(checkUrlPattern)).default([]),

@@ -6,9 +6,9 @@
  * problem names its field; a warning names what will happen but is no error.
  */
 import { getNextMillis } from "bullmq";
-import type { SchedulerConfig } from "./config";
+import type { SchedulerConfig } from "../config/config";
 import { campaignFireTimes, loadPlan, targetNodes, type Plan } from "./plan";
-import { isInvalidFileError } from "./schema-errors";
+import { isInvalidFileError } from "../config/schema-errors";
 
 export interface PlanCheck {
   file: string;

@@ -1,5 +1,5 @@
 /** The per-node report of a run, as text for a terminal (the JSON form is the RunReport itself). */
-import type { RunReport } from "./run-store";
+import type { RunReport } from "../runs/run-store";
 
 function ms(v: number | null): string {
   return v === null ? "-" : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`;

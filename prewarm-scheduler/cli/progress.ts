@@ -1,9 +1,9 @@
 /** Watching a run: polls the run store and draws a progress bar per node (cli-progress) on a terminal. */
 import { MultiBar, Presets } from "cli-progress";
-import { describeRedis } from "./config";
-import { SchedulerRedisError, type Engine } from "./engine";
-import { within } from "./within";
-import type { RunReport } from "./run-store";
+import { describeRedis } from "../config/config";
+import { SchedulerRedisError, type Engine } from "../runs/engine";
+import { within } from "../redis/within";
+import type { RunReport } from "../runs/run-store";
 
 export interface WatchOptions {
   /** Draw bars (only on a TTY). */

@@ -30,25 +30,25 @@
  * 5 (`prewarm status` without --watch) the run is still running.
  */
 import { Command, Option } from "commander";
-import { describeRedis, loadConfig, type SchedulerConfig } from "./config";
-import { Engine, SchedulerRedisError } from "./engine";
-import { serveOps } from "./ops-api";
-import { loadPlan } from "./plan";
+import { describeRedis, loadConfig, type SchedulerConfig } from "../config/config";
+import { Engine, SchedulerRedisError } from "../runs/engine";
+import { serveOps } from "../ops/ops-api";
+import { loadPlan } from "../plans/plan";
 import { watchRun } from "./progress";
 import { formatReport, runExitCode, skusPerSecond } from "./report";
-import { isInvalidFileError } from "./schema-errors";
-import { listSchedules, schedulePlan, unschedulePlan } from "./schedules";
-import { resolveSkus } from "./sku-source";
-import { formatVerify, verifyPlan } from "./verify";
-import { listNodes } from "./node-rules";
-import { RULES_VERSION_RE } from "../contract/prewarm";
-import { collectHotSkus } from "./hot-skus";
-import { checkPlan, formatCheck } from "./check";
+import { isInvalidFileError } from "../config/schema-errors";
+import { listSchedules, schedulePlan, unschedulePlan } from "../runs/schedules";
+import { resolveSkus } from "../plans/sku-source";
+import { formatVerify, verifyPlan } from "../fleet/verify";
+import { listNodes } from "../fleet/node-rules";
+import { RULES_VERSION_RE } from "../../contract/prewarm";
+import { collectHotSkus } from "../fleet/hot-skus";
+import { checkPlan, formatCheck } from "../runs/check";
 import { MultiBar, Presets } from "cli-progress";
 import { existsSync } from "node:fs";
-import { formatValidation, validatePlans } from "./validate";
-import { version } from "../package.json";
-import { cliUser, describePurge, describeWho, formatPurge, isPurgeId, parsePurge } from "./purge";
+import { formatValidation, validatePlans } from "../plans/validate";
+import { version } from "../../package.json";
+import { cliUser, describePurge, describeWho, formatPurge, isPurgeId, parsePurge } from "../fleet/purge";
 
 interface Common {
   config?: string;

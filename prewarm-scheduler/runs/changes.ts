@@ -10,10 +10,10 @@
  * answers with that run's id.
  */
 import { z } from "zod";
-import { isValidRegion, isValidSku } from "../contract/ids";
+import { isValidRegion, isValidSku } from "../../contract/ids";
 import type { Engine } from "./engine";
-import { parsePlan, targetNodes } from "./plan";
-import { describeIssues, InvalidFileError } from "./schema-errors";
+import { parsePlan, targetNodes } from "../plans/plan";
+import { describeIssues, InvalidFileError } from "../config/schema-errors";
 
 /** How long notices are collected before their run starts. */
 export const WINDOW_MS = 250;

@@ -18,13 +18,13 @@
  *
  *   {prefix}:registry   hash: node name -> entry (JSON)
  */
-import type { SchedulerRedis } from "./redis";
+import type { SchedulerRedis } from "../redis/redis";
 import { z } from "zod";
-import { isValidRegion } from "../contract/ids";
-import { RULES_VERSION_RE } from "../contract/prewarm";
-import type { EdgeNodeConfig, SchedulerConfig } from "./config";
-import { describeIssues, InvalidFileError } from "./schema-errors";
-import { allowedUrl, parseUrlPatterns, type UrlPattern } from "./url-allow";
+import { isValidRegion } from "../../contract/ids";
+import { RULES_VERSION_RE } from "../../contract/prewarm";
+import type { EdgeNodeConfig, SchedulerConfig } from "../config/config";
+import { describeIssues, InvalidFileError } from "../config/schema-errors";
+import { allowedUrl, parseUrlPatterns, type UrlPattern } from "../config/url-allow";
 
 export const entrySchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes (1-63 chars)" }),

@@ -27,16 +27,16 @@
 import { hostname, userInfo } from "node:os";
 import pLimit from "p-limit";
 import { z } from "zod";
-import { isValidRegion, isValidSku } from "../contract/ids";
-import { MAX_PURGE_ENTRIES, type PurgeRequest } from "../contract/purge";
-import { isValidTag, TAG_KINDS } from "../contract/tags";
-import { PurgeError, postPurge } from "../contract/purge-client";
-import type { EdgeNodeConfig, SchedulerConfig } from "./config";
-import type { SchedulerRedis } from "./redis";
+import { isValidRegion, isValidSku } from "../../contract/ids";
+import { MAX_PURGE_ENTRIES, type PurgeRequest } from "../../contract/purge";
+import { isValidTag, TAG_KINDS } from "../../contract/tags";
+import { PurgeError, postPurge } from "../../contract/purge-client";
+import type { EdgeNodeConfig, SchedulerConfig } from "../config/config";
+import type { SchedulerRedis } from "../redis/redis";
 import type { NodeRegistry } from "./registry";
 import { asNode } from "./registry";
-import { describeIssues, InvalidFileError } from "./schema-errors";
-import { within } from "./within";
+import { describeIssues, InvalidFileError } from "../config/schema-errors";
+import { within } from "../redis/within";
 
 /** How long a purge is sent again to a node that has not confirmed it: the longest TTL (86,400 s) plus the longest stale grace (86,400 s). */
 export const REPLAY_FOR_MS = 2 * 86_400_000;

@@ -7,17 +7,17 @@
  * field; a SKU file is read when the plan is loaded so a scheduled plan does
  * not depend on the file being present on every scheduler machine.
  */
-import { RULES_VERSION_RE } from "../contract/prewarm";
+import { RULES_VERSION_RE } from "../../contract/prewarm";
 import { getNextMillis } from "bullmq";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { isValidRegion, isValidSku } from "../contract/ids";
-import { isValidTag, MAX_REQUEST_TAGS, tagProblem } from "../contract/tags";
-import type { EdgeNodeConfig } from "./config";
-import { readDocument } from "./config";
-import { parseDurationMs } from "./durations";
-import { describeIssues, InvalidFileError } from "./schema-errors";
+import { isValidRegion, isValidSku } from "../../contract/ids";
+import { isValidTag, MAX_REQUEST_TAGS, tagProblem } from "../../contract/tags";
+import type { EdgeNodeConfig } from "../config/config";
+import { readDocument } from "../config/config";
+import { parseDurationMs } from "../config/durations";
+import { describeIssues, InvalidFileError } from "../config/schema-errors";
 
 /** Upper bound on the fire times of one campaign, so a typo cannot flood the queue. */
 export const MAX_CAMPAIGN_FIRES = 10_000;

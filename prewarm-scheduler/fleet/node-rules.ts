@@ -12,8 +12,8 @@
  * refuses is never contacted.
  */
 import pLimit from "p-limit";
-import { RULES_VERSION_RE } from "../contract/prewarm";
-import type { EdgeNodeConfig } from "./config";
+import { RULES_VERSION_RE } from "../../contract/prewarm";
+import type { EdgeNodeConfig } from "../config/config";
 import type { NodeState } from "./registry";
 
 /** How long a node's /healthz may take to answer. */
