@@ -1,5 +1,5 @@
 /**
- * The `prewarm` command as the README has ops run it: `npx prewarm …` in the
+ * The `prewarm` command as docs/operations.md has ops run it: `npx prewarm …` in the
  * checkout (package.json's bin, bin/prewarm.mjs), run to its end or started
  * to be watched.
  */

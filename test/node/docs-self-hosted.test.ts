@@ -1,5 +1,5 @@
 /**
- * The README's self-hosted steps, run as written: the variables it exports,
+ * The self-hosted steps of docs/operations.md (runbook 9), run as written: the variables it exports,
  * `npm run node` with the NODE_* settings it gives, the health check it
  * shows. Two things are changed, and only these: EDGE_REDIS_URL points at this
  * test's own Redis and NODE_PORT at a free port (8787 may be taken here).
@@ -20,11 +20,11 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-/** The shell block between the README's self-hosted markers. */
+/** The shell block between the self-hosted markers of docs/operations.md. */
 function steps(): string[] {
-  const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
-  const m = /<!-- self-hosted steps[^>]*-->\s*```sh\n([\s\S]*?)```\s*<!-- end of self-hosted steps -->/.exec(readme);
-  if (!m) throw new Error("README.md has no self-hosted steps block");
+  const doc = readFileSync(path.join(ROOT, "docs/operations.md"), "utf8");
+  const m = /<!-- self-hosted steps[^>]*-->\s*```sh\n([\s\S]*?)```\s*<!-- end of self-hosted steps -->/.exec(doc);
+  if (!m) throw new Error("docs/operations.md has no self-hosted steps block");
   return m[1]!.trim().split("\n");
 }
 
@@ -33,7 +33,7 @@ function assignments(line: string): Record<string, string> {
   return Object.fromEntries([...line.matchAll(/\b([A-Z][A-Z0-9_]*)=(\S+)/g)].map((m) => [m[1]!, m[2]!]));
 }
 
-it("the README's self-hosted steps start a node that answers, and SIGTERM stops it", async () => {
+it("the self-hosted steps of docs/operations.md start a node that answers, and SIGTERM stops it", async () => {
   const lines = steps();
   expect(lines[0]).toBe("npm ci"); // done by whoever runs the tests
   const exported = assignments(lines.find((l) => l.startsWith("export "))!);

@@ -1,7 +1,7 @@
 /**
- * The README's ops setup, run as written by a new operator: copy the example
- * config, export the tokens, give the example campaign a T0 ahead, and
- * validate the plans with `npx prewarm`. Run by bash in a scratch directory
+ * The ops setup of docs/operations.md (runbook 1), run as written by a new
+ * operator: copy the example config, export the tokens, give the example
+ * campaign a T0 ahead, and validate the plans with `npx prewarm`. Run by bash in a scratch directory
  * that holds what a checkout does for these lines (package.json, bin/,
  * node_modules/, plans/, as links), so the config it copies lands there and
  * not in the repository.
@@ -18,15 +18,15 @@ import { ROOT } from "./prewarm-cli";
 const dir = mkdtempSync(path.join(tmpdir(), "prewarm-readme-ops-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The shell block between the README's ops setup markers. */
+/** The shell block between the ops setup markers of docs/operations.md. */
 function steps(): string {
-  const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
-  const m = /<!-- ops setup steps[^>]*-->\s*```sh\n([\s\S]*?)```\s*<!-- end of ops setup steps -->/.exec(readme);
-  if (!m) throw new Error("README.md has no ops setup steps block");
+  const doc = readFileSync(path.join(ROOT, "docs/operations.md"), "utf8");
+  const m = /<!-- ops setup steps[^>]*-->\s*```sh\n([\s\S]*?)```\s*<!-- end of ops setup steps -->/.exec(doc);
+  if (!m) throw new Error("docs/operations.md has no ops setup steps block");
   return m[1]!;
 }
 
-it("the README's ops setup copies the example config, exports every token it reads, and validates the example plans with npx prewarm", async () => {
+it("the ops setup of docs/operations.md copies the example config, exports every token it reads, and validates the example plans with npx prewarm", async () => {
   const script = steps();
   // Every ${VAR} the example config reads is exported by the steps.
   const config = readFileSync(path.join(ROOT, "plans/prewarm.config.example.yaml"), "utf8").replace(/(^|\s)#.*$/gm, ""); // its values, not its comments
