@@ -90,7 +90,7 @@ export function depsFor(env: Env, ctx: ExecutionContext): Deps {
   const background = (work: Promise<unknown>): void => ctx.waitUntil(work);
   const redis = new EdgeRedisSession(cfg);
   const grace = Math.max(cfg.staleWhileRevalidateSeconds, cfg.staleIfErrorSeconds);
-  const store: AggregateStore = cfg.aggregateStore === "redis" ? new RedisStore(redis, sync, grace) : new CacheApiStore(cacheOf(cfg), redis, sync, grace, globalTier(env, cfg, grace, background));
+  const store: AggregateStore = cfg.aggregateStore === "redis" ? new RedisStore(redis, sync, grace, RULES_VERSION) : new CacheApiStore(cacheOf(cfg), redis, sync, grace, globalTier(env, cfg, grace, background));
   return {
     cfg,
     rules: rulesHost,

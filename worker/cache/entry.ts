@@ -49,6 +49,8 @@ export interface CachedAggregate {
   basis: number;
   /** A soft purge (`purged`), or rules other than the node's (`rules`), made it stale: served as STALE while one recomputation replaces it, within its validity. Never stored. */
   soft?: "purged" | "rules";
+  /** Stale (`soft`), and another read of the node recomputes it (it holds the claim): served STALE without a recomputation of this read's own. Never stored. */
+  claimedElsewhere?: true;
   /** Written to the global tier (Workers KV): when every data centre sees it (ms). */
   globalAt?: number;
   /**

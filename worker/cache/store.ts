@@ -226,6 +226,8 @@ export class RedisStore implements AggregateStore {
     private readonly session: EdgeRedisSession,
     private readonly sync: NodeSync,
     private readonly graceSeconds: number,
+    /** The node's rules version: an entry computed by other rules is stale (SPEC §9). */
+    private readonly rules: string,
   ) {}
 
   private get prefix(): string {
@@ -241,24 +243,28 @@ export class RedisStore implements AggregateStore {
    * where it is absent, the SKU's records and the region's copy, in the same
    * round trip: the read-through computation that follows finds them in
    * `session.prefetched` instead of asking Redis again. A warmed key costs
-   * no record read; a look costs none at all.
+   * no record read; a look costs none at all. An entry stale within its
+   * validity (soft-purged, or of other rules) is claimed for recomputation
+   * by the first read of the node that finds it; to every other read it is
+   * `claimedElsewhere` until the claim lapses.
    */
   async getMany(keys: readonly StoreKey[], records: boolean): Promise<(CachedAggregate | null)[]> {
     if (keys.length === 0) return [];
     const p = this.prefix;
     const aggKeys = keys.map((k) => this.redisKey(k));
     const recordKeys = records ? keys.map((k) => [stockKey(p, k.sku), priceKey(p, k.sku), copyKey(p, k.sku)] as const) : undefined;
-    const read = await this.session.exchange((c) => getAggregates(c, p, aggKeys, recordKeys), { timeoutMs: exchangeTimeoutMs(this.session.cfg, keys.length) });
+    const read = await this.session.exchange((c) => getAggregates(c, p, aggKeys, recordKeys, this.rules), { timeoutMs: exchangeTimeoutMs(this.session.cfg, keys.length) });
     return keys.map((k, i) => {
       const rec = read.records[i];
       if (rec) {
         metrics.recordReads.inc();
         this.session.prefetched.set(k.sku, edgeRecordsOf(rec[0], rec[1], rec[2], read.copiesPurgedAt));
       }
-      const { value, soft } = read.stored[i]!;
+      const { value, stale, claimedElsewhere } = read.stored[i]!;
       // A damaged aggregate is a miss (with `records`, its records were not read: the computation reads them).
       const entry = value && value.length > 0 ? decodeEntry(value.toString("utf8")) : null;
-      if (entry && soft) entry.soft = "purged";
+      if (entry && stale) entry.soft = stale;
+      if (entry && claimedElsewhere) entry.claimedElsewhere = true;
       return entry;
     });
   }

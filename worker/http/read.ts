@@ -223,7 +223,8 @@ async function resolve(deps: Deps, skus: readonly string[], region: string): Pro
     if (l.state === "fresh") outcome.set(sku, "hit");
     else if (l.state === "stale" && l.staleForMs <= swrMs) {
       outcome.set(sku, "stale");
-      revalidate.push(sku);
+      // One recomputation for the node: not where another read holds the claim on it.
+      if (!entry?.claimedElsewhere) revalidate.push(sku);
     } else {
       outcome.set(sku, "miss");
       compute.push(sku);

@@ -301,12 +301,19 @@ return out`;
  * the other keys (a read of a warmed key reads no record; a miss gets its
  * records in the same round trip; a look, stride 1, names no record key at
  * all), then its state: 's' when a tag of it was purged soft since its
- * basis, else ''. A stored aggregate starts with `basis<TAB>tags<TAB>rules<LF>`.
+ * basis, else 'r' when rules other than ARGV[5] computed it, else ''. A read
+ * (stride 4) of such a stale entry also claims its revalidation for the node
+ * (`revalidationKey`, for ARGV[4] ms): the one read that gets the claim
+ * recomputes it; every other read, in any process, is answered 'S' or 'R'
+ * and serves it stale without recomputing. A stored aggregate starts with
+ * `basis<TAB>tags<TAB>rules<LF>`.
  * ARGV: the fence key prefix, the stride, the copies key (`copiesKey`,
- * whose value ends the answer when records are read).
+ * whose value ends the answer when records are read), the claim's life (ms),
+ * the node's rules version.
  */
 const GET_AGGREGATES = `${LUA_FENCE}
 local stride = tonumber(ARGV[2])
+local claimMs = tonumber(ARGV[4]) or 0
 local out = {}
 local n = 0
 for i = 1, #KEYS, stride do
@@ -323,6 +330,11 @@ for i = 1, #KEYS, stride do
         if h >= basis then a = false state = '' break end
         if s >= basis then state = 's' end
       end
+      if a and state == '' and ARGV[5] and ARGV[5] ~= '' and string.match(head, '^%d+\\t[^\\t]*\\t(.*)$') ~= ARGV[5] then state = 'r' end
+    end
+    if state ~= '' and stride > 1 and claimMs > 0 then
+      local p, r = string.match(KEYS[i], '^(.*):agg:([^:]*)$')
+      if p and not redis.call('SET', p .. ':rv:' .. r, '1', 'NX', 'PX', claimMs) then state = string.upper(state) end
     end
   end
   out[n + 1] = a
@@ -355,27 +367,55 @@ async function readScript(client: Redis, name: keyof typeof READ_SCRIPTS, keys: 
   return values;
 }
 
-/** A stored aggregate as read: its bytes (null where absent or purged hard), and whether a soft purge made it stale. */
+/** Why a stored aggregate is stale though within its validity (SPEC §9): a soft purge, or other rules computed it. */
+export type StaleCause = "purged" | "rules";
+
+/**
+ * A stored aggregate as read: its bytes (null where absent or purged hard),
+ * whether it is stale and why, and whether another read of the node holds
+ * its revalidation (`revalidationKey`).
+ */
 export interface StoredRead {
   value: Buffer | null;
-  soft: boolean;
+  stale: StaleCause | null;
+  claimedElsewhere: boolean;
 }
+
+/**
+ * The claim on recomputing a stale aggregate (`{prefix}{sku}:rv:{region}`),
+ * taken by the read script: one recomputation per node, not one per
+ * process. Not a `:agg:` key, so no SCAN of aggregates meets it.
+ */
+export function revalidationKey(prefix: string, sku: string, region: string): string {
+  return `${prefix}${sku}:rv:${region}`;
+}
+
+/** How long a claim on recomputing a stale aggregate lasts (ms): past it, another read may try (the first may have failed). */
+export const REVALIDATION_CLAIM_MS = 2_000;
+
+const STALE_STATES: Record<string, { stale: StaleCause | null; claimedElsewhere: boolean }> = {
+  "": { stale: null, claimedElsewhere: false },
+  s: { stale: "purged", claimedElsewhere: false },
+  r: { stale: "rules", claimedElsewhere: false },
+  S: { stale: "purged", claimedElsewhere: true },
+  R: { stale: "rules", claimedElsewhere: true },
+};
 
 /**
  * The aggregates of `aggKeys`, fences applied (`GET_AGGREGATES`), and with
  * `records` (each SKU's stock, price and copy keys) the records of those
  * absent, in one round trip.
  */
-export async function getAggregates(client: Redis, prefix: string, aggKeys: readonly string[], records?: readonly (readonly [string, string, string])[]): Promise<{ stored: StoredRead[]; records: ((Buffer | null)[] | null)[]; copiesPurgedAt: number }> {
+export async function getAggregates(client: Redis, prefix: string, aggKeys: readonly string[], records: readonly (readonly [string, string, string])[] | undefined, rules: string): Promise<{ stored: StoredRead[]; records: ((Buffer | null)[] | null)[]; copiesPurgedAt: number }> {
   const stride = records ? 4 : 1;
   const keys = records ? aggKeys.flatMap((k, i) => [k, ...records[i]!]) : aggKeys;
-  const values = await readScript(client, "getAggregates", keys, [tagFenceKey(prefix, ""), stride, copiesKey(prefix)], aggKeys.length * (stride + 1) + (records ? 1 : 0));
+  const values = await readScript(client, "getAggregates", keys, [tagFenceKey(prefix, ""), stride, copiesKey(prefix), REVALIDATION_CLAIM_MS, rules], aggKeys.length * (stride + 1) + (records ? 1 : 0));
   const stored: StoredRead[] = [];
   const recs: ((Buffer | null)[] | null)[] = [];
   for (let i = 0; i < aggKeys.length; i++) {
     const o = i * (stride + 1);
     const value = values[o] ?? null;
-    stored.push({ value, soft: (values[o + stride]?.length ?? 0) > 0 });
+    stored.push({ value, ...(STALE_STATES[values[o + stride]?.toString("latin1") ?? ""] ?? STALE_STATES[""]!) });
     recs.push(records && value === null ? values.slice(o + 1, o + stride) : null);
   }
   return { stored, records: recs, copiesPurgedAt: records ? copiesPurgedAt(values[values.length - 1]) : 0 };
