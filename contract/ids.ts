@@ -14,6 +14,9 @@ export function isValidRegion(s: unknown): s is string {
   return typeof s === "string" && REGION.test(s);
 }
 
+/** The most SKUs one multi-get (`GET /v1/skus?ids=`) may ask for. */
+export const MAX_IDS = 100;
+
 /** A SKU id (the same test as `isValidSku`, which a JSON Schema shows as its pattern). */
 export const skuIdSchema = z.string().check(z.regex(SKU_ID, { error: (i) => `not a SKU id: ${JSON.stringify(i.input)}` }));
 

@@ -27,6 +27,7 @@ import { verifyPlan } from "../fleet/verify";
 import { listNodes } from "../fleet/node-rules";
 import { ChangeFanout } from "../runs/changes";
 import { schedulerMetrics } from "./metrics";
+import { opsDocument } from "./openapi";
 
 function errorBody(code: string, message: string, details?: readonly string[]) {
   return { error: { code, message, ...(details ? { details } : {}) } };
@@ -49,6 +50,9 @@ export function opsApp(engine: Engine): Hono {
   app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
   // Unauthenticated, so it says whether the scheduler's Redis answers, not where it is or what it said.
   app.get("/healthz", async (c) => ((await engine.health()).ok ? c.json({ ok: true }) : c.json({ ok: false, error: "the scheduler's Redis is not answering" }, 503)));
+  // Open like /healthz: the document is generated from the code's schemas and holds nothing of the config.
+  let document: string | undefined;
+  app.get("/openapi.json", (c) => c.body((document ??= JSON.stringify(opsDocument())), 200, { "Content-Type": "application/json" }));
   // A node's heartbeat: its own token (registryToken), not the ops token; off when none is configured.
   app.post("/v1/nodes/announce", async (c) => {
     if (engine.cfg.registryToken === "") return c.json(errorBody("not_found", "announcing is off: the config has no registryToken"), 404);
