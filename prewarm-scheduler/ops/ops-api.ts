@@ -12,7 +12,6 @@ import { randomUUID } from "node:crypto";
 import { Hono, type Context } from "hono";
 import { bearerVerdict } from "../../contract/http";
 import { bodyLimit } from "hono/body-limit";
-import { bearerAuth } from "hono/bearer-auth";
 import { HTTPException } from "hono/http-exception";
 import { timeout } from "hono/timeout";
 import { SchedulerRedisError, type Engine } from "../runs/engine";
@@ -64,7 +63,16 @@ export function opsApp(engine: Engine): Hono {
       return c.json(e, 200);
     });
   });
-  if (engine.cfg.opsToken !== "") app.use("/*", bearerAuth({ token: engine.cfg.opsToken }));
+  // Any Authorization but the right bearer token is 401 unauthorized with a message (hono's bearerAuth answered
+  // another scheme, e.g. Basic, 400 with an empty message: found by the OpenAPI fuzzing).
+  if (engine.cfg.opsToken !== "") {
+    app.use("/*", async (c, next) => {
+      const verdict = bearerVerdict(c.req.header("Authorization"), engine.cfg.opsToken);
+      if (verdict === "ok") return next();
+      c.header("WWW-Authenticate", verdict === "missing" ? "Bearer" : 'Bearer error="invalid_token"');
+      return c.json(errorBody("unauthorized", verdict === "missing" ? "missing Authorization: Bearer token" : "invalid bearer token"), 401);
+    });
+  }
   // Every route below needs the scheduler's Redis: without it, a bounded 503 rather than a hung request.
   // (A verify or a purge asks the nodes too, and takes as long as they do; a purge bounds its own wait for Redis.)
   const unanswered = (): HTTPException => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` });

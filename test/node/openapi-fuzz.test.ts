@@ -17,6 +17,7 @@ import { edgeApi, opsApi, serveOps } from "./openapi-answers";
 import { TOKEN, useStack } from "./scheduler/stack";
 import { opsDocument } from "../../prewarm-scheduler/ops/openapi";
 import type { ApiDocument } from "../openapi-check";
+import { Engine } from "../../prewarm-scheduler/runs/engine";
 
 const RUNS = Number(process.env["FUZZ_RUNS"] ?? 150);
 const OPS_TOKEN = "ops-fuzz-secret-token";
@@ -80,6 +81,15 @@ function bodyFor(schema: Json, doc: Json): fc.Arbitrary<unknown> {
   );
 }
 
+/** A path segment: `v` %-encoded, or a lone surrogate's bytes as they would come over the wire (encodeURIComponent refuses it). */
+function segment(v: string): string {
+  try {
+    return encodeURIComponent(v);
+  } catch {
+    return "%ED%A0%80";
+  }
+}
+
 interface Target {
   api: ApiDocument;
   doc: Json;
@@ -116,7 +126,7 @@ async function fuzz(t: Target, tally: Tally): Promise<void> {
         for (const p of params) {
           const v = (ps as Record<string, unknown>)[p["name"] as string];
           if (v === undefined) continue;
-          if (p["in"] === "path") path = path.replace(`{${p["name"] as string}}`, encodeURIComponent(String(v)));
+          if (p["in"] === "path") path = path.replace(`{${p["name"] as string}}`, segment(String(v)));
           else query.set(p["name"] as string, String(v));
         }
         const url = `${t.base()}${path}${query.size > 0 ? `?${query}` : ""}`;
@@ -142,16 +152,19 @@ async function fuzz(t: Target, tally: Tally): Promise<void> {
 describe("fuzzing both APIs from their OpenAPI documents", () => {
   const t = useStack(50);
   let ops: ServerType;
+  let engine: Engine;
   let opsUrl = "";
   const tally: Tally = { operations: 0, requests: 0, byStatus: new Map() };
 
   beforeAll(async () => {
-    const engine = t.engine(t.stack.config({ opsToken: OPS_TOKEN, registryToken: REGISTRY_TOKEN }), false);
+    // The file's own engine (useStack closes its engines after each test), with no workers: runs are queued, not sent.
+    engine = new Engine(t.stack.config({ opsToken: OPS_TOKEN, registryToken: REGISTRY_TOKEN }));
     ops = await serveOps(engine, 0, "127.0.0.1");
     opsUrl = `http://127.0.0.1:${(ops.address() as AddressInfo).port}`;
   });
-  afterAll(() => {
+  afterAll(async () => {
     ops?.close();
+    await engine?.close();
     console.log(`openapi fuzz: ${tally.operations} operations, ${tally.requests} requests, by status ${JSON.stringify(Object.fromEntries([...tally.byStatus].sort((a, b) => a[0] - b[0])))}`);
   });
 
@@ -164,6 +177,14 @@ describe("fuzzing both APIs from their OpenAPI documents", () => {
     const text = await o.text();
     expect(JSON.parse(text)).toEqual(opsDocument());
     for (const secret of [OPS_TOKEN, REGISTRY_TOKEN, TOKEN, t.stack.schedulerRedis.url]) expect(text).not.toContain(secret);
+  });
+
+  it("the ops API answers any Authorization but its bearer token 401 unauthorized, with a message (fuzz: Basic got 400 with none)", async () => {
+    for (const header of ["Basic Zm9vOmJhcg==", "Bearer wrong", "Bearer", ""]) {
+      const res = await fetch(`${opsUrl}/metrics`, { headers: header ? { Authorization: header } : {} });
+      expect(res.status, header).toBe(401);
+      expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "unauthorized", message: expect.stringMatching(/token/) });
+    }
   });
 
   it("the edge node: no 500, no answer outside its document, for every operation", { timeout: 300_000 }, async () => {
