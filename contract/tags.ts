@@ -3,6 +3,7 @@
  * value 1 to 128 printable ASCII characters without spaces. The node and the
  * scheduler check them alike.
  */
+import * as z from "zod/mini";
 
 export const TAG_KINDS = ["sku", "promo", "wh", "plan", "campaign", "label"] as const;
 export type TagKind = (typeof TAG_KINDS)[number];
@@ -15,6 +16,9 @@ const TAG = new RegExp(`^(?:${TAG_KINDS.join("|")}):[!-~]{1,128}$`);
 export function isValidTag(t: unknown): t is string {
   return typeof t === "string" && TAG.test(t);
 }
+
+/** A tag, for the OpenAPI documents and request validation: its pattern is the one `isValidTag` tests. */
+export const tagSchema = z.string().check(z.regex(TAG, { error: (i) => tagProblem(i.input) }));
 
 /** Why `t` is not a tag, for an error message. */
 export function tagProblem(t: unknown): string {

@@ -36,12 +36,12 @@ export interface EdgeNodeOptions {
   inspectorPort?: number;
 }
 
-/** Whether build/node is missing or older than the worker's sources, package.json (its version) or the Wasm module (a test run straight from vitest). */
+/** Whether build/node is missing or older than the worker's sources (the contract's too), package.json (its version), the Wasm module or the node's OpenAPI document, all in the bundle (a test run straight from vitest). */
 function bundleOutdated(): boolean {
   const config = path.join(BUNDLE_DIR, COMPAT_FILE);
   if (!existsSync(config)) return true;
   const built = statSync(config).mtimeMs;
-  const sources = [path.join(ROOT, "wrangler.toml"), path.join(ROOT, "package.json"), path.join(ROOT, "build/go-stock.wasm"), ...readdirSync(path.join(ROOT, "worker"), { recursive: true, encoding: "utf8" }).map((f) => path.join(ROOT, "worker", f))];
+  const sources = [path.join(ROOT, "wrangler.toml"), path.join(ROOT, "package.json"), path.join(ROOT, "build/go-stock.wasm"), path.join(ROOT, "docs/openapi/edge-node.json"), ...["worker", "contract"].flatMap((dir) => readdirSync(path.join(ROOT, dir), { recursive: true, encoding: "utf8" }).map((f) => path.join(ROOT, dir, f)))];
   return sources.some((f) => existsSync(f) && statSync(f).mtimeMs > built);
 }
 
@@ -52,6 +52,9 @@ const PROCESS = /process (\d+) \(pid (\d+)\) (?:ready|restarted), probe port (\d
 export function ensureBundle(): void {
   if (bundleOutdated()) buildBundle(path.join(ROOT, "wrangler.toml"), BUNDLE_DIR);
 }
+
+/** The nodes running the project's own bundle, started here and not stopped yet: the tests check their answers against the node's OpenAPI document. */
+export const runningNodes = new Set<EdgeNode>();
 
 export async function startEdgeNode(options: EdgeNodeOptions): Promise<EdgeNode> {
   if (!options.bundleDir) ensureBundle();
@@ -92,12 +95,17 @@ export async function startEdgeNode(options: EdgeNodeOptions): Promise<EdgeNode>
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return {
+  const node: EdgeNode = {
     url: `http://127.0.0.1:${port}`,
     port,
     process: child,
     processes: () => new Map([...log.matchAll(PROCESS)].map((m) => [Number(m[1]), { pid: Number(m[2]), url: `http://127.0.0.1:${m[3]}` }])),
     log: () => log,
-    stop,
+    stop: async () => {
+      runningNodes.delete(node);
+      await stop();
+    },
   };
+  if (!options.bundleDir) runningNodes.add(node);
+  return node;
 }

@@ -5,6 +5,7 @@
  */
 
 import { isValidRegion } from "../contract/ids";
+import { MAX_TTL_SECONDS } from "../contract/prewarm";
 
 export interface Config {
   /** Region served by this node; the default `region` of every request. */
@@ -93,8 +94,8 @@ export const DEFAULTS = {
 
 export type AggregateStoreKind = "redis" | "cache-api";
 
-/** The largest TTL a prewarm may ask for (1 day); validity is capped by the data anyway. */
-export const MAX_TTL_SECONDS = 86_400;
+/** The largest TTL a prewarm may ask for (the contract's). */
+export { MAX_TTL_SECONDS };
 
 /**
  * Every variable the worker reads (SPEC §6 and the tuning knobs below it):

@@ -12,7 +12,6 @@ import { randomUUID } from "node:crypto";
 import { Hono, type Context } from "hono";
 import { bearerVerdict } from "../../contract/http";
 import { bodyLimit } from "hono/body-limit";
-import { bearerAuth } from "hono/bearer-auth";
 import { HTTPException } from "hono/http-exception";
 import { timeout } from "hono/timeout";
 import { SchedulerRedisError, type Engine } from "../runs/engine";
@@ -27,6 +26,7 @@ import { verifyPlan } from "../fleet/verify";
 import { listNodes } from "../fleet/node-rules";
 import { ChangeFanout } from "../runs/changes";
 import { schedulerMetrics } from "./metrics";
+import { opsDocument } from "./openapi";
 
 function errorBody(code: string, message: string, details?: readonly string[]) {
   return { error: { code, message, ...(details ? { details } : {}) } };
@@ -49,6 +49,9 @@ export function opsApp(engine: Engine): Hono {
   app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
   // Unauthenticated, so it says whether the scheduler's Redis answers, not where it is or what it said.
   app.get("/healthz", async (c) => ((await engine.health()).ok ? c.json({ ok: true }) : c.json({ ok: false, error: "the scheduler's Redis is not answering" }, 503)));
+  // Open like /healthz: the document is generated from the code's schemas and holds nothing of the config.
+  let document: string | undefined;
+  app.get("/openapi.json", (c) => c.body((document ??= JSON.stringify(opsDocument())), 200, { "Content-Type": "application/json" }));
   // A node's heartbeat: its own token (registryToken), not the ops token; off when none is configured.
   app.post("/v1/nodes/announce", async (c) => {
     if (engine.cfg.registryToken === "") return c.json(errorBody("not_found", "announcing is off: the config has no registryToken"), 404);
@@ -60,7 +63,16 @@ export function opsApp(engine: Engine): Hono {
       return c.json(e, 200);
     });
   });
-  if (engine.cfg.opsToken !== "") app.use("/*", bearerAuth({ token: engine.cfg.opsToken }));
+  // Any Authorization but the right bearer token is 401 unauthorized with a message (hono's bearerAuth answered
+  // another scheme, e.g. Basic, 400 with an empty message: found by the OpenAPI fuzzing).
+  if (engine.cfg.opsToken !== "") {
+    app.use("/*", async (c, next) => {
+      const verdict = bearerVerdict(c.req.header("Authorization"), engine.cfg.opsToken);
+      if (verdict === "ok") return next();
+      c.header("WWW-Authenticate", verdict === "missing" ? "Bearer" : 'Bearer error="invalid_token"');
+      return c.json(errorBody("unauthorized", verdict === "missing" ? "missing Authorization: Bearer token" : "invalid bearer token"), 401);
+    });
+  }
   // Every route below needs the scheduler's Redis: without it, a bounded 503 rather than a hung request.
   // (A verify or a purge asks the nodes too, and takes as long as they do; a purge bounds its own wait for Redis.)
   const unanswered = (): HTTPException => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` });

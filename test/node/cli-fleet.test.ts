@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import type { SchedulerConfig } from "../../prewarm-scheduler/config/config";
 import type { ListedNode } from "../../prewarm-scheduler/fleet/node-rules";
-import { opsApp, serveOps } from "../../prewarm-scheduler/ops/ops-api";
+import { opsApp, serveOps } from "./openapi-answers"; // the ops API, its answers checked against its OpenAPI document
 import { parsePlan, type Plan } from "../../prewarm-scheduler/plans/plan";
 import { watchRun } from "../../prewarm-scheduler/cli/progress";
 import type { RunReport } from "../../prewarm-scheduler/runs/run-store";

@@ -11,7 +11,7 @@ import { stringify } from "yaml";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig, type SchedulerConfigInput } from "../../prewarm-scheduler/config/config";
 import { Engine } from "../../prewarm-scheduler/runs/engine";
-import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { opsApp } from "./openapi-answers"; // the ops API, its answers checked against its OpenAPI document
 import { isInvalidFileError } from "../../prewarm-scheduler/config/schema-errors";
 import { allowedUrl, parseUrlPattern, parseUrlPatterns } from "../../prewarm-scheduler/config/url-allow";
 import { startRedis, type RedisProcess } from "../../scripts/redis-server";

@@ -13,7 +13,7 @@ import { ensureBundle } from "../../scripts/edge-node";
 import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
 import { parseConfig } from "../../prewarm-scheduler/config/config";
 import { Engine } from "../../prewarm-scheduler/runs/engine";
-import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { opsApp } from "./openapi-answers"; // the ops API, its answers checked against its OpenAPI document
 import { parsePlan } from "../../prewarm-scheduler/plans/plan";
 import { verifyPlan } from "../../prewarm-scheduler/fleet/verify";
 import { startRedis } from "../../scripts/redis-server";

@@ -13,7 +13,7 @@ import path from "node:path";
 import { stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SchedulerConfig } from "../../prewarm-scheduler/config/config";
-import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { opsApp } from "./openapi-answers"; // the ops API, its answers checked against its OpenAPI document
 import type { PurgeReport } from "../../prewarm-scheduler/fleet/purge";
 import { startEdgeNode } from "../../scripts/edge-node";
 import { postTo, readSku } from "./edge-node-client";

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { planKey } from "../../prewarm-scheduler/runs/engine";
 import { checkPlan } from "../../prewarm-scheduler/runs/check";
-import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { opsApp } from "./openapi-answers"; // the ops API, its answers checked against its OpenAPI document
 import { parsePlan, type Plan } from "../../prewarm-scheduler/plans/plan";
 import { formatReport } from "../../prewarm-scheduler/cli/report";
 import type { RunReport } from "../../prewarm-scheduler/runs/run-store";

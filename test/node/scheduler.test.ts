@@ -11,7 +11,7 @@ import { stringify } from "yaml";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../prewarm-scheduler/config/config";
 import { Engine, planKey, stamp } from "../../prewarm-scheduler/runs/engine";
-import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { opsApp } from "./openapi-answers"; // the ops API, its answers checked against its OpenAPI document
 import { loadPlan, parsePlan, type Plan } from "../../prewarm-scheduler/plans/plan";
 import { watchRun } from "../../prewarm-scheduler/cli/progress";
 import { listSchedules, schedulePlan, unschedulePlan } from "../../prewarm-scheduler/runs/schedules";
@@ -22,7 +22,7 @@ import { checkPlan } from "../../prewarm-scheduler/runs/check";
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { startRegional } from "../../regional/server";
-import { serveOps } from "../../prewarm-scheduler/ops/ops-api";
+import { serveOps } from "./openapi-answers"; // the ops API, its answers checked against its OpenAPI document
 import { startEdgeNode } from "../../scripts/edge-node";
 import { freePort, startRedis } from "../../scripts/redis-server";
 import { Cluster } from "ioredis";

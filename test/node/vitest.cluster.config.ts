@@ -8,6 +8,7 @@ export default defineConfig({
     root: path.resolve(import.meta.dirname, "../.."),
     include: ["test/node/scheduler.test.ts", "test/node/scheduler-retention.test.ts", "test/node/scheduler-refresh.test.ts", "test/node/scheduler-purge.test.ts"],
     env: { SCHEDULER_REDIS: "cluster" },
+    setupFiles: ["test/node/openapi-answers.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },

@@ -7,6 +7,8 @@ export default defineConfig({
     name: "node",
     root: path.resolve(import.meta.dirname, "../.."),
     include: ["test/node/**/*.test.ts"],
+    // Every answer of a node or the ops API is checked against its OpenAPI document.
+    setupFiles: ["test/node/openapi-answers.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },

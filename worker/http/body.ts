@@ -3,8 +3,9 @@
  * oversize body is refused with 413 before it is buffered whole.
  */
 import { unpack } from "msgpackr";
+import type * as z from "zod/mini";
 import { readCapped as readCappedChunks } from "../../contract/http";
-import { HttpError } from "./errors";
+import { HttpError, type HttpErrorCode } from "./errors";
 
 /** The largest body accepted: 1,000 SKUs of 64 characters fit with room to spare. */
 export const MAX_BODY_BYTES = 256 * 1024;
@@ -32,4 +33,19 @@ export async function readBody(request: Request, max = MAX_BODY_BYTES): Promise<
   } catch (e) {
     throw new HttpError("bad_request", `body is not valid ${isMsgpack ? "MessagePack" : "JSON"}: ${(e as Error).message}`);
   }
+}
+
+/**
+ * A decoded body checked by its contract schema (`contract/`, the one the
+ * OpenAPI document shows): its value, or an HttpError for its first problem,
+ * with the code `codeOf` gives that problem (`bad_request` by default). The
+ * message names the field (`tags[3]: …` for an item of a list).
+ */
+export function validated<S extends z.ZodMiniType>(schema: S, body: unknown, codeOf: (issue: z.core.$ZodIssue) => HttpErrorCode | undefined = () => undefined): z.output<S> {
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const [field, index] = issue.path;
+  const message = typeof index === "number" ? `${String(field)}[${index}]: ${issue.message}` : issue.message;
+  throw new HttpError(codeOf(issue) ?? "bad_request", message);
 }

@@ -6,12 +6,11 @@
 import type { IRequest } from "itty-router";
 import { computeAggregates, storeAggregates, type Deps } from "../aggregates";
 import { requireBearer } from "./auth";
-import { readBody } from "./body";
-import { MAX_TTL_SECONDS, type Config } from "../config";
+import { readBody, validated } from "./body";
+import type { Config } from "../config";
 import { HttpError } from "./errors";
-import { MAX_BATCH, type PrewarmAnswer } from "../../contract/prewarm";
+import { prewarmRequestSchema, type PrewarmAnswer } from "../../contract/prewarm";
 import { isValidSku } from "../../contract/ids";
-import { isValidTag, MAX_REQUEST_TAGS, tagProblem } from "../../contract/tags";
 import { requestRegion } from "./region";
 import { RULES_VERSION } from "../rules/version";
 import { inflight } from "../isolate";
@@ -30,34 +29,14 @@ export interface PrewarmBatch {
   jobId: string;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
-}
-
-/** Validates the decoded body; field errors name the field. */
+/** Validates the decoded body (the contract's schema, then what depends on the node's config); field errors name the field. */
 export function parseBatch(body: unknown, cfg: Config): PrewarmBatch {
-  if (!isRecord(body)) throw new HttpError("bad_request", "body must be an object {region?, skus, ttl?, ttlJitter?, tags?, jobId?}");
-  const { skus, ttl = cfg.cacheTtlSeconds, ttlJitter = 0, tags = [], jobId } = body;
-  const region = requestRegion(cfg, body["region"]);
-  if (!Array.isArray(skus)) throw new HttpError("bad_request", "skus must be an array of SKU ids");
-  if (skus.length === 0) throw new HttpError("bad_request", "skus must not be empty");
-  if (skus.length > MAX_BATCH) throw new HttpError("payload_too_large", `at most ${MAX_BATCH} SKUs per batch, got ${skus.length}`);
-  const bad = skus.findIndex((s) => typeof s !== "string");
-  if (bad >= 0) throw new HttpError("bad_request", `skus[${bad}] must be a string, got ${JSON.stringify(skus[bad])}`);
-  if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl <= 0 || ttl > MAX_TTL_SECONDS) {
-    throw new HttpError("bad_request", `ttl must be an integer number of seconds in 1..${MAX_TTL_SECONDS}, got ${JSON.stringify(ttl)}`);
-  }
-  if (typeof ttlJitter !== "number" || !Number.isInteger(ttlJitter) || ttlJitter < 0 || ttlJitter >= ttl) {
-    throw new HttpError("bad_request", `ttlJitter must be an integer number of seconds in 0..${ttl - 1} (below ttl), got ${JSON.stringify(ttlJitter)}`);
-  }
-  if (!Array.isArray(tags)) throw new HttpError("bad_request", "tags must be an array of tags (kind:value)");
-  if (tags.length > MAX_REQUEST_TAGS) throw new HttpError("bad_request", `at most ${MAX_REQUEST_TAGS} tags per batch, got ${tags.length}`);
-  const badTag = tags.findIndex((t) => !isValidTag(t));
-  if (badTag >= 0) throw new HttpError("bad_request", `tags[${badTag}]: ${tagProblem(tags[badTag])}`);
-  if (jobId !== undefined && (typeof jobId !== "string" || jobId.length === 0 || jobId.length > 200)) {
-    throw new HttpError("bad_request", "jobId must be a non-empty string of at most 200 characters");
-  }
-  return { region, skus: skus as string[], ttlSeconds: ttl, ttlJitterSeconds: ttlJitter, tags: tags as string[], jobId: jobId ?? crypto.randomUUID() };
+  const b = validated(prewarmRequestSchema, body, (i) => (i.code === "too_big" && i.path.length === 1 && i.path[0] === "skus" ? "payload_too_large" : undefined));
+  const region = requestRegion(cfg, b.region);
+  const ttl = b.ttl ?? cfg.cacheTtlSeconds;
+  const ttlJitter = b.ttlJitter ?? 0;
+  if (ttlJitter >= ttl) throw new HttpError("bad_request", `ttlJitter must be an integer number of seconds in 0..${ttl - 1} (below ttl), got ${ttlJitter}`);
+  return { region, skus: b.skus, ttlSeconds: ttl, ttlJitterSeconds: ttlJitter, tags: b.tags ?? [], jobId: b.jobId ?? crypto.randomUUID() };
 }
 
 export async function prewarm(request: IRequest, deps: Deps): Promise<Response> {

@@ -8,39 +8,21 @@
 import type { IRequest } from "itty-router";
 import type { Deps } from "../aggregates";
 import { requireBearer } from "./auth";
-import { readBody } from "./body";
+import { readBody, validated } from "./body";
 import { inflight } from "../isolate";
 import { HttpError } from "./errors";
-import { isValidSku } from "../../contract/ids";
-import { isValidTag, tagProblem } from "../../contract/tags";
 import { requestRegion } from "./region";
-import { MAX_PURGE_ENTRIES } from "../../contract/purge";
+import { purgeRequestSchema } from "../../contract/purge";
 import { PurgeUnsupportedError, type Purge } from "../cache/store";
 import { EdgeRedisError } from "../sources/edge-redis";
 import { GlobalPurgeTooLargeError, GlobalTierError } from "../cache/kv-tier";
 import { memKey } from "../cache/entry";
 
-/** A list field of the body: absent is empty; at most MAX_PURGE_ENTRIES entries, each checked by `valid`. */
-function listOf(body: Record<string, unknown>, field: "skus" | "tags", valid: (v: unknown) => v is string, problem: (v: unknown) => string): string[] {
-  const v = body[field];
-  if (v === undefined) return [];
-  if (!Array.isArray(v)) throw new HttpError("bad_request", `${field} must be an array`);
-  if (v.length > MAX_PURGE_ENTRIES) throw new HttpError("payload_too_large", `at most ${MAX_PURGE_ENTRIES} ${field} per purge, got ${v.length}`);
-  const bad = v.findIndex((x) => !valid(x));
-  if (bad >= 0) throw new HttpError(field === "skus" ? "invalid_sku" : "bad_request", `${field}[${bad}]: ${problem(v[bad])}`);
-  return [...new Set(v as string[])];
-}
-
-/** Validates the decoded body; nothing is purged unless all of it is good. */
+/** Validates the decoded body (the contract's schema); nothing is purged unless all of it is good. */
 export function parsePurge(body: unknown, deps: Deps): Purge {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new HttpError("bad_request", "body must be an object {region?, skus?, tags?, soft?}");
-  const b = body as Record<string, unknown>;
-  const skus = listOf(b, "skus", isValidSku, (s) => `not a SKU id: ${JSON.stringify(s)}`);
-  const tags = listOf(b, "tags", isValidTag, tagProblem);
-  if (skus.length === 0 && tags.length === 0) throw new HttpError("bad_request", "name what to purge: skus, tags or both (non-empty)");
-  if (b["soft"] !== undefined && typeof b["soft"] !== "boolean") throw new HttpError("bad_request", `soft must be true or false, got ${JSON.stringify(b["soft"])}`);
-  const region = b["region"] === undefined ? null : requestRegion(deps.cfg, b["region"]);
-  return { region, skus, tags, soft: b["soft"] === true };
+  const b = validated(purgeRequestSchema, body, (i) => (i.code === "too_big" && i.path.length === 1 ? "payload_too_large" : i.path[0] === "skus" && i.path.length === 2 ? "invalid_sku" : undefined));
+  const region = b.region === undefined ? null : requestRegion(deps.cfg, b.region);
+  return { region, skus: [...new Set(b.skus ?? [])], tags: [...new Set(b.tags ?? [])], soft: b.soft === true };
 }
 
 export async function purge(request: IRequest, deps: Deps): Promise<Response> {

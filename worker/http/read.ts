@@ -17,15 +17,15 @@ import { LRUCache } from "lru-cache";
 import { computeAggregates, storeAggregates, type Deps, type SkuOutcome } from "../aggregates";
 import { HttpError } from "./errors";
 import { segmentEtag } from "../cache/etag";
-import { isValidSku } from "../../contract/ids";
+import { isValidSku, MAX_IDS } from "../../contract/ids";
 import { requestRegion } from "./region";
 import { hotKeys } from "../node/hot-keys";
 import { inflight, lookups } from "../isolate";
 import { metrics } from "../metrics";
 import { type CachedAggregate, type Lookup, type MemKey, type Segment, lookupAt, memKey, storeKey } from "../cache/entry";
 
-/** The most SKUs one multi-get may ask for. */
-export const MAX_IDS = 100;
+/** The most SKUs one multi-get may ask for (the contract's). */
+export { MAX_IDS };
 
 export function regionOf(request: IRequest, deps: Deps): string {
   return requestRegion(deps.cfg, request.query["region"]);

@@ -16,6 +16,8 @@ import { OverloadedError } from "../sources/edge-redis";
 import { prewarm } from "./prewarm";
 import { purge } from "./purge";
 import { getSku, getSkus } from "./read";
+// Written by `npm run openapi` from the contract's schemas (a test holds it to them); in the bundle, so served with no I/O.
+import openapiDocument from "../../docs/openapi/edge-node.json";
 
 type Args = [env: Env, ctx: ExecutionContext];
 type Req = IRequest & { deps: Deps };
@@ -65,6 +67,8 @@ const ROUTES: [method: "GET" | "POST", path: string, handler: (req: Req) => Prom
   ["GET", "/v1/hot", (req) => hot(req, req.deps)],
   ["GET", "/healthz", (req) => healthz(req.deps)],
   ["GET", "/metrics", (req) => nodeMetrics(req.deps)],
+  // No token: the document holds nothing of the node's config.
+  ["GET", "/openapi.json", () => Response.json(openapiDocument, { headers: { "Cache-Control": "no-store" } })],
 ];
 
 /** Each route's path as a regular expression (`:name` is one path segment). */
