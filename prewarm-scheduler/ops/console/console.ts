@@ -55,6 +55,8 @@ import { html } from "hono/html";
 
 /** Failed SKUs per page of a run's failures. */
 export const FAILURES_PER_PAGE = 50;
+/** A run that ended this recently still shows its bars among the runs in progress (at 100 %, or where it stopped). */
+const JUST_ENDED_MS = 60_000;
 /** The sorted set the Hot page collects into and reads (the ops API's default). */
 const HOT_KEY = "hot:fleet";
 
@@ -208,7 +210,7 @@ export function mountConsole(app: Hono, engine: Engine): void {
         const reports = await runReports(engine, 30);
         const purgeIds = await engine.purges.list(5);
         const purges = (await Promise.all(purgeIds.map((id) => engine.purges.report(id)))).filter((p): p is PurgeReport => p !== null);
-        return nowLive({ running: reports.filter((r) => r.status === "running"), recent: reports.filter((r) => r.status !== "running").slice(0, 10), schedules: await listSchedules(engine, now), purges, now });
+        return nowLive({ running: reports.filter((r) => r.status === "running" || (r.finishedAt !== null && now - r.finishedAt < JUST_ENDED_MS)), recent: reports.filter((r) => r.status !== "running").slice(0, 10), schedules: await listSchedules(engine, now), purges, now });
       },
       after: html`<section><h2>Start a run</h2>${planForm({ action: "/console/runs", label: "Start the run", id: "start-run", example: EXAMPLE_PLAN })}</section>`,
     }),
@@ -302,7 +304,7 @@ export function mountConsole(app: Hono, engine: Engine): void {
     const report = a.body as VerifyReport;
     // Kept as the campaign's latest readiness, so every operator's page shows it.
     await engine.store.saveReadiness({ plan: name, before: summarize(report), after: null, runId: null });
-    return result(c, notice(`Verified: ${(report.readyPct * 100).toFixed(1)} % ready${report.met ? "" : ", not met"} (${report.ready} of ${report.total} keys).`));
+    return result(c, notice(`Verified: ${report.readyPct.toFixed(1)} % ready${report.met ? "" : ", not met"} (${report.ready} of ${report.total} keys).`));
   });
 
   ui.post("/console/campaigns/:plan/rewarm", async (c) => {
@@ -335,7 +337,7 @@ export function mountConsole(app: Hono, engine: Engine): void {
             skusPerS: recentRate(reports, n.name),
           })),
         );
-        return fleetLive({ nodes, now, canRemove: true });
+        return fleetLive({ nodes, now });
       },
       after: addNodeForm(),
     }),
@@ -348,8 +350,10 @@ export function mountConsole(app: Hono, engine: Engine): void {
     return a.ok ? result(c, notice(`Added ${field("name")} to the registry.`), 201) : failed(c, a.error);
   });
 
-  ui.delete("/console/nodes/:name", async (c) => {
-    const name = c.req.param("name");
+  // A form post (the table's rows are swapped every 2 s: a button in them could be replaced under the pointer).
+  ui.post("/console/nodes/remove", async (c) => {
+    const raw = (await c.req.parseBody())["name"];
+    const name = typeof raw === "string" ? raw.trim() : "";
     const a = await api("DELETE", `/v1/nodes/${encodeURIComponent(name)}`);
     return a.ok ? result(c, notice(`Removed ${name} from the registry.`)) : failed(c, a.error);
   });

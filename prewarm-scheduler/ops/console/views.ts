@@ -90,11 +90,13 @@ ${o.error ? html`<div class="alert" role="alert">${o.error}</div>` : ""}
 
 /** The live part of a page: asked for again every `everyS` seconds, swapped in place. */
 export function live(url: string, everyS: number, body: Html): Html {
-  return html`<div id="live" hx-get="${url}" hx-trigger="every ${everyS}s" hx-target="this" hx-swap="outerHTML">${body}</div>`;
+  return html`<div id="live" hx-get="${url}" hx-trigger="every ${everyS}s" hx-target="this" hx-swap="outerHTML" hx-disinherit="*">${body}</div>`;
 }
 
+/** The API's error as it said it: with details, its message's first line (the rest lists them) and the details one by one. */
 export function apiError(e: ApiError): Html {
-  return html`<div class="alert" role="alert" data-code="${e.code}"><b>${e.message}</b>${
+  const withDetails = e.details !== undefined && e.details.length > 0;
+  return html`<div class="alert" role="alert" data-code="${e.code}"><b>${withDetails ? e.message.split("\n")[0] : e.message}</b>${
     e.details && e.details.length > 0 ? html`<ul>${e.details.map((d) => html`<li>${d}</li>`)}</ul>` : ""
   }</div>`;
 }
@@ -135,10 +137,10 @@ function scheduleRow(s: ScheduleEntry, now: number): Html {
   }</td><td>${s.readiness ? readinessBadge(s.readiness.after ?? s.readiness.before) : html`<span class="muted">—</span>`}</td></tr>`;
 }
 
-const readinessBadge = (r: ReadinessSummary): Html => html`<span class="${r.met ? "ok" : "bad"}">${pct(r.readyPct * 100)} ready</span> <span class="muted">${fmtTime(r.at)}</span>`;
+const readinessBadge = (r: ReadinessSummary): Html => html`<span class="${r.met ? "ok" : "bad"}">${pct(r.readyPct)} ready</span> <span class="muted">${fmtTime(r.at)}</span>`;
 
 export function nowLive(o: { running: RunReport[]; schedules: ScheduleEntry[]; recent: RunReport[]; purges: PurgeReport[]; now: number }): Html {
-  return html`<section><h2>Runs in progress</h2>${o.running.length === 0 ? html`<p class="muted" id="no-runs">No run in progress.</p>` : o.running.map((r) => runCard(r, o.now))}</section>
+  return html`<section><h2>Runs in progress (and those that ended in the last minute)</h2>${o.running.length === 0 ? html`<p class="muted" id="no-runs">No run in progress.</p>` : o.running.map((r) => runCard(r, o.now))}</section>
 <section><h2>Next scheduled runs and campaigns</h2>${
     o.schedules.length === 0
       ? html`<p class="muted">Nothing scheduled (<code>prewarm schedule &lt;plan&gt;</code> or POST /v1/schedules).</p>`
@@ -212,9 +214,9 @@ ${
 }
 
 function readinessTable(r: ReadinessSummary, title: string): Html {
-  return html`<h3>${title}: <span class="${r.met ? "ok" : "bad"}" data-met="${r.met}">${pct(r.readyPct * 100)} ready${r.met ? "" : ", not met"}</span> <span class="muted">${fmtTime(r.at)}</span></h3>
+  return html`<h3>${title}: <span class="${r.met ? "ok" : "bad"}" data-met="${r.met}">${pct(r.readyPct)} ready${r.met ? "" : ", not met"}</span> <span class="muted">${fmtTime(r.at)}</span></h3>
 <div class="table-wrap"><table class="readiness"><thead><tr><th>node</th><th>ready</th><th>stragglers by reason</th></tr></thead><tbody>${r.nodes.map(
-    (n) => html`<tr data-node="${n.name}" data-ready-pct="${n.readyPct}"><td>${n.name}</td><td class="${n.ready === n.skus ? "ok" : "bad"}">${pct(n.readyPct * 100)} <span class="muted">(${n.ready}/${n.skus})</span>${n.ready === n.skus ? "" : html` <b class="not-ready">not ready</b>`}</td><td class="wrap">${
+    (n) => html`<tr data-node="${n.name}" data-ready-pct="${n.readyPct}"><td>${n.name}</td><td class="${n.ready === n.skus ? "ok" : "bad"}">${pct(n.readyPct)} <span class="muted">(${n.ready}/${n.skus})</span>${n.ready === n.skus ? "" : html` <b class="not-ready">not ready</b>`}</td><td class="wrap">${
       Object.keys(n.stragglers).length === 0 ? html`<span class="muted">none</span>` : failureChips(n.stragglers)
     }</td></tr>`,
   )}</tbody></table></div>`;
@@ -243,7 +245,7 @@ ${events.length > shown.length ? html`<p class="muted">${events.length - shown.l
   }</section>`;
 }
 
-export function fleetLive(o: { nodes: (ListedNode & { metrics: NodeMetrics | null; skusPerS: number | null })[]; now: number; canRemove: boolean }): Html {
+export function fleetLive(o: { nodes: (ListedNode & { metrics: NodeMetrics | null; skusPerS: number | null })[]; now: number }): Html {
   const absent = o.nodes.filter((n) => n.state === "absent");
   const taking = o.nodes.filter((n) => n.state !== "absent");
   const row = (n: (typeof o.nodes)[number]) => html`<tr data-node="${n.name}" data-state="${n.state}">
@@ -254,13 +256,9 @@ export function fleetLive(o: { nodes: (ListedNode & { metrics: NodeMetrics | nul
 <td>${n.metrics?.hitRatio != null ? pct(n.metrics.hitRatio * 100) : html`<span class="muted">—</span>`}</td>
 <td>${n.metrics ? html`<span class="state-${n.metrics.breaker}">${n.metrics.breaker}</span>` : html`<span class="muted">—</span>`}</td>
 <td>${n.skusPerS !== null ? n.skusPerS.toFixed(0) : html`<span class="muted">—</span>`}</td>
-<td>${
-    o.canRemove && n.source !== "config"
-      ? html`<button class="danger" hx-delete="/console/nodes/${encodeURIComponent(n.name)}" hx-target="#node-result" hx-confirm="Remove ${n.name} from the registry? (A node that announces itself comes back with its next heartbeat.)">Remove</button>`
-      : ""
-  }</td></tr>`;
+</tr>`;
   const table = (id: string, rows: typeof o.nodes) =>
-    html`<div class="table-wrap"><table id="${id}"><thead><tr><th>node</th><th>region</th><th>URL</th><th>source</th><th>state</th><th>heartbeat age</th><th>rules</th><th>hit ratio</th><th>breaker</th><th>recent SKUs/s</th><th></th></tr></thead><tbody>${rows.map(row)}</tbody></table></div>`;
+    html`<div class="table-wrap"><table id="${id}"><thead><tr><th>node</th><th>region</th><th>URL</th><th>source</th><th>state</th><th>heartbeat age</th><th>rules</th><th>hit ratio</th><th>breaker</th><th>recent SKUs/s</th></tr></thead><tbody>${rows.map(row)}</tbody></table></div>`;
   return html`<section><h2>Nodes taking batches (${taking.length})</h2>${taking.length === 0 ? html`<p class="muted">None.</p>` : table("nodes", taking)}</section>
 <section><h2>Absent: stopped heartbeating (${absent.length})</h2>${absent.length === 0 ? html`<p class="muted">None.</p>` : html`<p class="muted">Their batches fail at once as <code>node_absent</code>.</p>${table("absent-nodes", absent)}`}</section>`;
 }
@@ -274,6 +272,10 @@ export function addNodeForm(): Html {
 <button type="submit">Add</button></div>
 <p class="muted">Its URL must match the config's <code>nodeUrlAllow</code>; it gets the fleet's token with every batch.</p>
 </form>
+<h2>Remove a registry node</h2>
+<form hx-post="/console/nodes/remove" hx-target="#node-result" hx-confirm="Remove this node from the registry? (A node that announces itself comes back with its next heartbeat.)" method="post" action="/console/nodes/remove" id="remove-node"><div class="row">
+<label>Name <input name="name" required pattern="[a-z0-9][a-z0-9\\-]{0,62}" title="a registry node's name, as the table shows it"></label>
+<button type="submit" class="danger">Remove</button></div></form>
 <div id="node-result" aria-live="polite"></div></section>`;
 }
 
