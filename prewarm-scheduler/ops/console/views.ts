@@ -38,7 +38,7 @@ export function fmtSpan(ms: number): string {
   s -= h * 3600;
   const m = Math.floor(s / 60);
   s -= m * 60;
-  const parts = [d ? `${d}d` : "", h ? `${h}h` : "", m ? `${m}m` : "", `${s}s`].filter((p) => p !== "");
+  const parts = [d ? `${d}d` : "", h ? `${h}h` : "", m ? `${m}m` : "", s || !(d || h || m) ? `${s}s` : ""].filter((p) => p !== "");
   return parts.slice(0, 2).join(" ");
 }
 
@@ -249,16 +249,17 @@ export function fleetLive(o: { nodes: (ListedNode & { metrics: NodeMetrics | nul
   const absent = o.nodes.filter((n) => n.state === "absent");
   const taking = o.nodes.filter((n) => n.state !== "absent");
   const row = (n: (typeof o.nodes)[number]) => html`<tr data-node="${n.name}" data-state="${n.state}">
-<td><b>${n.name}</b></td><td>${n.region}</td><td class="wrap">${n.url}</td><td>${n.source}</td>
+<td><b>${n.name}</b></td>
 <td><span class="state-${n.state}">${n.state}</span>${n.state === "absent" ? html` <span class="chip">node_absent</span>` : ""}${n.error ? html` <span class="chip">${n.error}</span>` : ""}</td>
 <td>${n.lastSeen !== null && n.source === "announced" ? fmtSpan(o.now - n.lastSeen) : html`<span class="muted">—</span>`}</td>
+<td>${n.region}</td>
 <td><code>${n.rules}</code></td>
 <td>${n.metrics?.hitRatio != null ? pct(n.metrics.hitRatio * 100) : html`<span class="muted">—</span>`}</td>
 <td>${n.metrics ? html`<span class="state-${n.metrics.breaker}">${n.metrics.breaker}</span>` : html`<span class="muted">—</span>`}</td>
 <td>${n.skusPerS !== null ? n.skusPerS.toFixed(0) : html`<span class="muted">—</span>`}</td>
-</tr>`;
+<td>${n.source}</td><td>${n.url}</td></tr>`;
   const table = (id: string, rows: typeof o.nodes) =>
-    html`<div class="table-wrap"><table id="${id}"><thead><tr><th>node</th><th>region</th><th>URL</th><th>source</th><th>state</th><th>heartbeat age</th><th>rules</th><th>hit ratio</th><th>breaker</th><th>recent SKUs/s</th></tr></thead><tbody>${rows.map(row)}</tbody></table></div>`;
+    html`<div class="table-wrap"><table id="${id}"><thead><tr><th>node</th><th>state</th><th>heartbeat age</th><th>region</th><th>rules</th><th>hit ratio</th><th>breaker</th><th>recent SKUs/s</th><th>source</th><th>URL</th></tr></thead><tbody>${rows.map(row)}</tbody></table></div>`;
   return html`<section><h2>Nodes taking batches (${taking.length})</h2>${taking.length === 0 ? html`<p class="muted">None.</p>` : table("nodes", taking)}</section>
 <section><h2>Absent: stopped heartbeating (${absent.length})</h2>${absent.length === 0 ? html`<p class="muted">None.</p>` : html`<p class="muted">Their batches fail at once as <code>node_absent</code>.</p>${table("absent-nodes", absent)}`}</section>`;
 }
