@@ -215,7 +215,9 @@ describe("the console", () => {
     const report = await until(async () => (await (await api(`/v1/runs/${rewarm}`)).json()) as { status: string; nodes: { name: string }[] }, (x) => x.status !== "running", 20_000);
     expect(report.nodes.map((n) => n.name)).toEqual(["edge-east"]);
     await page.click("#verify-now");
-    await page.waitForFunction(() => document.querySelector("#campaign-result")?.textContent?.includes("100.0 % ready") === true);
+    await page.waitForFunction(() => document.querySelector("#campaign-result")?.textContent?.includes("100.0 % ready") === true).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ${await page.$eval("#campaign-result", (x) => x.textContent)} ${await page.$eval("#readiness", (x) => x.textContent)} ${JSON.stringify(report)}`);
+    });
     await page.waitForFunction(() => document.querySelectorAll("#readiness .not-ready").length === 0);
     expect(await marked(page)).toBe(true);
     await page.browserContext().close();
@@ -354,6 +356,10 @@ describe("the console", () => {
     const report = await until(async () => (await (await api(`/v1/runs/${runId}`)).json()) as { status: string; totalSkus: number }, (x) => x.status !== "running", 20_000);
     expect(report.status).toBe("done");
     expect(report.totalSkus).toBeGreaterThanOrEqual(3);
+    // The API the page uses writes only keys under hot:, never the scheduler's own.
+    const bad = await api("/v1/hot", { method: "POST", body: JSON.stringify({ key: `${engine.cfg.prefix}:runs`, top: 10 }) });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { details: string[] } }).error.details).toEqual(["key: must be hot: followed by 1-100 letters, digits, colons, dots, dashes or underscores"]);
     await page.browserContext().close();
   });
 
