@@ -61,7 +61,7 @@ export function layout(o: { title: string; page: Page; csrf: string | null; sign
 <body ${o.csrf !== null ? html`hx-headers="${JSON.stringify({ "X-CSRF-Token": o.csrf })}"` : ""}>
 <header>
 <span class="brand">prewarm</span>
-<nav>${link("/", "now", "Now")} ${link("/console/fleet", "fleet", "Fleet")} ${link("/console/hot", "hot", "Hot")} <a href="/admin/queues">Queues</a></nav>
+<nav>${link("/", "now", "Now")} ${link("/console/fleet", "fleet", "Fleet")} ${link("/console/hot", "hot", "Hot")}</nav>
 ${o.signedIn ? html`<form method="post" action="/console/signout" class="inline"><input type="hidden" name="_csrf" value="${o.csrf ?? ""}"><button type="submit" id="signout">Sign out</button></form>` : ""}
 </header>
 <main>
