@@ -1,7 +1,8 @@
 /**
  * The ops HTTP API: trigger a plan, see runs with their progress and
  * failures, manage schedules, and the BullMQ job dashboard (bull-board) at
- * /admin/queues. Bearer-authenticated when `opsToken` is set.
+ * /admin/queues. Bearer-authenticated when `opsToken` is set. The operator
+ * console (console/) is served on the same origin, at `/`.
  */
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
@@ -27,6 +28,10 @@ import { listNodes } from "../fleet/node-rules";
 import { ChangeFanout } from "../runs/changes";
 import { schedulerMetrics } from "./metrics";
 import { opsDocument } from "./openapi";
+import { mountConsole } from "./console/console";
+import { collectHotSkus } from "../fleet/hot-skus";
+import { z } from "zod";
+import { describeIssues, InvalidFileError } from "../config/schema-errors";
 
 function errorBody(code: string, message: string, details?: readonly string[]) {
   return { error: { code, message, ...(details ? { details } : {}) } };
@@ -63,6 +68,8 @@ export function opsApp(engine: Engine): Hono {
       return c.json(e, 200);
     });
   });
+  // The operator console (`/`, `/console/*`): its own sign-in and sessions, since a browser sends no bearer header.
+  mountConsole(app, engine);
   // Any Authorization but the right bearer token is 401 unauthorized with a message (hono's bearerAuth answered
   // another scheme, e.g. Basic, 400 with an empty message: found by the OpenAPI fuzzing).
   if (engine.cfg.opsToken !== "") {
@@ -77,7 +84,7 @@ export function opsApp(engine: Engine): Hono {
   // (A verify or a purge asks the nodes too, and takes as long as they do; a purge bounds its own wait for Redis.)
   const unanswered = (): HTTPException => new HTTPException(503, { message: `the scheduler's Redis did not answer within ${engine.cfg.redisTimeoutMs} ms` });
   const bounded = timeout(engine.cfg.redisTimeoutMs, unanswered);
-  app.use("/v1/*", (c, next) => (c.req.path === "/v1/verify" || c.req.path === "/v1/purge" || (c.req.path === "/v1/nodes" && c.req.method === "GET") ? next() : bounded(c, next)));
+  app.use("/v1/*", (c, next) => (c.req.path === "/v1/verify" || c.req.path === "/v1/purge" || (c.req.path === "/v1/hot" && c.req.method === "POST") || (c.req.path === "/v1/nodes" && c.req.method === "GET") ? next() : bounded(c, next)));
   app.use("/v1/*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody("payload_too_large", `bodies are limited to ${MAX_BODY_BYTES} bytes`), 413) }));
 
   const readPlan = async (c: Context) => {
@@ -157,6 +164,25 @@ export function opsApp(engine: Engine): Hono {
       return c.json({ runId, status: `/v1/runs/${runId}` }, 202);
     }),
   );
+  // The fleet's hottest SKUs (`prewarm hot`): every node's most-read SKUs added up into a sorted set of the
+  // scheduler's Redis, which a plan's skus.hot reads. Over the API only keys under `hot:`, so a caller cannot
+  // overwrite the scheduler's own keys.
+  app.post("/v1/hot", async (c) =>
+    validated(c, HOT_SHAPE, async (body) => {
+      const r = hotSchema.safeParse(body);
+      if (!r.success) throw new InvalidFileError("hot", describeIssues(r.error));
+      return c.json(await collectHotSkus(await engine.withFleet(), engine.redis, r.data.key, r.data.top), 200);
+    }),
+  );
+  // What the last collection into `key` found, hottest first.
+  app.get("/v1/hot", async (c) => {
+    const r = hotSchema.safeParse({ key: c.req.query("key") ?? DEFAULT_HOT_KEY, top: Number(c.req.query("top") ?? "100") });
+    if (!r.success) return c.json(errorBody("bad_request", "invalid query", describeIssues(r.error)), 400);
+    const flat = await engine.redis.zrevrange(r.data.key, 0, r.data.top - 1, "WITHSCORES");
+    const skus: { sku: string; reads: number }[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) skus.push({ sku: flat[i]!, reads: Number(flat[i + 1]) });
+    return c.json({ key: r.data.key, skus });
+  });
   app.get("/v1/schedules", async (c) => c.json({ schedules: await listSchedules(engine) }));
   app.post("/v1/schedules", async (c) => c.json(await schedulePlan(engine, await readPlan(c)), 201));
   app.delete("/v1/schedules/:plan", async (c) =>
@@ -171,6 +197,14 @@ export function opsApp(engine: Engine): Hono {
 }
 
 const NODE_SHAPE = "{name, url, region, processes?, version?}";
+
+/** The sorted set the console collects hot SKUs into. */
+export const DEFAULT_HOT_KEY = "hot:fleet";
+const HOT_SHAPE = "{key?, top?}";
+const hotSchema = z.strictObject({
+  key: z.string().regex(/^hot:[A-Za-z0-9:_.-]{1,100}$/, { error: "must be hot: followed by 1-100 letters, digits, colons, dots, dashes or underscores" }).default(DEFAULT_HOT_KEY),
+  top: z.int({ error: "must be an integer" }).min(1).max(1000).default(1000),
+});
 
 /** A request's JSON body; a 400 naming the `shape` expected when it is not JSON. */
 async function readJson(c: Context, shape: string): Promise<unknown> {

@@ -126,7 +126,8 @@ function jobFailureCode(reason: string): string {
   return /stalled more than allowable limit/.test(reason) ? "stalled" : "scheduler_error";
 }
 
-function summarize(r: VerifyReport): ReadinessSummary {
+/** A verify report as a campaign's readiness keeps it. */
+export function summarize(r: VerifyReport): ReadinessSummary {
   return { at: r.at, requiredUntil: r.requiredUntil, readyPct: r.readyPct, met: r.met, nodes: r.nodes.map((n) => ({ name: n.name, ready: n.ready, skus: n.skus, readyPct: n.readyPct, stragglers: n.stragglers })) };
 }
 

@@ -22,6 +22,8 @@ export interface ScheduleEntry {
   cron?: string;
   tz?: string;
   fireTimes?: number[];
+  /** A campaign's T0 (ms). */
+  t0?: number;
   /** A campaign's readiness check before T0. */
   verifyAt?: number;
   /** Its latest result. */
@@ -32,6 +34,8 @@ export interface ScheduleEntry {
 }
 
 const registryKey = (e: Engine): string => `${e.cfg.prefix}:schedules`;
+/** hash: plan name -> the plan (JSON) as scheduled, for the console's campaign page. */
+const plansKey = (e: Engine): string => `${e.cfg.prefix}:schedules:plans`;
 const cronId = (plan: string): string => `plan-${plan}`;
 const campaignJobId = (plan: string, t: number): string => `campaign-${plan}-${t}`;
 const verifyJobId = (plan: string, t: number): string => `campaign-verify-${plan}-${t}`;
@@ -69,9 +73,10 @@ export async function schedulePlan(engine: Engine, plan: Plan, now = Date.now())
     if (verifyAt !== undefined && verifyAt > now - 1000) {
       await engine.runs.add("verify", { plan, trigger: "verify" }, { jobId: verifyJobId(plan.name, verifyAt), timestamp: now, delay: Math.max(0, verifyAt - now), attempts: 1, removeOnComplete: engine.kept, removeOnFail: engine.kept });
     }
-    entry = { plan: plan.name, kind: "campaign", fireTimes: fires, ...(verifyAt !== undefined ? { verifyAt } : {}), registeredAt: now, next: fires[0] ?? null };
+    entry = { plan: plan.name, kind: "campaign", t0: c.t0, fireTimes: fires, ...(verifyAt !== undefined ? { verifyAt } : {}), registeredAt: now, next: fires[0] ?? null };
   }
   await engine.redis.hset(registryKey(engine), plan.name, JSON.stringify(entry));
+  await engine.redis.hset(plansKey(engine), plan.name, JSON.stringify(plan));
   return entry;
 }
 
@@ -83,6 +88,7 @@ export async function unschedulePlan(engine: Engine, planName: string): Promise<
     await removeCampaignJobs(engine, JSON.parse(raw) as ScheduleEntry);
     await engine.redis.hdel(registryKey(engine), planName);
   }
+  await engine.redis.hdel(plansKey(engine), planName);
   return raw !== null || removedCron;
 }
 
@@ -110,4 +116,10 @@ export async function listSchedules(engine: Engine, now = Date.now()): Promise<S
     out.push(e);
   }
   return out.sort((a, b) => a.plan.localeCompare(b.plan));
+}
+
+/** The plan a schedule was registered with, or null (none, or registered before plans were kept). */
+export async function scheduledPlan(engine: Engine, planName: string): Promise<Plan | null> {
+  const raw = await engine.redis.hget(plansKey(engine), planName);
+  return raw === null ? null : (JSON.parse(raw) as Plan);
 }

@@ -86,6 +86,8 @@ describe("the tree", () => {
     "prewarm-scheduler/runs/": ["prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/"],
     // (and the package's version, which its OpenAPI document carries)
     "prewarm-scheduler/ops/": ["prewarm-scheduler/ops/", "prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/", "package.json"],
+    // The console, inside the ops API it calls (its pages read the layers below; its actions go through the API).
+    "prewarm-scheduler/ops/console/": ["prewarm-scheduler/ops/", "prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/", "package.json"],
     // The CLI, on top of everything, reads the package's version too.
     "prewarm-scheduler/cli/": ["prewarm-scheduler/", "contract/", "package.json"],
   };
