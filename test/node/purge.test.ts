@@ -132,6 +132,27 @@ describe("soft purge", () => {
     expect(recomputed).toBe(1); // one for the node (the first read claims it)
   });
 
+  it("is recomputed again after a second soft purge that comes while the first one's claim still runs", async () => {
+    const sku = await seed(7_000, ["soft-twice"]);
+    await sleep(100);
+    await post(proc(1), "/v1/prewarm", { skus: [sku], ttl: 600 });
+    const purgeSoft = async (): Promise<void> => {
+      expect(await (await post(proc(2), "/v1/purge", { tags: ["promo:soft-twice"], soft: true })).json()).toEqual({ purged: 1, soft: true });
+    };
+    // Read on the purging process: it drops its own copies before answering (another may take up to 1 s).
+    await purgeSoft();
+    expect((await readSku(proc(2), sku)).cache).toBe("STALE"); // claims the recomputation (for 2 s)
+    let first: Read | undefined;
+    for (let i = 0; i < 20 && first?.cache !== "HIT"; i++) first = await readSku(proc(2), sku).then(async (r) => (r.cache === "HIT" ? r : (await sleep(50), r)));
+    expect(first?.cache).toBe("HIT");
+    await purgeSoft(); // well within the first claim's 2 s
+    expect((await readSku(proc(2), sku)).cache).toBe("STALE");
+    await sleep(400);
+    const second = await readSku(proc(2), sku);
+    expect(second.cache, "recomputed after the second purge, not left STALE until the first claim lapses").toBe("HIT");
+    expect(second.computedAt!).toBeGreaterThan(first!.computedAt!);
+  });
+
   it("is recomputed once for the node, however many reads of both processes find it stale at once (the first read claims it)", async () => {
     const skus = await Promise.all(Array.from({ length: 20 }, (_, i) => seed(6_000 + i, ["soft-node"])));
     await sleep(100);

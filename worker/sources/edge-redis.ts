@@ -305,7 +305,11 @@ return out`;
  * (stride 4) of such a stale entry also claims its revalidation for the node
  * (`revalidationKey`, for ARGV[4] ms): the one read that gets the claim
  * recomputes it; every other read, in any process, is answered 'S' or 'R'
- * and serves it stale without recomputing. A stored aggregate starts with
+ * and serves it stale without recomputing. A claim names what made the
+ * entry stale (its latest soft fence, or the rules of the node that claimed
+ * it), so it holds only for that: an entry made stale again by a later soft
+ * purge, or found by a process of other rules (during a roll), is claimed
+ * afresh rather than left to a recomputation already done. A stored aggregate starts with
  * `basis<TAB>tags<TAB>rules<LF>`.
  * ARGV: the fence key prefix, the stride, the copies key (`copiesKey`,
  * whose value ends the answer when records are read), the claim's life (ms),
@@ -319,7 +323,7 @@ local n = 0
 for i = 1, #KEYS, stride do
   local a = redis.pcall('GET', KEYS[i])
   if type(a) == 'table' then a = false end
-  local state = ''
+  local state, cause, softAt = '', '', 0
   if a then
     local head = string.match(a, '^[^\\n]*')
     local basis = tonumber(string.match(head, '^(%d+)\\t'))
@@ -328,13 +332,28 @@ for i = 1, #KEYS, stride do
       for t in string.gmatch(tags, '%S+') do
         local h, s = fence(redis.call('GET', ARGV[1] .. t))
         if h >= basis then a = false state = '' break end
-        if s >= basis then state = 's' end
+        if s >= basis then
+          state = 's'
+          if s > softAt then softAt = s end
+        end
       end
-      if a and state == '' and ARGV[5] and ARGV[5] ~= '' and string.match(head, '^%d+\\t[^\\t]*\\t(.*)$') ~= ARGV[5] then state = 'r' end
+      if state == 's' then cause = 's' .. softAt end
+      if a and state == '' and ARGV[5] and ARGV[5] ~= '' and string.match(head, '^%d+\\t[^\\t]*\\t(.*)$') ~= ARGV[5] then
+        state = 'r'
+        cause = 'r' .. ARGV[5]
+      end
     end
     if state ~= '' and stride > 1 and claimMs > 0 then
       local p, r = string.match(KEYS[i], '^(.*):agg:([^:]*)$')
-      if p and not redis.call('SET', p .. ':rv:' .. r, '1', 'NX', 'PX', claimMs) then state = string.upper(state) end
+      if p then
+        local k = p .. ':rv:' .. r
+        if redis.call('GET', k) == cause then
+          state = string.upper(state)
+        else
+          -- A failed SET (a full or read-only Redis) leaves the claim untaken: this read recomputes, as before claims.
+          redis.pcall('SET', k, cause, 'PX', claimMs)
+        end
+      end
     end
   end
   out[n + 1] = a
