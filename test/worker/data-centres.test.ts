@@ -141,6 +141,23 @@ describe("a purge on Cloudflare", () => {
     expect(seen).toContain("MISS");
   });
 
+  it("that reaches a data centre only through KV (its edge Redis change log missed it) ends the prewarming data centre's own memory copy at its time too", async () => {
+    const a = dataCentre("held-a");
+    const sku = await seededSku("dc-held");
+    expect((await a.prewarm({ skus: [sku] })).status).toBe(200);
+    expect((await a.get(sku)).headers.get("X-Cache")).toBe("HIT"); // from the prewarming isolate's memory
+    // A purge whose fence reached KV only (as when the purging data centre could not write the edge Redis).
+    await kv.put(`sku:_hard:sku:${sku}`, String(Date.now()), { expirationTtl: 600 });
+    // Busy meanwhile (in step with the edge Redis, so its memory is trusted): the copy still goes at its time.
+    const until = Date.now() + PAST_LOCAL_MS;
+    const seen: string[] = [];
+    while (Date.now() < until) {
+      seen.push((await a.get(sku)).headers.get("X-Cache")!);
+      await sleep(100);
+    }
+    expect(seen).toContain("MISS");
+  });
+
   it("by tag through one data centre is not served as HIT by another once the local copy's time is up", async () => {
     const a = dataCentre("tag-a");
     const b = dataCentre("tag-b");

@@ -205,6 +205,12 @@ export class EdgeCache {
   }
 
   private keepHot(key: string, entry: CachedAggregate): void {
+    const hold = this.store.memoryHoldMs;
+    if (hold !== null) {
+      // Behind a global tier every copy in memory is held for its time at most, whatever the change log says.
+      const until = Date.now() + hold;
+      entry.heldUntil = Math.min(entry.heldUntil ?? until, until);
+    }
     const evicted = this.hot.evictions;
     this.hot.set(key, entry);
     if (this.hot.evictions > evicted) metrics.hotCacheEvictions.inc({}, this.hot.evictions - evicted);

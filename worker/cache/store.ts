@@ -38,6 +38,13 @@ export interface AggregateStore {
   /** Where what it holds can be read. */
   readonly scope: StoreScope;
   /**
+   * How long a process may keep a copy in memory (ms) before it asks the
+   * store again, or null: as long as the node's change log says nothing
+   * changed. A purge made in another data centre reaches this one through
+   * the global tier alone, so there a copy is kept only so long.
+   */
+  readonly memoryHoldMs: number | null;
+  /**
    * The entries of `keys`, null where absent or damaged; one round trip for
    * all. With `records`, a key's records are read in the same round trip where
    * its entry is absent (for the computation that follows); a look reads none.
@@ -221,6 +228,7 @@ function globEscape(s: string): string {
 export class RedisStore implements AggregateStore {
   readonly kind = "redis";
   readonly scope = "node";
+  readonly memoryHoldMs = null;
 
   constructor(
     private readonly session: EdgeRedisSession,
@@ -359,6 +367,10 @@ export class CacheApiStore implements AggregateStore {
     private readonly global: GlobalTier | null = null,
   ) {}
 
+  get memoryHoldMs(): number | null {
+    return this.global ? this.global.localCopyTtlSeconds * 1000 : null;
+  }
+
   get scope(): StoreScope {
     return this.global ? "global" : "data-centre";
   }
@@ -477,14 +489,22 @@ export class CacheApiStore implements AggregateStore {
     } catch (e) {
       if (!(e instanceof EdgeRedisError)) throw e;
     }
+    const deleteLocal = async (): Promise<number> => {
+      const cache = await this.cache;
+      return (await Promise.all(p.skus.flatMap((sku) => regions.map((r) => cache.delete(cacheApiKey(sku, r)))))).filter(Boolean).length;
+    };
     let inKv = 0;
-    if (g) {
-      inKv = await g.tier.purge(tags, p.skus.flatMap((sku) => regions.map((r) => storeKey(sku, r))), p.soft, now);
-      if (!told) fenced();
+    try {
+      if (g) {
+        inKv = await g.tier.purge(tags, p.skus.flatMap((sku) => regions.map((r) => storeKey(sku, r))), p.soft, now);
+        if (!told) fenced();
+      }
+    } catch (e) {
+      // KV did not take it (the purge answers an error): this data centre's own copies go all the same.
+      await deleteLocal();
+      throw e;
     }
-    const cache = await this.cache;
-    const deleted = await Promise.all(p.skus.flatMap((sku) => regions.map((r) => cache.delete(cacheApiKey(sku, r)))));
-    return Math.max(inKv, deleted.filter(Boolean).length);
+    return Math.max(inKv, await deleteLocal());
   }
 
   /**
