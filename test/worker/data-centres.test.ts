@@ -158,6 +158,20 @@ describe("a purge on Cloudflare", () => {
     expect(seen).toContain("MISS");
   });
 
+  it("is looked at (only-if-cached) in another data centre without being stored there: a look stores nothing", async () => {
+    const a = dataCentre("look-a");
+    const b = dataCentre("look-b");
+    const sku = await seededSku("dc-look");
+    expect((await a.prewarm({ skus: [sku] })).status).toBe(200);
+    const look = await b.get(sku, { "Cache-Control": "only-if-cached" });
+    expect(look.status).toBe(200);
+    const bCache = await caches.open(`look-b-${run}`);
+    expect(await bCache.match(`https://edge-prewarm.internal/v1/skus/${sku}?region=cn-east`)).toBeUndefined();
+    // A read does keep a copy in the data centre's Cache API.
+    expect((await b.get(sku)).headers.get("X-Cache")).toBe("HIT");
+    expect(await bCache.match(`https://edge-prewarm.internal/v1/skus/${sku}?region=cn-east`)).toBeDefined();
+  });
+
   it("by tag through one data centre is not served as HIT by another once the local copy's time is up", async () => {
     const a = dataCentre("tag-a");
     const b = dataCentre("tag-b");

@@ -375,7 +375,8 @@ export class CacheApiStore implements AggregateStore {
     return this.global ? "global" : "data-centre";
   }
 
-  async getMany(keys: readonly StoreKey[]): Promise<(CachedAggregate | null)[]> {
+  /** With a global tier, what a read (not a look: `records` false) finds in KV is also put in this data centre's Cache API. */
+  async getMany(keys: readonly StoreKey[], records: boolean): Promise<(CachedAggregate | null)[]> {
     const found = await Promise.all(keys.map((k) => this.get(k)));
     const g = this.global;
     if (!g) return found;
@@ -399,6 +400,7 @@ export class CacheApiStore implements AggregateStore {
         const e = fromKv[j];
         if (!e) return;
         found[i] = e;
+        if (!records) return; // a look stores nothing
         if (e.soft) this.replaceGlobally.add(keys[i]!.mem);
         else g.background(this.put({ key: keys[i]!, entry: e }, now).catch(() => undefined));
       });
