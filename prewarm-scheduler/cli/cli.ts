@@ -194,7 +194,13 @@ withCommon(program.command("status <run>").description("a run's (or a purge's) p
         }
         while (o.watch && p.pending > 0) {
           await new Promise((r) => setTimeout(r, WATCH_EVERY_MS));
-          p = (await engine.purges.report(runId)) ?? p;
+          const next = await engine.purges.report(runId);
+          if (!next) {
+            // Dropped by retention while watched: its last state is shown, and the watch ends.
+            console.error(`purge ${runId} is no longer recorded`);
+            break;
+          }
+          p = next;
         }
         out(o, p, formatPurge(p));
         process.exitCode = p.ok ? 0 : 1;

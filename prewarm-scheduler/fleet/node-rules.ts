@@ -12,6 +12,7 @@
  * refuses is never contacted.
  */
 import pLimit from "p-limit";
+import { readCapped } from "../../contract/http";
 import { RULES_VERSION_RE } from "../../contract/prewarm";
 import type { EdgeNodeConfig } from "../config/config";
 import type { NodeState } from "./registry";
@@ -32,6 +33,9 @@ export interface NodeHealth {
   rules: string;
 }
 
+/** The most of a /healthz answer a probe reads. */
+const HEALTH_BODY_MAX_BYTES = 16 * 1024;
+
 /** Asks a node's /healthz whether it answers, and the rules version it shows. */
 export async function probeHealth(url: string, timeoutMs = HEALTH_PROBE_TIMEOUT_MS): Promise<NodeHealth> {
   let res: Response;
@@ -42,7 +46,11 @@ export async function probeHealth(url: string, timeoutMs = HEALTH_PROBE_TIMEOUT_
   }
   let rules = UNKNOWN_RULES;
   try {
-    const body = (await res.json()) as { rules?: unknown };
+    // A node's /healthz is a few hundred bytes: a longer answer is not read past HEALTH_BODY_MAX_BYTES.
+    // (Node's web streams are async iterable; its fetch types do not say so.)
+    const bytes = res.body ? await readCapped(res.body as unknown as AsyncIterable<Uint8Array>, HEALTH_BODY_MAX_BYTES) : null;
+    if (bytes === null) await res.body?.cancel();
+    const body = JSON.parse(new TextDecoder().decode(bytes ?? new Uint8Array())) as { rules?: unknown };
     if (typeof body.rules === "string" && RULES_VERSION_RE.test(body.rules)) rules = body.rules;
   } catch {
     // Not JSON, or cut short: the node answered, but does not say its rules.
