@@ -212,4 +212,28 @@ describe("a look (Cache-Control: only-if-cached)", () => {
     for (let i = 0; i < 5; i++) expect(await read(proc(1 + (i % 2)), sku, look)).toMatchObject({ status: 200, cache: "HIT" });
     expect(await totals()).toEqual([hits, looks + 5]);
   });
+
+  it("right after a re-warm with a longer ttl made through the other process, tells that ttl, not the older entry this process holds in memory", async () => {
+    // What `prewarm verify` asks: one multi-get of the plan's SKUs. Plain records (no promotion): nothing caps their validity.
+    const skus = Array.from({ length: 30 }, () => uniqueSku("rewarm"));
+    for (const sku of skus) await seedEdge(sku, 2_000);
+    const cachedUntil = async (url: string): Promise<number[]> => {
+      const res = await fetch(`${url}/v1/skus?ids=${skus.join(",")}`, { headers: look });
+      const body = (await res.json()) as { cachedUntil: Record<string, number> };
+      return skus.map((s) => body.cachedUntil[s] ?? 0);
+    };
+    expect(await (await post(proc(1), "/v1/prewarm", { skus, ttl: 300 })).json()).toMatchObject({ warmed: 30 });
+    // Process 2 holds the 300 s entries in memory (a first verify looked there) ...
+    expect(Math.max(...(await cachedUntil(proc(2))))).toBeLessThan(Date.now() + 301_000);
+    // ... and has just read the change log (in the background of /healthz), so it trusts that memory for 800 ms.
+    await fetch(`${proc(2)}/healthz`).then((r) => r.arrayBuffer());
+    await sleep(50);
+    expect(await (await post(proc(1), "/v1/prewarm", { skus, ttl: 7200 })).json()).toMatchObject({ warmed: 30 });
+    const rewarmed = Date.now();
+    // A verify as soon as the run has answered: the node holds the 7200 s entries, so that is what a look says, on either process.
+    expect(Math.min(...(await cachedUntil(proc(2))))).toBeGreaterThan(rewarmed + 7_190_000);
+    const one = await fetch(`${proc(2)}/v1/skus/${skus[0]}`, { headers: look });
+    expect(Number(one.headers.get("X-Cached-Until"))).toBeGreaterThan(rewarmed + 7_190_000);
+    expect(Math.min(...(await cachedUntil(proc(1))))).toBeGreaterThan(rewarmed + 7_190_000);
+  });
 });

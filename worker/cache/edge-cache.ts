@@ -72,13 +72,19 @@ export class EdgeCache {
   }
 
   /**
-   * The entry of every key: from the hot cache while it is trusted, else from
-   * the shared store (one round trip for all; with `records`, the records of
-   * the keys it lacks in the same round trip, for the computation that follows).
+   * The entry of every key, one round trip to the shared store for all it reads.
+   * A `read`: from the hot cache while it is trusted, else from the store,
+   * with the records of the keys it lacks in the same round trip (for the
+   * computation that follows). A `look` (only-if-cached, `prewarm verify`):
+   * from the store, memory only when the store cannot be read: a trusted hot
+   * cache may still hold, for up to TRUST_MS, the entry a re-warm made
+   * through another process has just replaced (SPEC §7), and a verify right
+   * after that re-warm must see what the node now holds.
    */
-  async getMany(keys: readonly StoreKey[], records = true): Promise<(CachedAggregate | null)[]> {
+  async getMany(keys: readonly StoreKey[], mode: "read" | "look" = "read"): Promise<(CachedAggregate | null)[]> {
     const now = Date.now();
-    const trusted = this.sync.trusted(now);
+    const records = mode === "read";
+    const trusted = records && this.sync.trusted(now);
     const out: (CachedAggregate | null)[] = keys.map(() => null);
     const fromStore: number[] = [];
     const untrustedHot = new Map<number, CachedAggregate>();

@@ -147,7 +147,12 @@ function servable(entry: CachedAggregate, at: number, swrMs: number): boolean {
 /** A look's key among the lookups in flight: a look reads no record, so a read must not wait on it for its records. */
 const lookKey = (key: MemKey): string => `look\n${key}`;
 
-/** The cached entries of `skus` (null where none): hot entries with no I/O, the rest in one coalesced store lookup. */
+/**
+ * The cached entries of `skus` (null where none): for a read, hot entries
+ * with no I/O and the rest in one coalesced store lookup; for a look, all
+ * from the store (`EdgeCache.getMany`: what the node holds, not what this
+ * process still remembers of it).
+ */
 async function cachedEntries(deps: Deps, skus: readonly string[], region: string, lookOnly: boolean): Promise<Map<string, CachedAggregate | null>> {
   const entries = new Map<string, CachedAggregate | null>();
   const cold: string[] = [];
@@ -155,13 +160,13 @@ async function cachedEntries(deps: Deps, skus: readonly string[], region: string
   for (const sku of skus) {
     const k = memKey(region, sku);
     if (!lookOnly) hotKeys.count(k, at); // a look (verify) is no demand
-    const hot = deps.cache.hotEntry(k, at);
+    const hot = lookOnly ? undefined : deps.cache.hotEntry(k, at);
     if (hot) entries.set(sku, hot);
     else cold.push(lookOnly ? lookKey(k) : k);
   }
   if (cold.length > 0) {
     const looked = await lookups.batch(cold, async (keys) => {
-      const found = await deps.cache.getMany(keys.map((k) => storeKey(skuOf(k), region)), !lookOnly);
+      const found = await deps.cache.getMany(keys.map((k) => storeKey(skuOf(k), region)), lookOnly ? "look" : "read");
       return new Map(keys.map((k, i) => [k, found[i]!]));
     });
     for (const [k, e] of looked) entries.set(skuOf(k), e);
