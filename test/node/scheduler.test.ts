@@ -491,6 +491,11 @@ describe("supersession", () => {
   it("a newer run of the same plan supersedes an older run's unsent batches on each node: reported superseded, not failed, and not sent", async () => {
     const e = engine(suite.stack.config({ batchSize: 500 }));
     const queues = [e.batches];
+    // Nothing left queued by an earlier test (it would be sent, and counted, below).
+    await until(async () => {
+      const c = await e.batches.getJobCounts("waiting", "active", "delayed", "prioritized");
+      return Object.values(c).every((n) => n === 0);
+    }, Boolean);
     // Nodes too slow to have sent anything yet: their queues hold the batches of both runs.
     await Promise.all(queues.map((q) => q.pause()));
     const before = await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)));
