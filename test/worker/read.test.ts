@@ -234,6 +234,13 @@ describe("operational routes", () => {
     expect(await res.json()).toMatchObject({ error: { code: "route_not_found" } });
   });
 
+  // Found by the OpenAPI fuzzing once an answer to an undocumented path failed the check: GET /v1/skus/ was the multi-get.
+  it.each(["/v1/skus/", "/v1/skus/abc/", "/healthz/", "/v1/hot/"])("answers %s (a trailing slash) as no route: 404 route_not_found, as the document has it", async (path) => {
+    const res = await SELF.fetch(`https://edge.test${path}?ids=abc`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: "route_not_found", message: `no route for GET ${path}` } });
+  });
+
   it.each([
     ["DELETE", "/v1/skus/abc", "GET"],
     ["GET", "/v1/prewarm", "POST"],
