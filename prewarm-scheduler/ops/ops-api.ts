@@ -220,8 +220,9 @@ async function validated(c: Context, shape: string, fn: (body: unknown) => Promi
   }
 }
 
-export function serveOps(engine: Engine, port: number, hostname = "127.0.0.1"): Promise<ServerType> {
+/** Serves `app` (the engine's ops app unless given: the tests give one whose answers they check). */
+export function serveOps(engine: Engine, port: number, hostname = "127.0.0.1", app: Hono = opsApp(engine)): Promise<ServerType> {
   return new Promise((resolve) => {
-    const server = serve({ fetch: opsApp(engine).fetch, port, hostname }, () => resolve(server));
+    const server = serve({ fetch: app.fetch, port, hostname }, () => resolve(server));
   });
 }
