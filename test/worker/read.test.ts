@@ -5,6 +5,7 @@ import { router } from "../../worker/http/router";
 import { getSku, prewarmRequest, priceRecord, stockRecord, uniqueSku } from "./fixtures";
 import { regional } from "./parts";
 import { redisGetCalls, seed } from "./redis";
+import { checked } from "./openapi-answers"; // the answer checked against the node's OpenAPI document, as SELF.fetch's are
 
 const TOKEN = inject("prewarmToken");
 
@@ -257,7 +258,7 @@ describe("an unexpected error", () => {
   it("answers 500 with a request id and no internal text (the detail goes to the log)", async () => {
     // A configuration this worker cannot run with: parsing it throws inside the router.
     const ctx = createExecutionContext();
-    const res = await router.fetch(new Request("https://edge.test/v1/skus/abc") as never, { EDGE_REGION: "not a region" } as unknown as Env, ctx);
+    const res = checked("GET", "https://edge.test/v1/skus/abc", await router.fetch(new Request("https://edge.test/v1/skus/abc") as never, { EDGE_REGION: "not a region" } as unknown as Env, ctx));
     await waitOnExecutionContext(ctx);
     expect(res.status).toBe(500);
     const body = (await res.json()) as { error: { code: string; message: string } };
