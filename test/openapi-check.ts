@@ -4,7 +4,10 @@
  * template; its status must be documented, each documented header present
  * when required and matching its schema, the body valid against its schema
  * (draft 2020-12; answers are documented with `additionalProperties: false`,
- * so an undocumented field fails). Runtime-agnostic (Node and workerd):
+ * so an undocumented field fails). An answer to a method and path that no
+ * operation documents fails too, unless it is the API's own "no such route"
+ * error (`CheckOptions.unrouted`) or its path is not the API's (`outside`:
+ * the ops API's console pages). Runtime-agnostic (Node and workerd):
  * @cfworker/json-schema interprets schemas, where ajv would compile them
  * with `new Function`, which workerd forbids.
  */
@@ -30,12 +33,36 @@ export interface Answer {
   body: string;
 }
 
+export interface CheckOptions {
+  /**
+   * The answers an API gives to a method and path it has no route for: status -> the error
+   * codes it may carry (in the error body). Any other answer to an undocumented operation
+   * fails the check: a route the document lacks, a method the API answers that it does not
+   * document (e.g. HEAD), a catch-all answering something else than its error.
+   */
+  unrouted: Record<number, readonly string[]>;
+  /** Paths served on the API's origin that are not the API (not checked): e.g. the ops API's console pages. */
+  outside?: RegExp;
+}
+
+/** The edge node's answer to a route it does not have (worker/http/router.ts). */
+export const EDGE_CHECK: CheckOptions = { unrouted: { 404: ["route_not_found"], 405: ["method_not_allowed"] } };
+/**
+ * The ops API's (prewarm-scheduler/ops/ops-api.ts): 404 not_found, or 401 first when the token
+ * is missing or wrong (the bearer check comes before routing); the console's pages (`/`,
+ * `/console/...`) and the BullMQ board (`/admin/queues`) are HTML on the same origin, not the API.
+ */
+export const OPS_CHECK: CheckOptions = { unrouted: { 401: ["unauthorized"], 404: ["not_found"] }, outside: /^\/(?:$|console(?:\/|$)|admin\/queues(?:\/|$))/ };
+
 export class ApiDocument {
   readonly title: string;
   private readonly ops: Operation[] = [];
   private readonly validators = new Map<unknown, Validator>();
 
-  constructor(private readonly doc: Json) {
+  constructor(
+    private readonly doc: Json,
+    private readonly options: CheckOptions,
+  ) {
     this.title = String((doc["info"] as Json)["title"]);
     for (const [template, methods] of Object.entries(doc["paths"] as Record<string, Record<string, Json>>)) {
       const re = new RegExp(`^${template.replace(/[.]/g, "\\.").replace(/\{[^}]+\}/g, "[^/]+")}$`);
@@ -72,11 +99,31 @@ export class ApiDocument {
     return (leaves.length > 0 ? leaves : r.errors).slice(0, 5).map((e) => `${where}${e.instanceLocation.slice(1)}: ${e.error}`);
   }
 
-  /** What is wrong with `a` by the document (empty: nothing; also when no operation documents it). */
+  /** The error body the API answers a route it does not have with, or not. */
+  private unrouted(a: Answer): boolean {
+    const codes = this.options.unrouted[a.status];
+    if (!codes || !(a.headers.get("Content-Type") ?? "").startsWith("application/json")) return false;
+    try {
+      const body = JSON.parse(a.body) as unknown;
+      if (typeof body !== "object" || body === null || Object.keys(body).join() !== "error") return false;
+      const e = (body as { error: unknown }).error;
+      if (typeof e !== "object" || e === null || Object.keys(e).some((k) => k !== "code" && k !== "message")) return false;
+      const { code, message } = e as { code?: unknown; message?: unknown };
+      return typeof code === "string" && codes.includes(code) && typeof message === "string";
+    } catch {
+      return false;
+    }
+  }
+
+  /** What is wrong with `a` by the document (empty: nothing). */
   check(a: Answer): string[] {
     const u = new URL(a.url, "http://x");
+    if (this.options.outside?.test(u.pathname)) return [];
     const op = this.operation(a.method, u.pathname);
-    if (!op) return [];
+    if (!op) {
+      if (this.unrouted(a)) return [];
+      return [`${a.method} ${u.pathname} answered ${a.status}, but the document has no operation ${a.method} ${u.pathname}: an undocumented route or method (or not the API's answer to a route it lacks); body ${a.body.slice(0, 200)}`];
+    }
     const name = `${a.method} ${u.pathname} (${op.id}) answered ${a.status}`;
     const res = op.responses[String(a.status)];
     if (!res) return [`${name}: the status is not documented (documented: ${Object.keys(op.responses).join(", ")}); body ${a.body.slice(0, 300)}`];

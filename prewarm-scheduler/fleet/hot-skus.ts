@@ -6,9 +6,20 @@
  * old), so a run never reads half a set; a node that does not answer is
  * reported and left out, and when none answers the set is left as it was.
  */
+import { z } from "zod";
 import type { SchedulerRedis } from "../redis/redis";
 import { isValidSku } from "../../contract/ids";
 import type { SchedulerConfig } from "../config/config";
+
+/** The sorted set the console collects hot SKUs into, and the ops API's default. */
+export const DEFAULT_HOT_KEY = "hot:fleet";
+/** Over the API only keys under `hot:`, so a caller cannot overwrite the scheduler's own keys. */
+const hotKey = z.string().regex(/^hot:[A-Za-z0-9:_.-]{1,100}$/, { error: "must be hot: followed by 1-100 letters, digits, colons, dots, dashes or underscores" }).default(DEFAULT_HOT_KEY);
+const hotTop = z.int({ error: "must be an integer" }).min(1).max(1000);
+/** POST /v1/hot of the ops API: collect the nodes' top `top` SKUs into `key`. */
+export const hotCollectSchema = z.strictObject({ key: hotKey, top: hotTop.default(1000) });
+/** GET /v1/hot of the ops API (its query, `top` read as a number): the `top` hottest of `key`. */
+export const hotQuerySchema = z.strictObject({ key: hotKey, top: hotTop.default(100) });
 
 export interface HotCollection {
   key: string;

@@ -12,9 +12,14 @@ import type { PurgeReport } from "../fleet/purge";
 import type { ListedNode } from "../fleet/node-rules";
 import type { RegistryEntry } from "../fleet/registry";
 import type { ScheduleEntry } from "../runs/schedules";
+import type { HotCollection } from "../fleet/hot-skus";
 
-/** True when A and B are each assignable to the other. */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+/**
+ * True when A and B are each assignable to the other and have the same keys (assignability
+ * alone lets a field, optional or not, be added to an interface and not to its schema: a
+ * campaign's `t0` was, and the document went without it).
+ */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? ([Exclude<keyof A, keyof B> | Exclude<keyof B, keyof A>] extends [never] ? true : false) : false) : false;
 const same = <A, B>(ok: Same<A, B>): Same<A, B> => ok;
 
 const ms = z.int().min(0);
@@ -169,12 +174,23 @@ export const scheduleEntrySchema = z.strictObject({
   cron: z.string().optional(),
   tz: z.string().optional(),
   fireTimes: z.array(ms).optional(),
+  t0: ms.optional(),
   verifyAt: ms.optional(),
   readiness: readinessSchema.nullable().optional(),
   registeredAt: ms,
   next: ms.nullable(),
 });
 export const scheduleListSchema = z.strictObject({ schedules: z.array(scheduleEntrySchema) });
+
+/** POST /v1/hot: what a collection of the nodes' hottest SKUs found, per node. */
+export const hotCollectionSchema = z.strictObject({
+  key: z.string(),
+  skus: count,
+  nodes: z.array(z.strictObject({ name: z.string(), skus: count, error: z.string().optional() })),
+});
+/** GET /v1/hot: the hottest SKUs of a collection, hottest first, with their reads over the fleet. */
+export const hotListSchema = z.strictObject({ key: z.string(), skus: z.array(z.strictObject({ sku: z.string(), reads: z.number().min(0) })) });
+export type HotList = z.output<typeof hotListSchema>;
 
 /** GET /healthz of the ops API (no token): whether the scheduler's Redis answers. */
 export const opsHealthSchema = z.strictObject({ ok: z.boolean(), error: z.string().optional() });
@@ -189,4 +205,5 @@ export const TIED = [
   same<z.output<typeof nodeListSchema>["nodes"][number], ListedNode>(true),
   same<z.output<typeof registryEntrySchema>, RegistryEntry>(true),
   same<z.output<typeof scheduleEntrySchema>, ScheduleEntry>(true),
+  same<z.output<typeof hotCollectionSchema>, HotCollection>(true),
 ] as const;

@@ -1,6 +1,6 @@
 /**
  * The ops API (`ops-api.ts`) as an OpenAPI 3.1 document, generated from the
- * zod schemas its routes validate with (plans, purges, nodes, change notices)
+ * zod schemas its routes validate with (plans, purges, nodes, change notices, hot SKUs)
  * and those of its answers (`answers.ts`). Served at GET /openapi.json, and
  * written to docs/openapi/ops-api.json by `npm run openapi`.
  */
@@ -10,9 +10,12 @@ import { planSchema } from "../plans/plan";
 import { purgeSchema } from "../fleet/purge";
 import { entrySchema } from "../fleet/registry";
 import { noticeSchema } from "../runs/changes";
+import { hotCollectSchema, hotQuerySchema } from "../fleet/hot-skus";
 import { version } from "../../package.json";
 import {
   failuresSchema,
+  hotCollectionSchema,
+  hotListSchema,
   readinessSchema,
   nodeListSchema,
   opsHealthSchema,
@@ -230,6 +233,33 @@ export const OPS_OPERATIONS: OperationSpec[] = [
     errors: errors(...V1),
   },
   {
+    method: "post",
+    path: "/v1/hot",
+    operationId: "collectHot",
+    summary: "Collect the fleet's hottest SKUs into a sorted set of the scheduler's Redis (`prewarm hot`)",
+    description:
+      "Asks every node for its most-read SKUs (its GET /v1/hot), adds their reads up and replaces the set `key` atomically; a plan's `skus.hot` reads it. A node that does not answer is named with its error and left out; when none answers the set is left as it was. Only keys under `hot:`.",
+    tags: ["hot"],
+    security: ops,
+    body: { schema: hotCollectSchema, contentTypes: ["application/json"] },
+    responses: { 200: { description: "how many SKUs were collected, per node", schema: hotCollectionSchema } },
+    errors: errors(...V1),
+  },
+  {
+    method: "get",
+    path: "/v1/hot",
+    operationId: "listHot",
+    summary: "The hottest SKUs of the last collection into `key`, hottest first",
+    tags: ["hot"],
+    security: ops,
+    params: [
+      { name: "key", in: "query", schema: hotQuerySchema.shape.key, description: "the sorted set (under `hot:`)" },
+      { name: "top", in: "query", schema: hotQuerySchema.shape.top, description: "how many" },
+    ],
+    responses: { 200: { description: "the SKUs with their reads over the fleet (none when nothing was collected into `key`)", schema: hotListSchema } },
+    errors: errors(...V1),
+  },
+  {
     method: "get",
     path: "/v1/schedules",
     operationId: "listSchedules",
@@ -287,7 +317,7 @@ export function opsDocument(): JsonSchema {
     title: "edge prewarm: ops API",
     version,
     description:
-      "The scheduler's ops API (`prewarm serve`): runs, schedules, readiness, the fleet, purges and change notices. Every route but /healthz, /openapi.json and /v1/nodes/announce needs the config's opsToken as a bearer token when one is set. Errors are `{\"error\": {\"code\", \"message\", \"details\"?}}`.",
+      "The scheduler's ops API (`prewarm serve`): runs, schedules, readiness, the fleet, purges, change notices and hot SKUs. Every route but /healthz, /openapi.json and /v1/nodes/announce needs the config's opsToken as a bearer token when one is set. Errors are `{\"error\": {\"code\", \"message\", \"details\"?}}`.",
     security: { opsToken: "the config's opsToken", registryToken: "the config's registryToken (node heartbeats only)" },
     operations: OPS_OPERATIONS,
     components: {

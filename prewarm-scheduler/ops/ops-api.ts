@@ -29,9 +29,9 @@ import { ChangeFanout } from "../runs/changes";
 import { schedulerMetrics } from "./metrics";
 import { opsDocument } from "./openapi";
 import { mountConsole } from "./console/console";
-import { collectHotSkus } from "../fleet/hot-skus";
-import { z } from "zod";
+import { collectHotSkus, hotCollectSchema, hotQuerySchema } from "../fleet/hot-skus";
 import { describeIssues, InvalidFileError } from "../config/schema-errors";
+import type { HotList } from "./answers";
 
 function errorBody(code: string, message: string, details?: readonly string[]) {
   return { error: { code, message, ...(details ? { details } : {}) } };
@@ -169,19 +169,20 @@ export function opsApp(engine: Engine): Hono {
   // overwrite the scheduler's own keys.
   app.post("/v1/hot", async (c) =>
     validated(c, HOT_SHAPE, async (body) => {
-      const r = hotSchema.safeParse(body);
+      const r = hotCollectSchema.safeParse(body);
       if (!r.success) throw new InvalidFileError("hot", describeIssues(r.error));
       return c.json(await collectHotSkus(await engine.withFleet(), engine.redis, r.data.key, r.data.top), 200);
     }),
   );
   // What the last collection into `key` found, hottest first.
   app.get("/v1/hot", async (c) => {
-    const r = hotSchema.safeParse({ key: c.req.query("key") ?? DEFAULT_HOT_KEY, top: Number(c.req.query("top") ?? "100") });
+    const top = c.req.query("top");
+    const r = hotQuerySchema.safeParse({ key: c.req.query("key"), top: top === undefined ? undefined : Number(top) });
     if (!r.success) return c.json(errorBody("bad_request", "invalid query", describeIssues(r.error)), 400);
     const flat = await engine.redis.zrevrange(r.data.key, 0, r.data.top - 1, "WITHSCORES");
-    const skus: { sku: string; reads: number }[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) skus.push({ sku: flat[i]!, reads: Number(flat[i + 1]) });
-    return c.json({ key: r.data.key, skus });
+    const answer: HotList = { key: r.data.key, skus: [] };
+    for (let i = 0; i + 1 < flat.length; i += 2) answer.skus.push({ sku: flat[i]!, reads: Number(flat[i + 1]) });
+    return c.json(answer);
   });
   app.get("/v1/schedules", async (c) => c.json({ schedules: await listSchedules(engine) }));
   app.post("/v1/schedules", async (c) => c.json(await schedulePlan(engine, await readPlan(c)), 201));
@@ -197,14 +198,7 @@ export function opsApp(engine: Engine): Hono {
 }
 
 const NODE_SHAPE = "{name, url, region, processes?, version?}";
-
-/** The sorted set the console collects hot SKUs into. */
-export const DEFAULT_HOT_KEY = "hot:fleet";
 const HOT_SHAPE = "{key?, top?}";
-const hotSchema = z.strictObject({
-  key: z.string().regex(/^hot:[A-Za-z0-9:_.-]{1,100}$/, { error: "must be hot: followed by 1-100 letters, digits, colons, dots, dashes or underscores" }).default(DEFAULT_HOT_KEY),
-  top: z.int({ error: "must be an integer" }).min(1).max(1000).default(1000),
-});
 
 /** A request's JSON body; a 400 naming the `shape` expected when it is not JSON. */
 async function readJson(c: Context, shape: string): Promise<unknown> {
@@ -226,8 +220,9 @@ async function validated(c: Context, shape: string, fn: (body: unknown) => Promi
   }
 }
 
-export function serveOps(engine: Engine, port: number, hostname = "127.0.0.1"): Promise<ServerType> {
+/** Serves `app` (the engine's ops app unless given: the tests give one whose answers they check). */
+export function serveOps(engine: Engine, port: number, hostname = "127.0.0.1", app: Hono = opsApp(engine)): Promise<ServerType> {
   return new Promise((resolve) => {
-    const server = serve({ fetch: opsApp(engine).fetch, port, hostname }, () => resolve(server));
+    const server = serve({ fetch: app.fetch, port, hostname }, () => resolve(server));
   });
 }

@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import type { ServerType } from "@hono/node-server";
 import type { Browser, Page } from "puppeteer-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { opsApp } from "../../prewarm-scheduler/ops/ops-api";
+import { opsApp, seen } from "./openapi-answers"; // the ops API, its answers checked against its OpenAPI document
 import type { Engine } from "../../prewarm-scheduler/runs/engine";
 import { until, useStack } from "./scheduler/stack";
 import { consoleConfig, launch, OPS_TOKEN, REGISTRY_TOKEN, serve, signIn } from "./console/browser";
@@ -184,6 +184,9 @@ describe("the console", () => {
     const t0 = new Date(Date.now() + 3_600_000).toISOString();
     const plan = { name: "sale-day", skus: { list: skus }, targets: { nodes: ["edge-east", "edge-north"] }, ttl: 7200, schedule: { campaign: { t0, lead: "50m", refreshEvery: "30m", until: "10m", verifyBefore: "20m" } } };
     expect((await api("/v1/schedules", { method: "POST", body: JSON.stringify({ plan }) })).status).toBe(201);
+    // Listed with its T0 (what the Now page counts down to), an answer held to the document like every other.
+    const listed = (await (await api("/v1/schedules")).json()) as { schedules: { plan: string; t0?: number }[] };
+    expect(listed.schedules.find((s) => s.plan === "sale-day")?.t0).toBe(Date.parse(t0));
     // Warm north only: east stays cold.
     const r = (await (await api("/v1/runs", { method: "POST", body: JSON.stringify({ plan: { ...plan, name: "sale-day", targets: { nodes: ["edge-north"] }, schedule: "once" } }) })).json()) as { runId: string };
     await until(async () => ((await (await api(`/v1/runs/${r.runId}`)).json()) as { status: string }).status, (s) => s !== "running", 20_000);
@@ -221,6 +224,8 @@ describe("the console", () => {
     });
     await page.waitForFunction(() => document.querySelectorAll("#readiness .not-ready").length === 0);
     expect(await marked(page)).toBe(true);
+    // The page's verify and re-warm asked the ops API in process; those answers were checked too.
+    expect([...seen]).toEqual(expect.arrayContaining(["POST http://console.internal/v1/verify", "POST http://console.internal/v1/runs"]));
     await page.browserContext().close();
   });
 
@@ -352,6 +357,8 @@ describe("the console", () => {
     await page.waitForSelector("#hot tbody tr");
     const top = await page.$$eval("#hot tbody tr", (rs) => rs.slice(0, 3).map((r) => r.children[1]?.textContent));
     expect(top).toEqual(hot);
+    // The page's action and its live part asked the ops API in process, and those answers were checked too.
+    expect([...seen]).toEqual(expect.arrayContaining(["POST http://console.internal/v1/hot", "GET http://console.internal/v1/hot"]));
     await page.click("#warm-hot");
     const runId = await page.waitForSelector("#hot-result [data-run-started]").then((h) => h!.evaluate((e) => e.getAttribute("data-run-started")));
     const report = await until(async () => (await (await api(`/v1/runs/${runId}`)).json()) as { status: string; totalSkus: number }, (x) => x.status !== "running", 20_000);

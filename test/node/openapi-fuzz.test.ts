@@ -13,10 +13,10 @@ import fc from "fast-check";
 import type { ServerType } from "@hono/node-server";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { edgeApi, opsApi, serveOps } from "./openapi-answers";
+import { edgeApi, opsApi, opsApp, serveOps } from "./openapi-answers";
 import { TOKEN, useStack } from "./scheduler/stack";
 import { opsDocument } from "../../prewarm-scheduler/ops/openapi";
-import type { ApiDocument } from "../openapi-check";
+import { OPS_CHECK, type ApiDocument } from "../openapi-check";
 import { Engine } from "../../prewarm-scheduler/runs/engine";
 
 const RUNS = Number(process.env["FUZZ_RUNS"] ?? 150);
@@ -177,6 +177,13 @@ describe("fuzzing both APIs from their OpenAPI documents", () => {
     const text = await o.text();
     expect(JSON.parse(text)).toEqual(opsDocument());
     for (const secret of [OPS_TOKEN, REGISTRY_TOKEN, TOKEN, t.stack.schedulerRedis.url]) expect(text).not.toContain(secret);
+  });
+
+  it("every route of the ops API is an operation of its document, so the fuzzing asks it (the console's pages and the job board aside), and every operation is a route", () => {
+    const routes = opsApp(engine)
+      .routes.filter((r) => r.method !== "ALL" && !OPS_CHECK.outside!.test(r.path))
+      .map((r) => `${r.method} ${r.path.replace(/:([A-Za-z]+)/g, "{$1}")}`);
+    expect([...new Set(routes)].sort()).toEqual(opsApi.operations().map((o) => `${o.method} ${o.template}`).sort());
   });
 
   it("the ops API answers any Authorization but its bearer token 401 unauthorized, with a message (fuzz: Basic got 400 with none)", async () => {

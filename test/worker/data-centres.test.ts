@@ -15,6 +15,7 @@ import { describe, expect, inject, it } from "vitest";
 import worker from "../../worker/index";
 import { priceRecord, sleep, stockRecord, uniqueSku } from "./fixtures";
 import { redisGetCalls, seed } from "./redis";
+import { checked } from "./openapi-answers"; // the answers checked against the node's OpenAPI document, as SELF.fetch's are
 
 const kv = (env as unknown as { TEST_GLOBAL_KV: KVNamespace }).TEST_GLOBAL_KV;
 const TOKEN = inject("prewarmToken");
@@ -35,7 +36,7 @@ function dataCentre(name: string, kvBinding: KVNamespace | null = kv): DataCentr
   const dcEnv = { ...env, CACHE_NAME: `${name}-${run}`, LOCAL_COPY_TTL_SECONDS: String(LOCAL_MS / 1000), ...(kvBinding ? { AGGREGATES_KV: kvBinding } : {}) } as Env;
   const fetchIn = async (path: string, init?: RequestInit): Promise<Response> => {
     const ctx = createExecutionContext();
-    const res = await worker.fetch(new Request(`https://edge.test${path}`, init) as Parameters<typeof worker.fetch>[0], dcEnv, ctx);
+    const res = checked(init?.method ?? "GET", `https://edge.test${path}`, await worker.fetch(new Request(`https://edge.test${path}`, init) as Parameters<typeof worker.fetch>[0], dcEnv, ctx));
     const body = await res.arrayBuffer();
     // Its background work (a copy put in the Cache API, a recomputation) is done before the next request.
     await waitOnExecutionContext(ctx);

@@ -5,6 +5,7 @@ import { router } from "../../worker/http/router";
 import { getSku, prewarmRequest, priceRecord, stockRecord, uniqueSku } from "./fixtures";
 import { regional } from "./parts";
 import { redisGetCalls, seed } from "./redis";
+import { checked } from "./openapi-answers"; // the answer checked against the node's OpenAPI document, as SELF.fetch's are
 
 const TOKEN = inject("prewarmToken");
 
@@ -234,6 +235,13 @@ describe("operational routes", () => {
     expect(await res.json()).toMatchObject({ error: { code: "route_not_found" } });
   });
 
+  // Found by the OpenAPI fuzzing once an answer to an undocumented path failed the check: GET /v1/skus/ was the multi-get.
+  it.each(["/v1/skus/", "/v1/skus/abc/", "/healthz/", "/v1/hot/"])("answers %s (a trailing slash) as no route: 404 route_not_found, as the document has it", async (path) => {
+    const res = await SELF.fetch(`https://edge.test${path}?ids=abc`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: "route_not_found", message: `no route for GET ${path}` } });
+  });
+
   it.each([
     ["DELETE", "/v1/skus/abc", "GET"],
     ["GET", "/v1/prewarm", "POST"],
@@ -250,7 +258,7 @@ describe("an unexpected error", () => {
   it("answers 500 with a request id and no internal text (the detail goes to the log)", async () => {
     // A configuration this worker cannot run with: parsing it throws inside the router.
     const ctx = createExecutionContext();
-    const res = await router.fetch(new Request("https://edge.test/v1/skus/abc") as never, { EDGE_REGION: "not a region" } as unknown as Env, ctx);
+    const res = checked("GET", "https://edge.test/v1/skus/abc", await router.fetch(new Request("https://edge.test/v1/skus/abc") as never, { EDGE_REGION: "not a region" } as unknown as Env, ctx));
     await waitOnExecutionContext(ctx);
     expect(res.status).toBe(500);
     const body = (await res.json()) as { error: { code: string; message: string } };

@@ -43,6 +43,8 @@ export default defineConfig({
     name: "worker",
     root,
     globalSetup: ["test/worker/global-setup.ts"],
+    // Every answer of the worker is checked against its OpenAPI document.
+    setupFiles: ["test/worker/openapi-answers.ts"],
     include: ["test/worker/**/*.test.ts"],
     // The pool resolves ioredis's require("debug") to ioredis's own debug.js
     // and recurses; pre-bundling ioredis (Node built-ins left to nodejs_compat) avoids it.

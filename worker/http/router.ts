@@ -45,6 +45,8 @@ async function nodeMetrics(deps: Deps): Promise<Response> {
 export const router = Router<Req, Args>({
   before: [
     (req: Req, env: Env, ctx: ExecutionContext) => {
+      // A path is its route exactly, as the OpenAPI document has it (itty-router would take `/v1/skus/` for `/v1/skus`).
+      if (noRoute(req.url)) throw new HttpError("route_not_found", `no route for ${req.method} ${new URL(req.url).pathname}`);
       req.deps = depsFor(env, ctx);
     },
   ],
@@ -73,6 +75,11 @@ const ROUTES: [method: "GET" | "POST", path: string, handler: (req: Req) => Prom
 
 /** Each route's path as a regular expression (`:name` is one path segment). */
 const MATCHERS = ROUTES.map(([method, path]) => ({ method, re: new RegExp(`^${path.replace(/:[a-z]+/g, "[^/]+")}$`) }));
+/** No route has this path, for any method: a trailing slash, an empty segment, an unknown path. */
+function noRoute(url: string): boolean {
+  const path = new URL(url).pathname;
+  return !MATCHERS.some((m) => m.re.test(path));
+}
 
 for (const [method, path, handler] of ROUTES) router[method === "GET" ? "get" : "post"](path, handler);
 router.all("*", (req) => {

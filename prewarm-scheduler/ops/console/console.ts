@@ -27,6 +27,7 @@ import { listNodes } from "../../fleet/node-rules";
 import { probeMetrics } from "../../fleet/node-metrics";
 import type { PurgeReport } from "../../fleet/purge";
 import type { Plan } from "../../plans/plan";
+import { DEFAULT_HOT_KEY as HOT_KEY } from "../../fleet/hot-skus"; // the set the Hot page collects into and reads (the ops API's default)
 import { consoleAsset } from "./assets";
 import { SESSION_COOKIE, SESSION_TTL_S, Sessions, sameSecret } from "./session";
 import {
@@ -57,8 +58,6 @@ import { html } from "hono/html";
 export const FAILURES_PER_PAGE = 50;
 /** A run that ended this recently still shows its bars among the runs in progress (at 100 %, or where it stopped). */
 const JUST_ENDED_MS = 60_000;
-/** The sorted set the Hot page collects into and reads (the ops API's default). */
-const HOT_KEY = "hot:fleet";
 
 const isLoopback = (host: string): boolean => host === "localhost" || host === "[::1]" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 

@@ -8,7 +8,7 @@
 import type { AddressInfo } from "node:net";
 import type { ServerType } from "@hono/node-server";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
-import { serveOps } from "../../../prewarm-scheduler/ops/ops-api";
+import { serveOps } from "../openapi-answers"; // the ops API, every answer it gives checked against its OpenAPI document
 import type { Engine } from "../../../prewarm-scheduler/runs/engine";
 import type { Stack } from "../scheduler/stack";
 
