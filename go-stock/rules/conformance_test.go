@@ -20,16 +20,44 @@ type vector struct {
 	Expect map[string]any `json:"expect"`
 }
 
-// loadVectors reads ../shared/fixtures/conformance.json (or $CONFORMANCE_FILE).
+// sharedVectors is the contract's own file, beside the repository when it is checked out with it.
+var sharedVectors = filepath.Join("..", "..", "..", "shared", "fixtures", "conformance.json")
+
+// vectorsFile is $CONFORMANCE_FILE, else the contract's file beside the
+// repository, else the copy kept in testdata (a clone on its own), which
+// TestConformanceCopyIsCurrent holds equal to the contract's.
+func vectorsFile() string {
+	if p := os.Getenv("CONFORMANCE_FILE"); p != "" {
+		return p
+	}
+	if _, err := os.Stat(sharedVectors); err == nil {
+		return sharedVectors
+	}
+	return filepath.Join("testdata", "conformance.json")
+}
+
+// TestConformanceCopyIsCurrent fails when the copy in testdata is not the contract's file (when that is at hand).
+func TestConformanceCopyIsCurrent(t *testing.T) {
+	shared, err := os.ReadFile(sharedVectors)
+	if err != nil {
+		t.Skipf("no contract beside the repository (%v): the copy in testdata is used", err)
+	}
+	copied, err := os.ReadFile(filepath.Join("testdata", "conformance.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(shared, copied) {
+		t.Fatalf("testdata/conformance.json differs from %s: copy it over", sharedVectors)
+	}
+}
+
+// loadVectors reads the conformance vectors (vectorsFile).
 func loadVectors(t testing.TB) []vector {
 	t.Helper()
-	path := os.Getenv("CONFORMANCE_FILE")
-	if path == "" {
-		path = filepath.Join("..", "..", "..", "shared", "fixtures", "conformance.json")
-	}
+	path := vectorsFile()
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("conformance vectors: %v (set CONFORMANCE_FILE or keep ../shared beside the repository)", err)
+		t.Fatalf("conformance vectors: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

@@ -8,7 +8,7 @@
  * They reach the worker as bindings and the tests through provide().
  */
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
 import { startRegional } from "../../regional/server";
@@ -16,7 +16,9 @@ import { startRedis } from "../../scripts/redis-server";
 import type {} from "../provided";
 import { startControlServer } from "./control-server";
 
-export const conformancePath = process.env["CONFORMANCE_FILE"] ?? path.resolve(import.meta.dirname, "../../../shared/fixtures/conformance.json");
+/** The conformance vectors: $CONFORMANCE_FILE, else the contract's file beside the repository, else the copy the Go tests keep (and hold equal to it). */
+const sharedVectors = path.resolve(import.meta.dirname, "../../../shared/fixtures/conformance.json");
+export const conformancePath = process.env["CONFORMANCE_FILE"] ?? (existsSync(sharedVectors) ? sharedVectors : path.resolve(import.meta.dirname, "../../go-stock/rules/testdata/conformance.json"));
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const edgeRedis = { current: await startRedis() };
