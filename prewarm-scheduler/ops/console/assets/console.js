@@ -11,3 +11,11 @@ document.addEventListener("input", (e) => {
     t.setCustomValidity(`not JSON: ${err.message}`);
   }
 });
+
+// The API page: open or close every operation at once.
+document.addEventListener("click", (e) => {
+  const b = e.target instanceof Element ? e.target.closest("button[data-details]") : null;
+  if (b === null) return;
+  const open = b.getAttribute("data-details") === "open";
+  for (const d of document.querySelectorAll("details.op")) d.open = open;
+});
