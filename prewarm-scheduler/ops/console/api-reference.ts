@@ -88,10 +88,10 @@ function refLink(ref: string, ctx: Ctx): Html {
 
 const literal = (v: unknown): string => JSON.stringify(v) ?? String(v);
 
-/** A range as `a..b`, `≥ a`, `≤ b`, or nothing. */
+/** A range as `a..b`, `≥ a`, `≤ b`, or nothing (the safe-integer bounds zod gives every integer are no limit to show). */
 function range(lo: unknown, hi: unknown, unit = ""): string {
-  const l = typeof lo === "number" ? lo : null;
-  const h = typeof hi === "number" ? hi : null;
+  const l = typeof lo === "number" && lo !== Number.MIN_SAFE_INTEGER ? lo : null;
+  const h = typeof hi === "number" && hi !== Number.MAX_SAFE_INTEGER ? hi : null;
   if (l !== null && h !== null) return l === h ? `exactly ${l}${unit}` : `${l}..${h}${unit}`;
   if (l !== null) return `≥ ${l}${unit}`;
   if (h !== null) return `≤ ${h}${unit}`;

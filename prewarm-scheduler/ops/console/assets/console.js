@@ -19,3 +19,15 @@ document.addEventListener("click", (e) => {
   const open = b.getAttribute("data-details") === "open";
   for (const d of document.querySelectorAll("details.op")) d.open = open;
 });
+
+// A link to an operation (its anchor) opens it.
+const openTarget = () => {
+  const t = location.hash.length > 1 ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+  const d = t?.closest("details");
+  if (d && !d.open) {
+    d.open = true;
+    t.scrollIntoView();
+  }
+};
+addEventListener("hashchange", openTarget);
+document.addEventListener("DOMContentLoaded", openTarget);
