@@ -5,6 +5,7 @@
  * workers, the ops API with the console), drives the console in headless
  * Chromium (/usr/bin/chromium, or $CHROMIUM) and shoots each page at a
  * laptop's width (1280) and a phone's (390). Everything it starts, it stops.
+ * `npm run screenshots -- api hot` shoots only those pages.
  */
 import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -28,6 +29,8 @@ const WIDTHS = [
 ] as const;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The pages to shoot (all when none is named). */
+const ONLY = new Set(process.argv.slice(2));
 
 async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
@@ -104,6 +107,7 @@ async function main(): Promise<void> {
     const page = await browser.newPage();
     page.on("dialog", (d) => void d.accept());
     const shoot = async (name: string, prepare: (p: Page) => Promise<void>) => {
+      if (ONLY.size > 0 && !ONLY.has(name)) return;
       for (const w of WIDTHS) {
         await page.setViewport({ width: w.width, height: w.height });
         await prepare(page);
@@ -116,6 +120,7 @@ async function main(): Promise<void> {
     await shoot("signin", async (p) => {
       await p.goto(`${base}/`, { waitUntil: "load" });
     });
+    await page.goto(`${base}/`, { waitUntil: "load" }); // the sign-in (also when it was not shot)
     await page.type("#token", OPS_TOKEN);
     await Promise.all([page.waitForNavigation(), page.click("#signin")]);
 
@@ -143,6 +148,10 @@ async function main(): Promise<void> {
     });
     await shoot("hot", async (p) => {
       await p.goto(`${base}/console/hot`, { waitUntil: "load" });
+    });
+    await shoot("api", async (p) => {
+      // The read, opened from its link: its headers, answers and error codes.
+      await p.goto(`${base}/console/api#edge-getSku`, { waitUntil: "load" });
     });
     const purges = (await api("/v1/purges")) as { purges: { purgeId: string }[] };
     await shoot("purge", async (p) => {

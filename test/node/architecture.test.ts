@@ -84,10 +84,10 @@ describe("the tree", () => {
     "prewarm-scheduler/plans/": ["prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/"],
     "prewarm-scheduler/fleet/": ["prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/"],
     "prewarm-scheduler/runs/": ["prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/"],
-    // (and the package's version, which its OpenAPI document carries)
-    "prewarm-scheduler/ops/": ["prewarm-scheduler/ops/", "prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/", "package.json"],
+    // (and the package's version, which its OpenAPI document carries; the console's API page shows the edge node's committed document)
+    "prewarm-scheduler/ops/": ["prewarm-scheduler/ops/", "prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/", "package.json", "docs/openapi/edge-node.json"],
     // The console, inside the ops API it calls (its pages read the layers below; its actions go through the API).
-    "prewarm-scheduler/ops/console/": ["prewarm-scheduler/ops/", "prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/", "package.json"],
+    "prewarm-scheduler/ops/console/": ["prewarm-scheduler/ops/", "prewarm-scheduler/runs/", "prewarm-scheduler/fleet/", "prewarm-scheduler/plans/", "prewarm-scheduler/redis/", "prewarm-scheduler/config/", "contract/", "package.json", "docs/openapi/edge-node.json"],
     // The CLI, on top of everything, reads the package's version too.
     "prewarm-scheduler/cli/": ["prewarm-scheduler/", "contract/", "package.json"],
   };

@@ -371,6 +371,85 @@ describe("the console", () => {
     await page.browserContext().close();
   });
 
+  it("shows both APIs' OpenAPI documents on the API page (every operation by tag, its auth, parameters, headers and error codes) and serves the edge node's document, behind the sign-in", async () => {
+    await start();
+    for (const path of ["/console/api", "/console/openapi/edge-node.json"]) {
+      const res = await fetch(`${base}${path}`, { redirect: "manual" });
+      expect(res.status, path).toBe(303);
+      expect(res.headers.get("location"), path).toBe(`/console/signin?next=${encodeURIComponent(path)}`);
+    }
+    // The documents as the APIs serve them: the ops API's at its /openapi.json, a node's at its own.
+    type Doc = { paths: Record<string, Record<string, { tags: string[]; responses: Record<string, { headers?: Record<string, unknown>; content?: Record<string, { schema: { properties?: { error?: { properties: { code: { enum: string[] } } } } } }> }> }>> };
+    const opsDoc = (await (await fetch(`${base}/openapi.json`)).json()) as Doc;
+    const edgeDoc = (await (await fetch(`${suite.stack.edges[0]!.node.url}/openapi.json`)).json()) as Doc;
+    const operations = (d: Doc) => Object.entries(d.paths).flatMap(([path, item]) => Object.entries(item).map(([method, op]) => `${method} ${path} [${op.tags[0]}]`)).sort();
+
+    const page = await newPage();
+    const violations: string[] = [];
+    page.on("console", (m) => void (m.text().includes("Content Security Policy") && violations.push(m.text())));
+    await signIn(page, base);
+    await Promise.all([page.waitForNavigation(), page.click('header nav a[href="/console/api"]')]);
+    expect(await page.$eval("h1", (e) => e.textContent)).toBe("API reference");
+    // Every operation of each document, under the heading of its tag.
+    const listed = (doc: string) =>
+      page.$$eval(`[data-doc="${doc}"] details.op`, (ds) =>
+        ds
+          .map((d) => {
+            let h = d.previousElementSibling;
+            while (h !== null && h.tagName !== "H3") h = h.previousElementSibling;
+            return `${d.getAttribute("data-method")} ${d.getAttribute("data-path")} [${h?.textContent}]`;
+          })
+          .sort(),
+      );
+    expect(await listed("ops")).toEqual(operations(opsDoc));
+    expect(await listed("edge")).toEqual(operations(edgeDoc));
+    expect(operations(opsDoc).length + operations(edgeDoc).length).toBeGreaterThan(20);
+
+    // The read, opened: its answers' headers as the document has them, X-Rules-Version with its pattern; 503's Retry-After.
+    const read = '[data-doc="edge"] details.op[data-method="get"][data-path="/v1/skus/{sku}"]';
+    expect(await page.$eval(`${read} li.response[data-status="200"] [data-header="X-Rules-Version"]`, (e) => e.checkVisibility())).toBe(false); // closed until clicked
+    await page.click(`${read} > summary`);
+    const headers = (status: string) => page.$$eval(`${read} li.response[data-status="${status}"] [data-header]`, (ls) => ls.map((l) => l.getAttribute("data-header")));
+    expect(await headers("200")).toEqual(Object.keys(edgeDoc.paths["/v1/skus/{sku}"]!["get"]!.responses["200"]!.headers!));
+    expect(await headers("503")).toEqual(["Retry-After"]);
+    const rules = await page.$eval(`${read} li.response[data-status="200"] [data-header="X-Rules-Version"]`, (e) => ({ visible: e.checkVisibility(), text: e.textContent }));
+    expect(rules.visible).toBe(true);
+    expect(rules.text).toContain("^[0-9a-f]{12}$");
+    expect(rules.text).toContain("the rules version that computed it");
+    // Its parameters: name, where, required.
+    expect(await page.$$eval(`${read} table.params tbody tr`, (rs) => rs.map((r) => Array.from(r.children).slice(0, 3).map((td) => td.textContent).join(" ")))).toEqual([
+      "sku path yes",
+      "region query no",
+      "Cache-Control header no",
+      "If-None-Match header no",
+    ]);
+
+    // Starting a run: the bearer token, the plan as its body, and 401 unauthorized among its errors.
+    const runs = '[data-doc="ops"] details.op[data-method="post"][data-path="/v1/runs"]';
+    await page.click(`${runs} > summary`);
+    expect(await page.$eval(`${runs} .meta`, (e) => e.textContent)).toContain("bearer opsToken");
+    const codes = (status: string) => page.$$eval(`${runs} li.response[data-status="${status}"] code.code`, (cs) => cs.map((c) => c.textContent));
+    expect(await codes("401")).toEqual(["unauthorized"]);
+    expect(await codes("400")).toEqual(opsDoc.paths["/v1/runs"]!["post"]!.responses["400"]!.content!["application/json"]!.schema.properties!.error!.properties.code.enum);
+    expect(await page.$eval(`${runs} li.response[data-status="401"] code.code`, (e) => e.checkVisibility())).toBe(true);
+    expect(await page.$eval(`${runs} .op-body`, (e) => e.textContent)).toMatch(/Request body.*PlanBody: object\s*plan/s);
+    // A query parameter's type and limits: GET /v1/hot's top.
+    expect(await page.$eval('[data-doc="ops"] details.op[data-method="get"][data-path="/v1/hot"] tr[data-param="top"]', (r) => r.textContent?.replace(/\s+/g, " "))).toContain("integer 1..1000 · default 100");
+
+    // Open all (the console's own script; no inline script under the CSP).
+    await page.click('button[data-details="open"]');
+    expect(await page.$$eval("details.op", (ds) => ds.every((d) => (d as HTMLDetailsElement).open))).toBe(true);
+    // The downloads: the ops API's own, and the node's document served by the console (the session's cookie, no node asked).
+    expect(await page.$eval("#ops-download", (a) => a.getAttribute("href"))).toBe("/openapi.json");
+    const served = await page.evaluate(async () => {
+      const r = await fetch(document.querySelector("#edge-download")!.getAttribute("href")!);
+      return { status: r.status, type: r.headers.get("content-type"), body: (await r.json()) as unknown };
+    });
+    expect(served).toEqual({ status: 200, type: "application/json", body: edgeDoc });
+    expect(violations).toEqual([]);
+    await page.browserContext().close();
+  });
+
   it("is open without an ops token (--no-auth), as the API is", async () => {
     await start({ opsToken: "" });
     const res = await opsApp(engine).request("/");

@@ -1,7 +1,9 @@
 /**
  * The operator console, served by `prewarm serve` on the ops API's own origin:
  * `/` (Now), `/console/fleet`, `/console/runs/:id`, `/console/purges/:id`,
- * `/console/campaigns/:plan`, `/console/hot`, and the sign-in.
+ * `/console/campaigns/:plan`, `/console/hot`, `/console/api` (both APIs' OpenAPI
+ * documents, api-reference.ts; the edge node's served at
+ * `/console/openapi/edge-node.json`), and the sign-in.
  *
  * Pages are rendered on the server (views.ts); htmx (served from the package,
  * never fetched from the internet) swaps each page's live part every 1-2 s
@@ -29,6 +31,9 @@ import type { PurgeReport } from "../../fleet/purge";
 import type { Plan } from "../../plans/plan";
 import { DEFAULT_HOT_KEY as HOT_KEY } from "../../fleet/hot-skus"; // the set the Hot page collects into and reads (the ops API's default)
 import { consoleAsset } from "./assets";
+import { apiReference, type ApiDocument, type ReferencedDocument } from "./api-reference";
+import { opsDocument } from "../openapi";
+import edgeNodeDocument from "../../../docs/openapi/edge-node.json"; // the committed document, the one every node serves
 import { SESSION_COOKIE, SESSION_TTL_S, Sessions, sameSecret } from "./session";
 import {
   addNodeForm,
@@ -374,6 +379,19 @@ export function mountConsole(app: Hono, engine: Engine): void {
 <div id="hot-result" aria-live="polite"></div></section>`,
     }),
   );
+
+  // ---- API: both OpenAPI documents, rendered from the documents themselves
+  let docs: ReferencedDocument[] | null = null;
+  ui.get("/console/api", (c) => {
+    docs ??= [
+      { id: "ops", name: "Ops API", doc: opsDocument() as unknown as ApiDocument, download: { href: "/openapi.json", file: "ops-api.json" }, servedAt: "`GET /openapi.json` of `prewarm serve` (this origin), no token" },
+      { id: "edge", name: "Edge node", doc: edgeNodeDocument as unknown as ApiDocument, download: { href: "/console/openapi/edge-node.json", file: "edge-node.json" }, servedAt: "`GET /openapi.json` of every node, no token" },
+    ];
+    return c.html(layout({ title: "API reference", page: "api", csrf: c.get("csrf"), signedIn: c.get("signedIn"), body: apiReference(docs) }));
+  });
+  // The node's document, as the repository has it (docs/openapi/edge-node.json): nothing is fetched from a node.
+  let edgeText: string | null = null;
+  ui.get("/console/openapi/edge-node.json", (c) => c.body((edgeText ??= `${JSON.stringify(edgeNodeDocument, null, 2)}\n`), 200, { "Content-Type": "application/json" }));
 
   ui.post("/console/hot/collect", async (c) => {
     const a = await api("POST", "/v1/hot", { key: HOT_KEY, top: 1000 });

@@ -17,7 +17,7 @@ import type { Plan } from "../../plans/plan";
 
 export type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
-export type Page = "now" | "fleet" | "hot" | "run" | "campaign" | "purge";
+export type Page = "now" | "fleet" | "hot" | "run" | "campaign" | "purge" | "api";
 
 /** An error answered by the ops API, as it said it: its message, and its details field by field. */
 export interface ApiError {
@@ -61,7 +61,7 @@ export function layout(o: { title: string; page: Page; csrf: string | null; sign
 <body ${o.csrf !== null ? html`hx-headers="${JSON.stringify({ "X-CSRF-Token": o.csrf })}"` : ""}>
 <header>
 <span class="brand">prewarm</span>
-<nav>${link("/", "now", "Now")} ${link("/console/fleet", "fleet", "Fleet")} ${link("/console/hot", "hot", "Hot")}</nav>
+<nav>${link("/", "now", "Now")} ${link("/console/fleet", "fleet", "Fleet")} ${link("/console/hot", "hot", "Hot")} ${link("/console/api", "api", "API")}</nav>
 ${o.signedIn ? html`<form method="post" action="/console/signout" class="inline"><input type="hidden" name="_csrf" value="${o.csrf ?? ""}"><button type="submit" id="signout">Sign out</button></form>` : ""}
 </header>
 <main>
