@@ -8,6 +8,7 @@
 import { z } from "zod";
 import type { RunReport, Readiness, ReadinessSummary } from "../runs/run-store";
 import type { VerifyReport } from "../fleet/verify";
+import type { CheckReport } from "../runs/check";
 import type { PurgeReport } from "../fleet/purge";
 import type { ListedNode } from "../fleet/node-rules";
 import type { RegistryEntry } from "../fleet/registry";
@@ -114,6 +115,29 @@ export const verifyReportSchema = z.strictObject({
   met: z.boolean(),
 });
 
+/** POST /v1/check: the dry run of a plan (`prewarm check`). */
+export const checkReportSchema = z.strictObject({
+  plan: z.string(),
+  skus: count,
+  nodes: z.array(
+    z.strictObject({
+      name: z.string(),
+      skus: count,
+      measuredSkusPerSecond: z.number().min(0).nullable(),
+      runsMeasured: count,
+      limitSkusPerSecond: z.number().min(0),
+      estimateMs: z.number().min(0).nullable(),
+      propagationMs: z.number().min(0),
+    }),
+  ),
+  warmMs: z.number().min(0).nullable(),
+  allowsWarmMs: z.number().nullable(),
+  allowsVerifyMs: z.number().nullable(),
+  allowsPassMs: z.number().nullable(),
+  ok: z.boolean(),
+  problems: z.array(z.string()),
+});
+
 /** A fleet purge's record (POST /v1/purge, GET /v1/purges/{id}). */
 export const purgeReportSchema = z.strictObject({
   purgeId: z.string(),
@@ -201,6 +225,7 @@ export const TIED = [
   same<z.output<typeof readinessSchema>, Readiness>(true),
   same<z.output<typeof runReportSchema>, RunReport>(true),
   same<z.output<typeof verifyReportSchema>, VerifyReport>(true),
+  same<z.output<typeof checkReportSchema>, CheckReport>(true),
   same<z.output<typeof purgeReportSchema>, PurgeReport>(true),
   same<z.output<typeof nodeListSchema>["nodes"][number], ListedNode>(true),
   same<z.output<typeof registryEntrySchema>, RegistryEntry>(true),

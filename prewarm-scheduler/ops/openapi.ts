@@ -28,6 +28,7 @@ import {
   scheduleEntrySchema,
   scheduleListSchema,
   verifyReportSchema,
+  checkReportSchema,
 } from "./answers";
 
 /** The ops API's error codes and their statuses. */
@@ -146,6 +147,17 @@ export const OPS_OPERATIONS: OperationSpec[] = [
     security: ops,
     body: planBody,
     responses: { 200: { description: "readiness per node, stragglers by reason", schema: verifyReportSchema } },
+    errors: errors(...V1, "invalid_plan"),
+  },
+  {
+    method: "post",
+    path: "/v1/check",
+    operationId: "check",
+    summary: "Dry run of a plan (`prewarm check`): its SKUs, each node's estimated time from its recent runs, and whether a campaign's lead is long enough (sends nothing to the nodes)",
+    tags: ["runs"],
+    security: ops,
+    body: planBody,
+    responses: { 200: { description: "the estimate per node; `ok` false with the problems when the plan cannot be met", schema: checkReportSchema } },
     errors: errors(...V1, "invalid_plan"),
   },
   {
@@ -328,6 +340,7 @@ export function opsDocument(): JsonSchema {
       RunStarted: { schema: runStartedSchema, io: "output" },
       Readiness: { schema: readinessSchema, io: "output" },
       VerifyReport: { schema: verifyReportSchema, io: "output" },
+      CheckReport: { schema: checkReportSchema, io: "output" },
       PurgeReport: { schema: purgeReportSchema, io: "output" },
       RegistryEntry: { schema: registryEntrySchema, io: "output" },
       Schedule: { schema: scheduleEntrySchema, io: "output" },

@@ -24,6 +24,7 @@ import { isInvalidFileError } from "../config/schema-errors";
 import { listSchedules, schedulePlan, unschedulePlan } from "../runs/schedules";
 import { resolveSkus } from "../plans/sku-source";
 import { verifyPlan } from "../fleet/verify";
+import { checkPlan } from "../runs/check";
 import { listNodes } from "../fleet/node-rules";
 import { ChangeFanout } from "../runs/changes";
 import { schedulerMetrics } from "./metrics";
@@ -118,6 +119,11 @@ export function opsApp(engine: Engine): Hono {
   app.post("/v1/verify", async (c) => {
     const plan = await readPlan(c);
     return c.json(await verifyPlan(await engine.withFleet(), plan, await resolveSkus(plan.skus, engine.redis)));
+  });
+  // A dry run (`prewarm check`): reads the run store and the fleet, sends nothing to the nodes.
+  app.post("/v1/check", async (c) => {
+    const plan = await readPlan(c);
+    return c.json(await checkPlan(await engine.withFleet(), engine.store, plan, await resolveSkus(plan.skus, engine.redis)));
   });
   // A fleet purge: sent to every target node, recorded; 200 when every node confirmed, else 502 naming those that did not
   // (they are sent it again until they confirm). `by` is recorded as the caller gives it, beside the caller's address.

@@ -7,7 +7,7 @@
  * mutations (wrong types, missing fields, huge arrays, odd strings, other
  * content types, missing or wrong tokens). Every answer must be in the
  * document (status, headers, body), none a 500, and the servers must keep
- * answering. `FUZZ_RUNS` requests per operation (default 150).
+ * answering. `FUZZ_RUNS` requests per operation (default 300).
  */
 import fc from "fast-check";
 import type { ServerType } from "@hono/node-server";
@@ -19,7 +19,7 @@ import { opsDocument } from "../../prewarm-scheduler/ops/openapi";
 import { OPS_CHECK, type ApiDocument } from "../openapi-check";
 import { Engine } from "../../prewarm-scheduler/runs/engine";
 
-const RUNS = Number(process.env["FUZZ_RUNS"] ?? 150);
+const RUNS = Number(process.env["FUZZ_RUNS"] ?? 300);
 const OPS_TOKEN = "ops-fuzz-secret-token";
 const REGISTRY_TOKEN = "registry-fuzz-secret";
 

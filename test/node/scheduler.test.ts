@@ -438,6 +438,24 @@ describe("prewarm check", () => {
     ]);
     expect(await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)))).toEqual(before);
   });
+
+  it("is answered by POST /v1/check on the ops API: the report prewarm check gives, sending nothing; a bad plan is 400 invalid_plan", async () => {
+    const cfg = suite.stack.config({ maxSkusPerSecondPerNode: 100 });
+    const e = engine(cfg);
+    const app = opsApp(e);
+    const raw = { name: "check-api", skus: { list: suite.stack.skus }, ttl: 60, schedule: { campaign: { t0: "2030-11-11T00:00:00Z", lead: "10s", refreshEvery: "5s", until: "5s" } } };
+    const before = await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)));
+    const res = await app.request("/v1/check", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan: raw }) });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Awaited<ReturnType<typeof checkPlan>>;
+    expect(body).toEqual(await checkPlan(cfg, e.store, parsePlan(raw), suite.stack.skus));
+    expect(body.ok).toBe(false); // 2,500 SKUs at 100 SKUs/s do not fit a 10 s lead
+    expect(body.problems[0]).toMatch(/^edge-east: warming 2500 SKUs takes about 25\.0 s/);
+    const bad = await app.request("/v1/check", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ plan: { name: "x", skus: { list: ["no spaces"] } } }) });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("invalid_plan");
+    expect(await Promise.all(suite.stack.edges.map((x) => suite.stack.warmedCounter(x.node.url)))).toEqual(before);
+  });
 });
 
 describe("dashboards", () => {
