@@ -19,31 +19,13 @@ import { startRegional, type Regional } from "../../regional/server";
 import { freePort, startRedis, type RedisProcess } from "../../scripts/redis-server";
 import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
 import { postTo, readSku, seedRecords } from "./edge-node-client";
+import { withCustomSection } from "./rules-module";
 
 const UNIT = path.join(ROOT, "deploy/systemd/edge-prewarm-node.service");
 const ENV_FILE = path.join(ROOT, "deploy/systemd/edge-prewarm-node.env");
 /** Where the unit expects releases; the test installs under a temporary directory instead. */
 const INSTALL = "/opt/edge-prewarm";
 const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex");
-
-/** An unsigned LEB128. */
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-/** The module with a custom section appended: other bytes (other rules), the same behaviour. */
-function withCustomSection(wasm: Uint8Array, note: string): Uint8Array {
-  const name = Buffer.from("release-test");
-  const body = [...leb(name.length), ...name, ...Buffer.from(note)];
-  return Buffer.concat([wasm, Buffer.from([0, ...leb(body.length), ...body])]);
-}
 
 /** `npm run release`'s builder; its one line of output. */
 function release(args: string[] = []): string {
@@ -116,7 +98,7 @@ beforeAll(async () => {
   const otherBundle = path.join(root, "bundle-b");
   cpSync(BUNDLE_DIR, otherBundle, { recursive: true });
   const module = readdirSync(otherBundle).find((f) => f.endsWith("go-stock.wasm"))!;
-  writeFileSync(path.join(otherBundle, module), withCustomSection(readFileSync(path.join(otherBundle, module)), "second release"));
+  writeFileSync(path.join(otherBundle, module), withCustomSection(readFileSync(path.join(otherBundle, module)), "second release", "release-test"));
   const testReleases = path.join(ROOT, "build/release-test");
   second = artifactOf(release(["--bundle", otherBundle, "--out", testReleases]));
   // Only the latest of this test's own releases is kept (each is ~90 MB).

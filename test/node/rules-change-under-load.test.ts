@@ -9,12 +9,13 @@
  * bundle, 2 workerd processes), a real edge Redis, the Go toolchain.
  */
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rulesVersionOf } from "../../edge-node/bundle";
 import { ensureBundle } from "../../scripts/edge-node";
+import { moduleOf, rulesOf } from "./rules-module";
 import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
 import { encodeRecord } from "../../records/encode";
 import { metricOf, postTo, stockRecord, startNodeStack, type NodeStack } from "./edge-node-client";
@@ -40,17 +41,6 @@ let scratch: string;
 let bundle: string;
 /** The module of the changed rules, and its rules version. */
 let changed: Buffer;
-
-/** The bundle's go-stock module file. */
-function moduleOf(dir: string): string {
-  const f = readdirSync(dir).find((x) => x.endsWith("go-stock.wasm"));
-  if (!f) throw new Error(`no go-stock module in ${dir}`);
-  return path.join(dir, f);
-}
-
-async function rulesOf(url: string): Promise<string | undefined> {
-  return ((await (await fetch(`${url}/healthz`)).json()) as { rules?: string }).rules;
-}
 
 /** What a read of the load answered (or the error it threw): when it was sent (performance.now()), which SKU. */
 interface Sample {

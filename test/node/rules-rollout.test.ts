@@ -5,11 +5,12 @@
  */
 import autocannon from "autocannon";
 import { createHash } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBundle } from "../../scripts/edge-node";
+import { moduleOf, rulesOf, withCustomSection } from "./rules-module";
 import { BUNDLE_DIR, ROOT } from "../../edge-node/workerd-config";
 import { parseConfig } from "../../prewarm-scheduler/config/config";
 import { Engine } from "../../prewarm-scheduler/runs/engine";
@@ -21,37 +22,6 @@ import { type NodeStack, postTo, readSku, seedRecords, startNodeStack } from "./
 
 const TOKEN = "rules-test-token";
 const sha12 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex").slice(0, 12);
-
-/** An unsigned LEB128. */
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-/** The module with a custom section appended: other bytes (another rules version), the same behaviour. */
-function withCustomSection(wasm: Uint8Array, note: string): Uint8Array {
-  const name = Buffer.from("rollout-test");
-  const payload = Buffer.from(note);
-  const body = [...leb(name.length), ...name, ...payload];
-  return Buffer.concat([wasm, Buffer.from([0, ...leb(body.length), ...body])]);
-}
-
-/** The bundle's go-stock module file. */
-function moduleOf(dir: string): string {
-  const f = readdirSync(dir).find((x) => x.endsWith("go-stock.wasm"));
-  if (!f) throw new Error(`no go-stock module in ${dir}`);
-  return path.join(dir, f);
-}
-
-async function rulesOf(url: string): Promise<string | undefined> {
-  return ((await (await fetch(`${url}/healthz`)).json()) as { rules?: string }).rules;
-}
 
 let stack: NodeStack;
 let bundle: string;
