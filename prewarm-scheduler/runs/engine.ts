@@ -116,6 +116,9 @@ export function runTags(plan: Pick<Plan, "name" | "tags">): string[] {
 
 /** A run is closed this long after its deadline: the batches in flight at the deadline (their requests end by it) get to record their answers. */
 export const CLOSE_GRACE_MS = 1000;
+
+/** How long closing an engine waits for its workers and queues to close before it drops their connections. */
+const ENGINE_CLOSE_MS = 10_000;
 /** How often a process with workers sends again the purges due for a retry. */
 const REPLAY_EVERY_MS = 250;
 /** How often a process with workers looks for runs past their deadline. */
@@ -615,8 +618,12 @@ export class Engine {
     this.closed = true;
     clearInterval(this.sweeper);
     clearInterval(this.replayer);
-    await Promise.all(this.workers.map((w) => w.close()));
-    await Promise.all([this.runs.close(), this.batches.close()]);
+    // Bounded: a worker or queue whose connection never became ready (a cluster that answered "none of startup nodes
+    // is available") can wait on it for ever; past the bound its connections are dropped all the same.
+    const bounded = (p: Promise<unknown>): Promise<unknown> => within(p, ENGINE_CLOSE_MS, () => new Error("closing took too long")).catch(() => undefined);
+    await bounded(Promise.all(this.workers.map((w) => w.close())));
+    await bounded(Promise.all([this.runs.close(), this.batches.close()]));
+    for (const w of this.workers) w.disconnect().catch(() => undefined);
     this.redis.disconnect();
     this.probe.disconnect();
   }
