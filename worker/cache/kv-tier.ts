@@ -23,6 +23,7 @@ import { metrics } from "../metrics";
 import { FENCE_MS } from "../sources/edge-redis";
 import { entryTags, type CachedAggregate, type StoreKey } from "./entry";
 import { decodeEntry, encodeEntry, keepMs } from "./entry-text";
+import { eachInLanes } from "./lanes";
 
 /**
  * How long a KV write or delete may take to be seen in every data centre
@@ -152,24 +153,16 @@ export class KvTier {
    * that entry without `globalAt`: it is in this data centre only.
    */
   async putMany(items: readonly { key: StoreKey; entry: CachedAggregate }[], now: number): Promise<void> {
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      while (next < items.length) {
-        const { key, entry } = items[next++]!;
-        try {
-          if (entry.segments.length === 0) await this.kv.delete(kvEntryKey(this.prefix, key));
-          else {
-            const ttl = Math.max(KV_MIN_TTL_S, Math.ceil(keepMs(entry, now, this.graceSeconds) / 1000));
-            await this.kv.put(kvEntryKey(this.prefix, key), encodeKvValue(entry, now), { expirationTtl: ttl });
-            entry.globalAt = now + KV_PROPAGATION_MS;
-          }
-          metrics.globalWrites.inc({ result: "ok" });
-        } catch {
-          metrics.globalWrites.inc({ result: "error" });
-        }
+    const failed = await eachInLanes(items, KV_CONCURRENCY, async ({ key, entry }) => {
+      if (entry.segments.length === 0) await this.kv.delete(kvEntryKey(this.prefix, key));
+      else {
+        const ttl = Math.max(KV_MIN_TTL_S, Math.ceil(keepMs(entry, now, this.graceSeconds) / 1000));
+        await this.kv.put(kvEntryKey(this.prefix, key), encodeKvValue(entry, now), { expirationTtl: ttl });
+        entry.globalAt = now + KV_PROPAGATION_MS;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(KV_CONCURRENCY, items.length) }, lane));
+    });
+    metrics.globalWrites.inc({ result: "ok" }, items.length - failed.length);
+    if (failed.length > 0) metrics.globalWrites.inc({ result: "error" }, failed.length);
   }
 
   /**
@@ -188,19 +181,7 @@ export class KvTier {
       if (got && got.entry.basis <= now) n++;
     }
     const ttl = Math.ceil(FENCE_MS / 1000);
-    let next = 0;
-    const failed: string[] = [];
-    const lane = async (): Promise<void> => {
-      while (next < tags.length) {
-        const tag = tags[next++]!;
-        try {
-          await this.kv.put(fenceKey(this.prefix, soft ? "soft" : "hard", tag), String(now), { expirationTtl: ttl });
-        } catch {
-          failed.push(tag);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(KV_CONCURRENCY, tags.length) }, lane));
+    const failed = (await eachInLanes(tags, KV_CONCURRENCY, (tag) => this.kv.put(fenceKey(this.prefix, soft ? "soft" : "hard", tag), String(now), { expirationTtl: ttl }))).map((f) => f.item);
     if (failed.length > 0) {
       metrics.globalWrites.inc({ result: "error" }, failed.length);
       throw new GlobalTierError(`Workers KV did not take the purge of ${failed.length} of ${tags.length} tags (${failed.slice(0, 5).join(" ")}${failed.length > 5 ? " …" : ""})`);

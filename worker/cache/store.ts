@@ -19,6 +19,7 @@ import type Redis from "ioredis";
 import { aggregateKey, copiesKey, copyKey, EdgeRedisError, edgeRecordsOf, exchangeTimeoutMs, FENCE_MS, getAggregates, LUA_FENCE, priceKey, regionsKey, stockKey, tagFenceKey, type EdgeRedisSession } from "../sources/edge-redis";
 import { metrics } from "../metrics";
 import type { NodeSync } from "../node/sync";
+import { eachInLanes } from "./lanes";
 import { entryTags, storeKey, type CachedAggregate, type MemKey, type StoreKey } from "./entry";
 import { decodeEntry, encodeEntry, entryOf, keepMs, metaOf, parseMeta } from "./entry-text";
 import { GlobalPurgeTooLargeError, GlobalTierError, MAX_GLOBAL_FENCES, type KvTier } from "./kv-tier";
@@ -533,18 +534,6 @@ export class CacheApiStore implements AggregateStore {
 export const CACHE_API_CONCURRENCY = 8;
 
 async function inBatches<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const errors: unknown[] = [];
-  const lane = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (e) {
-        errors.push(e);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(CACHE_API_CONCURRENCY, items.length) }, lane));
-  if (errors.length > 0) throw new AggregateError(errors, `${errors.length} of ${items.length} cache writes failed`);
+  const failed = await eachInLanes(items, CACHE_API_CONCURRENCY, fn);
+  if (failed.length > 0) throw new AggregateError(failed.map((f) => f.error), `${failed.length} of ${items.length} cache writes failed`);
 }
