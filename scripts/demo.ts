@@ -75,7 +75,7 @@ async function main(): Promise<void> {
 
     // The plan goes through the scheduler's own CLI, as ops run it.
     const code = await new Promise<number | null>((resolve) => {
-      const child = spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), path.join(ROOT, "prewarm-scheduler/cli.ts"), "run", planFile, "--config", configFile], {
+      const child = spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), path.join(ROOT, "prewarm-scheduler/cli/cli.ts"), "run", planFile, "--config", configFile], {
         cwd: ROOT,
         env: { ...process.env, PREWARM_TOKEN: token },
         stdio: "inherit",

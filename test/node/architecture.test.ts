@@ -12,6 +12,14 @@ import { describe, expect, it } from "vitest";
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const DIRS = ["contract", "records", "worker", "edge-node", "prewarm-scheduler", "regional"];
 
+function statSafe(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function sources(dir: string): string[] {
   return readdirSync(path.join(ROOT, dir)).flatMap((f) => {
     const rel = path.join(dir, f);
@@ -60,6 +68,14 @@ describe("the tree", () => {
   it("reads every source it checks", () => {
     expect(graph.size).toBeGreaterThan(60);
     expect(graph.get("worker/http/router.ts")).toContain("worker/http/read.ts");
+  });
+
+  it("names only existing project files in the paths its scripts, benchmarks and tests spawn (a moved file breaks them, and no type check sees a string)", () => {
+    const named = /["'`]((?:contract|records|worker|edge-node|prewarm-scheduler|regional|scripts|bench)\/[\w./-]+\.(?:ts|mjs))["'`]/g;
+    const missing = ["scripts", "bench", "test", "edge-node", "bin"].flatMap((d) => sources(d)).concat(["bin/prewarm.mjs"]).flatMap((f) =>
+      [...readFileSync(path.join(ROOT, f), "utf8").matchAll(named)].map((m) => m[1]!).filter((p) => !statSafe(path.join(ROOT, p))).map((p) => `${f}: ${p}`),
+    );
+    expect(missing).toEqual([]);
   });
 
   it("has no import cycle", () => {
